@@ -1,0 +1,146 @@
+/**
+ * `steward demo`: the main job on one machine with no set-up. A local
+ * nats-server on a free port, a central and two nodes (ship1, ship2) as
+ * separate processes in a temporary folder; a command to both; ship2 taken
+ * offline, a message to it waiting on central, ship2 back and the message
+ * delivered and done. Everything is cleaned up at the end.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalNatsServer } from "../broker/localServer.js";
+import { listNodes, type MessageView, messageStatus, submit, waitForFinal } from "../client/client.js";
+import { NodeProcess } from "../node/process.js";
+import { takeFlag } from "./args.js";
+import { ago, stateText, table } from "./format.js";
+
+export const DEMO_HELP = `Usage: steward demo [--keep]
+
+Starts a local nats-server on a free port, a central and two nodes (ship1,
+ship2) as separate processes in a temporary folder, sends a command to both
+and shows the results, takes ship2 offline, sends it a message and shows it
+waiting, brings ship2 back and shows the message delivered and done.
+--keep leaves the temporary folder (logs, stores, results) for a look.
+Needs nats-server (./setup.sh installs it).
+`;
+
+const step = (text: string) => process.stdout.write(`\n▶ ${text}\n`);
+const say = (text: string) => process.stdout.write(`  ${text}\n`);
+
+export async function demoCommand(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(DEMO_HELP);
+    return 0;
+  }
+  let keep = takeFlag(argv, "keep");
+  const started = Date.now();
+  const dir = mkdtempSync(join(tmpdir(), "steward-demo-"));
+  let broker: LocalNatsServer | undefined;
+  const nodes: NodeProcess[] = [];
+  const cleanup = async () => {
+    await Promise.allSettled(nodes.map((n) => n.close()));
+    await broker?.stop().catch(() => undefined);
+    if (!keep) rmSync(dir, { recursive: true, force: true });
+  };
+  process.once("SIGINT", () => {
+    void cleanup().then(() => process.exit(130));
+  });
+
+  try {
+    step("Starting a local broker (nats-server on a free port)");
+    broker = await LocalNatsServer.start({ dir: join(dir, "broker") });
+    say(`broker at ${broker.url}`);
+
+    step("Starting central, ship1 and ship2, each its own process, folder and SQLite store");
+    const make = (name: string) =>
+      new NodeProcess({
+        nodeName: name,
+        dir: join(dir, name),
+        brokerAddress: (broker as LocalNatsServer).url,
+        settings: { startPubREQHello: 2 },
+      });
+    const [central, ship1, ship2] = [make("central"), make("ship1"), make("ship2")] as [NodeProcess, NodeProcess, NodeProcess];
+    nodes.push(central, ship1, ship2);
+    await Promise.all(nodes.map((n) => n.start()));
+    for (const n of nodes) say(`${n.opts.nodeName.padEnd(8)} pid ${n.pid}, socket ${n.socketPath}`);
+
+    step("central → ship1, ship2: cliCommand [bash -c 'echo ...; uname -sr']");
+    const command = {
+      toNodes: ["ship1", "ship2"],
+      method: "REQCliCommand",
+      methodArgs: ["bash", "-c", 'echo "$STEWARD_NODE_NAME says hello, running $(uname -sr)"'],
+      replyMethod: "REQToFileAppend",
+      directory: "demo",
+      fileName: "hello.result",
+      ACKTimeout: 5,
+      retries: 3,
+      methodTimeout: 10,
+    };
+    const ids = await acceptAll(central.socketPath, JSON.stringify(command));
+    const first = await waitForFinal(central.socketPath, ids, { timeoutMs: 20_000 });
+    for (const m of first.values()) showResult(m);
+    say(`results written on central: ${join(central.dataFolder, "demo", "<node>", "hello.result")}`);
+    say(`  ship1's file says: ${readFileSync(join(central.dataFolder, "demo", "ship1", "hello.result"), "utf8").trim()}`);
+
+    step("Stopping ship2: it goes offline");
+    await ship2.stop();
+    say("ship2 stopped");
+
+    step("central → ship2 while it is offline: cliCommand [date -u]");
+    const [offlineId] = await acceptAll(
+      central.socketPath,
+      JSON.stringify({ toNode: "ship2", method: "cliCommand", methodArgs: ["date", "-u"], ACKTimeout: 2, retries: 30, replyMethod: "none" }),
+    );
+    if (!offlineId) throw new Error("central did not accept the message");
+    await new Promise((r) => setTimeout(r, 2500));
+    const waiting = await messageStatus(central.socketPath, offlineId);
+    say(`state on central: ${stateText(waiting)} — no ACK: stored on central, re-sent until ship2 answers`);
+
+    step("Starting ship2 again");
+    const back = Date.now();
+    await ship2.start();
+    say("ship2 is back on the broker; it announces itself and central re-sends at once");
+    const done = await waitForFinal(central.socketPath, [offlineId], {
+      timeoutMs: 30_000,
+      onChange: (m) => say(`state on central: ${stateText(m)}`),
+    });
+    const result = done.get(offlineId) as MessageView;
+    showResult(result);
+    say(`delivered and done ${((Date.parse(result.updatedAt) - back) / 1000).toFixed(1)} s after ship2 started`);
+
+    step("steward nodes (on central): last hello and pending messages per node");
+    const view = await listNodes(central.socketPath);
+    say(
+      table(
+        ["NODE", "LAST SEEN", "PENDING", "FAILED", "SENT"],
+        view.nodes.map((n) => [n.name, ago(n.lastSeen), String(n.pending), String(n.failed), String(n.total)]),
+      ).replace(/\n/g, "\n  "),
+    );
+
+    const ok = [...first.values(), result].every((m) => m.state === "done" && m.exitCode === 0);
+    step(`${ok ? "Demo complete" : "Demo finished with failures"} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (keep) say(`files kept in ${dir}`);
+    return ok ? 0 : 1;
+  } catch (err) {
+    keep = true;
+    process.stderr.write(`\ndemo failed: ${(err as Error).message}\nlogs: ${dir}/<node>/node.log (kept)\n`);
+    return 1;
+  } finally {
+    await cleanup();
+  }
+}
+
+async function acceptAll(socketPath: string, document: string): Promise<string[]> {
+  const answers = await submit(socketPath, document);
+  const ids: string[] = [];
+  for (const a of answers) {
+    if (!a.ok) throw new Error(`refused: ${a.error}`);
+    say(`accepted ${a.id} → ${a.toNode}`);
+    ids.push(a.id);
+  }
+  return ids;
+}
+
+function showResult(m: MessageView): void {
+  say(`${m.toNode}: ${stateText(m)}${m.result?.data ? ` — ${m.result.data.trim()}` : ""}`);
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+/** The `steward` executable. */
+import { ConfigError, NodeUnreachableError, StoreError } from "../errors.js";
+import { UsageError } from "./args.js";
+import { demoCommand } from "./demo.js";
+import { sendCommand } from "./send.js";
+import { startCommand } from "./start.js";
+import { nodesCommand, statusCommand } from "./status.js";
+
+const HELP = `Steward: command & control for fleets of always- or sometimes-online machines.
+
+Usage: steward <command> [flags]
+
+Commands:
+  start     run a node (plain "steward [flags]" does the same)
+  send      hand messages to the local node; --wait prints the results
+  status    message states, or one message in full: steward status [ID]
+  nodes     known nodes: last seen, pending messages
+  demo      a broker, a central and two nodes on this machine, end to end
+
+"steward <command> --help" tells more.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  switch (first) {
+    case "start":
+      return startCommand(rest);
+    case "send":
+      return sendCommand(rest);
+    case "status":
+      return statusCommand(rest);
+    case "nodes":
+      return nodesCommand(rest);
+    case "demo":
+      return demoCommand(rest);
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(HELP);
+      return 0;
+    case undefined:
+      return startCommand([]);
+    default:
+      if (first.startsWith("-")) return startCommand(argv);
+      throw new UsageError(`unknown command "${first}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const known = err instanceof UsageError || err instanceof ConfigError || err instanceof NodeUnreachableError || err instanceof StoreError;
+    process.stderr.write(`steward: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
+    if (err instanceof UsageError) process.stderr.write(`Run "steward --help" for usage.\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  },
+);

@@ -1,0 +1,102 @@
+/**
+ * `steward send`: hand messages to the local node.
+ *   steward send [--to NODE]… [--method M] [--wait] [--timeout S] -- ARGS…
+ *   steward send FILE        (JSON or YAML; "-" reads stdin)
+ */
+import { readFileSync } from "node:fs";
+import { type MessageView, submit, waitForFinal } from "../client/client.js";
+import { answerLine } from "../inputs/protocol.js";
+import { parseSettingFlags } from "../node/config.js";
+import { clientSocket, takeFlag, takeInt, takeOption, UsageError } from "./args.js";
+import { stateText } from "./format.js";
+
+export const SEND_HELP = `Usage:
+  steward send [--to NODE]... [--method M] [--wait] [--timeout S] -- ARGS...
+  steward send [--wait] [--timeout S] FILE      (JSON or YAML; "-" reads stdin)
+
+Hands messages to the local node (through its socket), which stores them and
+takes care of delivery. Prints one line per message: the accepted id, or
+the error.
+
+  --to NODE              target node; repeat for several (one message each)
+  --method M             method to run (default cliCommand; seed REQ... names work)
+  --reply-method M       what the sender does with the result (default fileAppend)
+  --ack-timeout S        seconds to wait for each ACK (ACKTimeout)
+  --retries N            re-sends when no ACK comes (retries)
+  --method-timeout S     seconds the method may run (methodTimeout; -1 = no limit)
+  --id ID                your own id: sending the same id again runs it once
+  --wait                 wait for the results, print them per node; the exit
+                         status is 0 only when every message is done with exit 0
+  --timeout S            how long --wait waits (default 60)
+  --socket-folder DIR    where the node's steward.sock is (or --config-folder)
+
+Examples:
+  steward send --to ship1 --to ship2 --wait -- uname -a
+  steward send --to ship1 --wait -- bash -c 'df -h / | tail -1'
+  steward send messages.json
+`;
+
+export async function sendCommand(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(SEND_HELP);
+    return 0;
+  }
+  const dash = argv.indexOf("--");
+  const commandArgs = dash >= 0 ? argv.slice(dash + 1) : [];
+  const args = dash >= 0 ? argv.slice(0, dash) : argv.slice();
+  const wait = takeFlag(args, "wait");
+  const timeout = takeInt(args, "timeout") ?? 60;
+  const to = takeOption(args, "to");
+  const method = takeOption(args, "method").pop();
+  const replyMethod = takeOption(args, "reply-method").pop();
+  const ackTimeout = takeInt(args, "ack-timeout");
+  const retries = takeInt(args, "retries");
+  const methodTimeout = takeInt(args, "method-timeout");
+  const id = takeOption(args, "id").pop();
+  const { values, rest } = parseSettingFlags(args);
+  const { path } = clientSocket(values);
+
+  let document: string;
+  if (to.length > 0 || commandArgs.length > 0) {
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}": put the command after "--"`);
+    if (to.length === 0) throw new UsageError("say which node runs it: --to NODE (repeat for several)");
+    const message: Record<string, unknown> = { toNodes: to, method: method ?? "cliCommand", methodArgs: commandArgs };
+    if (replyMethod) message.replyMethod = replyMethod;
+    if (ackTimeout !== undefined) message.ACKTimeout = ackTimeout;
+    if (retries !== undefined) message.retries = retries;
+    if (methodTimeout !== undefined) message.methodTimeout = methodTimeout;
+    if (id) message.id = id;
+    document = JSON.stringify(message);
+  } else {
+    const file = rest[0];
+    if (!file || rest.length > 1) throw new UsageError('give one FILE of messages, or "--to NODE -- COMMAND"; see "steward send --help"');
+    document = readFileSync(file === "-" ? 0 : file, "utf8");
+  }
+
+  const answers = await submit(path, document);
+  if (answers.length === 0) throw new Error("the node gave no answer; see its log");
+  for (const a of answers) (a.ok ? process.stdout : process.stderr).write(`${answerLine(a)}\n`);
+  const accepted = answers.flatMap((a) => (a.ok ? [a.id] : []));
+  const refused = answers.length - accepted.length;
+  if (!wait) return refused > 0 ? 1 : 0;
+
+  const results = await waitForFinal(path, accepted, {
+    timeoutMs: timeout * 1000,
+    onChange: (m) => {
+      if (m.state !== "done" && m.state !== "failed") process.stderr.write(`  ${m.toNode}: ${stateText(m)}\n`);
+    },
+  });
+  let ok = refused === 0;
+  for (const id of accepted) {
+    const m = results.get(id) as MessageView;
+    const full = m.state === "done" || m.state === "failed" ? m : undefined;
+    process.stdout.write(`\n== ${m.toNode} (${m.id}): ${stateText(m)}\n`);
+    const r = full?.result;
+    if (r?.data) process.stdout.write(r.data.endsWith("\n") ? r.data : `${r.data}\n`);
+    if (r?.stderr) process.stdout.write(`-- stderr --\n${r.stderr}${r.stderr.endsWith("\n") ? "" : "\n"}`);
+    if (r?.truncated) process.stdout.write(`-- output cut: ${r.truncated} bytes dropped --\n`);
+    if (m.state !== "done" && m.state !== "failed") process.stdout.write(`   still ${m.state} after ${timeout}s; ask later with: steward status ${m.id}\n`);
+    if (m.state !== "done" || m.exitCode !== 0) ok = false;
+  }
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,118 @@
+/**
+ * Talking to a local node through its unix socket: hand it a document of
+ * messages, or ask it about message and node state. Used by the CLI, the
+ * demo and the tests.
+ */
+import { createConnection } from "node:net";
+import { NodeUnreachableError } from "../errors.js";
+import { type AcceptAnswer, parseAnswerLine, QUERY_PREFIX } from "../inputs/protocol.js";
+import type { MessageState } from "../message/message.js";
+
+export interface MessageView {
+  id: string;
+  toNode: string;
+  method: string;
+  state: MessageState;
+  attempt: number;
+  reason: string | null;
+  exitCode: number | null;
+  createdAt: string;
+  updatedAt: string;
+  rerun?: boolean;
+  result?: { data?: string; stderr?: string; error?: string; exitCode: number | null; rerun?: boolean; truncated?: number };
+}
+
+export interface NodeView {
+  name: string;
+  lastSeen: number | null;
+  pending: number;
+  failed: number;
+  total: number;
+}
+
+export interface Health {
+  node: string;
+  lifecycle: string;
+  broker: "connecting" | "up" | "down" | "closed";
+  brokerAddress: string;
+  inFlight: number;
+}
+
+function exchange(socketPath: string, payload: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(socketPath);
+    let out = "";
+    socket.setEncoding("utf8");
+    socket.on("connect", () => socket.end(payload));
+    socket.on("data", (d: string) => {
+      out += d;
+    });
+    socket.on("end", () => resolve(out));
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT" || err.code === "ECONNREFUSED") reject(new NodeUnreachableError(socketPath, err));
+      else reject(err);
+    });
+  });
+}
+
+/** Hand a document (JSON or YAML, one message or an array) to the node; one answer per message. */
+export async function submit(socketPath: string, document: string): Promise<AcceptAnswer[]> {
+  const out = await exchange(socketPath, document);
+  return out
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map(parseAnswerLine);
+}
+
+async function query<T>(socketPath: string, line: string): Promise<T> {
+  const out = await exchange(socketPath, `${QUERY_PREFIX}${line}\n`);
+  const value = JSON.parse(out) as T & { error?: string };
+  if (value.error) throw new Error(value.error);
+  return value;
+}
+
+export async function messageStatus(socketPath: string, id: string): Promise<MessageView> {
+  return (await query<{ message: MessageView }>(socketPath, `status ${id}`)).message;
+}
+
+export async function listMessages(socketPath: string, limit = 50): Promise<MessageView[]> {
+  return (await query<{ messages: MessageView[] }>(socketPath, `list ${limit}`)).messages;
+}
+
+export async function listNodes(socketPath: string): Promise<{ node: string; central: string; nodes: NodeView[] }> {
+  return query(socketPath, "nodes");
+}
+
+export async function health(socketPath: string): Promise<Health> {
+  return query(socketPath, "health");
+}
+
+const FINAL: readonly MessageState[] = ["done", "failed", "expired", "cancelled"];
+
+/**
+ * Poll the node until every message is in a final state (or the time is up).
+ * `onChange` sees each message whenever its state moves.
+ */
+export async function waitForFinal(
+  socketPath: string,
+  ids: string[],
+  opts: { timeoutMs: number; intervalMs?: number; onChange?: (m: MessageView) => void },
+): Promise<Map<string, MessageView>> {
+  const latest = new Map<string, MessageView>();
+  const deadline = Date.now() + opts.timeoutMs;
+  for (;;) {
+    for (const id of ids) {
+      const prev = latest.get(id);
+      if (prev && FINAL.includes(prev.state)) continue;
+      const m = await messageStatus(socketPath, id);
+      if (!prev || prev.state !== m.state || prev.attempt !== m.attempt) opts.onChange?.(m);
+      latest.set(id, m);
+    }
+    const allFinal = ids.every((id) => {
+      const m = latest.get(id);
+      return m !== undefined && FINAL.includes(m.state);
+    });
+    if (allFinal || Date.now() >= deadline) return latest;
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 150));
+  }
+}

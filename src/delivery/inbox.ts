@@ -1,0 +1,258 @@
+/**
+ * The subscriber side. A message arrives on <thisNode>.<method>; it is
+ * checked, stored, and only then ACKed with its own id (DESIGN §3.2). A
+ * message already in the store is ACKed again and not run again (§3.4).
+ * Each stored message then runs in its own task (§3.7):
+ *
+ *   received ──▶ running ──▶ done  (+ the reply stored in the same transaction)
+ *
+ * A reply (it carries `requestId`) runs its replyMethod here on the node that
+ * sent the request, with the path taken from the stored request, and moves
+ * that request to done or failed.
+ */
+import type { Msg } from "@nats-io/transport-node";
+import { errorText, MethodError } from "../errors.js";
+import { newId } from "../message/id.js";
+import type { Envelope, MethodResult } from "../message/message.js";
+import { canonicalMethod, type MethodName } from "../message/methods.js";
+import { METHODS } from "../methods/index.js";
+import type { MethodOutput } from "../methods/method.js";
+import type { Logger } from "../node/log.js";
+import type { Store } from "../store/store.js";
+import type { Outbox } from "./outbox.js";
+import { ANY_ONLINE, methodSubject, stateSubject } from "./subjects.js";
+import type { Transport } from "./transport.js";
+import { type Ack, decodeJson, encode, envelopeProblem, type StateNotice } from "./wire.js";
+
+export interface InboxOptions {
+  nodeName: string;
+  dataFolder: string;
+  /** Methods this node serves. */
+  methods: MethodName[];
+  /** Most bytes of a method's output to keep (maxMessageSize). */
+  maxOutput: number;
+  store: Store;
+  outbox: Outbox;
+  transport: Transport;
+  log: Logger;
+  /** An error worth central's error log. */
+  reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void;
+  /** A node said hello (central). */
+  onHello(node: string): void;
+}
+
+export class Inbox {
+  private running = new Map<string, AbortController>();
+  private tasks = new Set<Promise<void>>();
+  private closed = false;
+
+  constructor(private readonly o: InboxOptions) {}
+
+  /** Subscribe to this node's subjects. Safe before the broker is reachable. */
+  start(): void {
+    const { transport, nodeName } = this.o;
+    for (const method of this.o.methods) {
+      transport.subscribe(methodSubject(nodeName, method), (msg) => this.onMessage(msg, method));
+    }
+    transport.subscribe(stateSubject(nodeName), (msg) => this.onNotice(msg));
+    transport.subscribe(ANY_ONLINE, (msg) => {
+      const node = msg.subject.split(".")[0];
+      if (node && node !== nodeName) this.o.outbox.wake(node);
+    });
+  }
+
+  /** Run every received message that did not finish before the last stop (DESIGN §3.5). */
+  resume(): number {
+    const unfinished = this.o.store.unfinishedIncoming();
+    for (const rec of unfinished) this.spawn(rec.envelope, rec.state === "running");
+    return unfinished.length;
+  }
+
+  private onMessage(msg: Msg, method: MethodName): void {
+    let env: Envelope;
+    try {
+      const value = decodeJson(msg.data);
+      const problem = envelopeProblem(value);
+      if (problem) return this.refuse(msg, `bad message: ${problem}`, value);
+      env = value as Envelope;
+    } catch {
+      return this.refuse(msg, "bad message: not JSON");
+    }
+    if (env.toNode !== this.o.nodeName) return this.refuse(msg, `message for ${env.toNode} arrived at ${this.o.nodeName}`, env);
+    if (canonicalMethod(env.method) !== method) return this.refuse(msg, `method ${env.method} sent on the subject of ${method}`, env);
+
+    if (method === "hello") {
+      // Hellos are heartbeats: recorded, never stored or run as messages.
+      this.o.onHello(env.fromNode);
+      return;
+    }
+    if (env.requestId !== undefined) {
+      const request = this.o.store.getOutgoing(env.requestId);
+      if (!request || request.toNode !== env.fromNode) {
+        return this.refuse(msg, `reply ${env.id} from ${env.fromNode} answers no request of ${this.o.nodeName} (${env.requestId})`, env);
+      }
+    }
+
+    let fresh: boolean;
+    try {
+      fresh = this.o.store.addIncoming(env);
+    } catch (err) {
+      // Not stored, so no ACK: the sender will re-send, and we may have disk space by then.
+      this.o.log.error("cannot store a received message; not ACKing it", { id: env.id, reason: errorText(err) });
+      return;
+    }
+    if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
+    if (fresh) this.spawn(env, false);
+    else this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
+  }
+
+  private refuse(msg: Msg, reason: string, value?: unknown): void {
+    const id = (value as Partial<Envelope> | undefined)?.id;
+    const fromNode = (value as Partial<Envelope> | undefined)?.fromNode;
+    this.o.log.warn("refused a message", { subject: msg.subject, id, fromNode, reason });
+    if (msg.reply) msg.respond(encode({ refused: reason, ...(typeof id === "string" && { id }) } satisfies Ack));
+    if (typeof fromNode === "string") {
+      this.o.reportError({ toNode: this.o.nodeName, fromNode, method: msg.subject.split(".")[1] ?? "?", ...(typeof id === "string" && { id }), reason });
+    }
+  }
+
+  private onNotice(msg: Msg): void {
+    try {
+      const n = decodeJson(msg.data) as StateNotice;
+      if (n.state === "running" && typeof n.id === "string") this.o.store.markRunning(n.id);
+    } catch {
+      // Best effort by design: the reply settles the state anyway.
+    }
+  }
+
+  private spawn(env: Envelope, rerun: boolean): void {
+    const key = `${env.fromNode}/${env.id}`;
+    if (this.closed || this.running.has(key)) return;
+    const ac = new AbortController();
+    this.running.set(key, ac);
+    const task = this.execute(env, rerun, ac)
+      .catch((err) => this.o.log.error("message task failed", { id: env.id, reason: errorText(err) }))
+      .finally(() => {
+        this.running.delete(key);
+        this.tasks.delete(task);
+      });
+    this.tasks.add(task);
+  }
+
+  private async execute(env: Envelope, rerun: boolean, ac: AbortController): Promise<void> {
+    const { store, log } = this.o;
+    const method = canonicalMethod(env.method) as MethodName;
+    const isReply = env.requestId !== undefined;
+    const request = isReply ? store.getOutgoing(env.requestId as string)?.envelope : undefined;
+    store.startRun(env);
+    if (!isReply) this.o.transport.publish(stateSubject(env.fromNode), encode({ id: env.id, state: "running" } satisfies StateNotice));
+
+    const timeout =
+      env.methodTimeout >= 0
+        ? setTimeout(() => ac.abort(new Error(`method timed out after ${env.methodTimeout}s (methodTimeout)`)), env.methodTimeout * 1000)
+        : undefined;
+    let output: MethodOutput = {};
+    let error: string | undefined;
+    try {
+      output = await METHODS[method]({
+        nodeName: this.o.nodeName,
+        dataFolder: this.o.dataFolder,
+        message: env,
+        ...(request && { request }),
+        maxOutput: this.o.maxOutput,
+        signal: ac.signal,
+        log,
+      });
+    } catch (err) {
+      error = err instanceof MethodError ? err.message : `${method}: ${errorText(err)}`;
+      output = (err as { output?: MethodOutput }).output ?? {};
+    } finally {
+      clearTimeout(timeout);
+    }
+    if (this.closed && ac.signal.aborted) return; // Shutting down: it stays "running" and is re-run at next start.
+
+    if (isReply) {
+      const requestId = env.requestId as string;
+      const r = env.result;
+      const failed = Boolean(r?.error) || error !== undefined;
+      const reason = r?.error ?? (error ? `the reply arrived but ${error}` : null);
+      store.completeRun(env, undefined, () => {
+        store.finish(requestId, failed ? "failed" : "done", {
+          reason,
+          exitCode: r?.exitCode ?? null,
+          result: { ...r, ...(env.data !== undefined && { data: env.data }) },
+        });
+      });
+      if (error) {
+        log.warn("reply method failed", { id: env.id, requestId, reason: error });
+        this.o.reportError({ toNode: this.o.nodeName, fromNode: env.fromNode, method, id: requestId, reason: error });
+      }
+      return;
+    }
+
+    const reply = wantsReply(method) ? this.buildReply(env, output, error, rerun) : undefined;
+    store.completeRun(env, reply);
+    if (reply) this.o.outbox.deliver({ envelope: reply, attempt: 0 });
+    if (error) {
+      log.warn("method failed", { id: env.id, method, fromNode: env.fromNode, reason: error });
+      if (method !== "errorLog") this.o.reportError({ toNode: this.o.nodeName, fromNode: env.fromNode, method, id: env.id, reason: error });
+    } else {
+      log.debug("method done", { id: env.id, method, fromNode: env.fromNode, exitCode: output.exitCode });
+    }
+  }
+
+  private buildReply(env: Envelope, output: MethodOutput, error: string | undefined, rerun: boolean): Envelope {
+    const result: MethodResult = {
+      exitCode: output.exitCode ?? (error ? null : 0),
+      ...(output.stderr && { stderr: output.stderr }),
+      ...(error && { error }),
+      ...(rerun && { rerun: true }),
+      ...(output.truncated && { truncated: output.truncated }),
+    };
+    const reply: Envelope = {
+      id: newId(),
+      toNode: env.fromNode,
+      fromNode: this.o.nodeName,
+      method: env.replyMethod,
+      methodArgs: env.replyMethodArgs ?? [],
+      replyMethod: "none",
+      replyMethodArgs: [],
+      ACKTimeout: env.replyACKTimeout,
+      retries: env.replyRetries,
+      retryWait: env.retryWait ?? 0,
+      replyACKTimeout: 0,
+      replyRetries: 0,
+      methodTimeout: env.replyMethodTimeout,
+      replyMethodTimeout: env.replyMethodTimeout,
+      requestId: env.id,
+      attempt: 0,
+      result,
+      ...(output.data !== undefined && output.data !== "" && { data: output.data }),
+    };
+    return fitPayload(reply, this.o.transport.maxPayload);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const ac of this.running.values()) ac.abort(new Error("node shutting down"));
+    await Promise.allSettled([...this.tasks]);
+  }
+}
+
+/** Hellos and error reports are one-way; replies are not answered again. */
+function wantsReply(method: MethodName): boolean {
+  return method !== "hello" && method !== "errorLog";
+}
+
+/** Cut a reply's data so that it fits the broker's max_payload, and say how much was dropped. */
+function fitPayload(reply: Envelope, maxPayload: number): Envelope {
+  const room = maxPayload - 4096;
+  const size = encode(reply).length;
+  if (size <= room || reply.data === undefined) return reply;
+  const data = Buffer.from(reply.data, "utf8");
+  const keep = Math.max(0, data.length - (size - room) - 1024);
+  const kept = data.subarray(0, keep).toString("utf8").replace(/\uFFFD$/, "");
+  const dropped = data.length - Buffer.byteLength(kept);
+  const result = { ...(reply.result as MethodResult), truncated: (reply.result?.truncated ?? 0) + dropped };
+  return { ...reply, data: kept, result };
+}

@@ -1,0 +1,149 @@
+/**
+ * The publisher side: every stored outgoing message gets its own async task
+ * (DESIGN §3.7) that sends it, waits for the ACK bound to its id, and
+ * re-sends until the criteria say stop (§3.3).
+ *
+ *   queued ──link up──▶ sent(1) ──ACK──▶ acked
+ *                        │ no ACK within ACKTimeout: wait retryWait (a node coming back cuts it short)
+ *                        ▼
+ *                      sent(n) … n = 1 + retries ──▶ failed "max retries reached"
+ *   ACKTimeout 0: sent once, no ACK awaited (fire and forget).
+ *   A receiver's refusal (bad envelope, path outside its data folder) fails at once.
+ *
+ * Attempts are only counted while the broker link is up: a sender that is
+ * itself offline keeps its messages queued rather than burning retries.
+ */
+import type { Envelope } from "../message/message.js";
+import type { Logger } from "../node/log.js";
+import type { OutgoingRecord, Store } from "../store/store.js";
+import { methodSubject } from "./subjects.js";
+import type { Transport } from "./transport.js";
+import { type Ack, decodeJson, encode } from "./wire.js";
+
+export interface OutboxHooks {
+  /** Retries spent or refused: report to central's error log. */
+  onFailed(env: Envelope, reason: string): void;
+}
+
+interface Waiter {
+  node: string;
+  wake: () => void;
+}
+
+export class Outbox {
+  private active = new Set<string>();
+  private waiters = new Set<Waiter>();
+  private tasks = new Set<Promise<void>>();
+  private closed = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly transport: Transport,
+    private readonly log: Logger,
+    private readonly hooks: OutboxHooks,
+  ) {}
+
+  /** Start delivering a stored message (no-op when its task already runs). */
+  deliver(record: Pick<OutgoingRecord, "envelope" | "attempt">): void {
+    const env = record.envelope;
+    if (this.closed || this.active.has(env.id)) return;
+    this.active.add(env.id);
+    const task = this.run(env, record.attempt)
+      .catch((err) => this.log.error("delivery task failed", { id: env.id, reason: (err as Error).message }))
+      .finally(() => {
+        this.active.delete(env.id);
+        this.tasks.delete(task);
+      });
+    this.tasks.add(task);
+  }
+
+  /** Resume every message that was queued or sent without an ACK (DESIGN §3.5). */
+  resume(): number {
+    const pending = this.store.pendingOutgoing();
+    for (const rec of pending) this.deliver(rec);
+    return pending.length;
+  }
+
+  /** A node came back (or our link did): cut every wait for it short. */
+  wake(node?: string): void {
+    for (const w of this.waiters) if (node === undefined || w.node === node) w.wake();
+  }
+
+  get inFlight(): number {
+    return this.active.size;
+  }
+
+  private async run(env: Envelope, attemptsSoFar: number): Promise<void> {
+    const subject = methodSubject(env.toNode, env.method);
+    const maxAttempts = 1 + env.retries;
+    let attempt = attemptsSoFar;
+    let lastReason = "no ACK";
+    while (!this.closed) {
+      await this.transport.whenUp();
+      if (this.closed) return;
+      attempt++;
+      this.store.markSent(env.id, attempt);
+      const bytes = encode({ ...env, attempt });
+      if (env.ACKTimeout === 0) {
+        // Fire and forget: the reply, if any, moves it on.
+        if (this.transport.publish(subject, bytes)) return;
+        attempt--;
+        continue;
+      }
+      const started = Date.now();
+      try {
+        const ack = decodeJson(await this.transport.request(subject, bytes, env.ACKTimeout * 1000)) as Ack;
+        if ("ack" in ack && ack.ack === env.id) {
+          this.store.markAcked(env.id);
+          return;
+        }
+        if ("refused" in ack) {
+          this.fail(env, `refused by ${env.toNode}: ${ack.refused}`);
+          return;
+        }
+        lastReason = `ACK for another message (${JSON.stringify(ack).slice(0, 80)})`;
+      } catch (err) {
+        lastReason = (err as Error).message;
+      }
+      if (attempt >= maxAttempts) break;
+      this.log.debug("no ACK, will re-send", { id: env.id, toNode: env.toNode, attempt, reason: lastReason });
+      // A "no subscriber" answer comes back at once: still wait out the ACK window, then retryWait.
+      const wait = Math.max(0, env.ACKTimeout * 1000 - (Date.now() - started)) + env.retryWait * 1000;
+      await this.sleep(env.toNode, wait);
+    }
+    if (this.closed) return;
+    this.fail(
+      env,
+      `max retries reached (${attempt} attempts, last: ${lastReason}), check if node is up and running and if it got a subscriber for the given method`,
+    );
+  }
+
+  private fail(env: Envelope, reason: string): void {
+    if (this.store.finish(env.id, "failed", { reason })) {
+      this.log.warn("message failed", { id: env.id, toNode: env.toNode, method: env.method, reason });
+      this.hooks.onFailed(env, reason);
+    }
+  }
+
+  private sleep(node: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        node,
+        wake: () => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.wake, ms);
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Stop all tasks; their messages stay in the store and resume at the next start. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wake();
+    await Promise.allSettled([...this.tasks]);
+  }
+}

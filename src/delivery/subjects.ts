@@ -1,0 +1,14 @@
+/**
+ * NATS subjects, in the seeds' form: the receiving node first, so a broker's
+ * permissions can allow a node exactly `<itself>.>` (seeds/003, nats-server config).
+ *
+ *   <toNode>.<method>   a message for a method on a node (request/reply carries the ACK)
+ *   <toNode>._state     best-effort progress notices for messages that node sent
+ *   <node>._online      a node announcing it is (back) on the broker: senders flush to it
+ */
+import type { MethodName } from "../message/methods.js";
+
+export const methodSubject = (node: string, method: MethodName | string): string => `${node}.${method}`;
+export const stateSubject = (node: string): string => `${node}._state`;
+export const onlineSubject = (node: string): string => `${node}._online`;
+export const ANY_ONLINE = "*._online";

@@ -1,0 +1,155 @@
+/**
+ * The node's one connection to the broker. It connects outbound only,
+ * retries forever (logging each distinct problem once, not a flood), and
+ * tells the rest of the node when the link comes up so that pending messages
+ * go out at once.
+ *
+ *   connecting ──connected──▶ up ──disconnect──▶ down ──reconnect──▶ up
+ *        └────────────────────── close() ─────────────────────────▶ closed
+ */
+import { connect, type Msg, type NatsConnection, RequestError, type Subscription } from "@nats-io/transport-node";
+import type { Logger } from "../node/log.js";
+
+export type LinkState = "connecting" | "up" | "down" | "closed";
+
+export interface TransportOptions {
+  brokerAddress: string;
+  nodeName: string;
+  /** Seconds between connection attempts. */
+  retryInterval: number;
+  log: Logger;
+}
+
+export class Transport {
+  state: LinkState = "connecting";
+  private nc: NatsConnection | undefined;
+  private upWaiters: (() => void)[] = [];
+  private upListeners: (() => void)[] = [];
+  private subs: { subject: string; handler: (msg: Msg) => void; sub?: Subscription }[] = [];
+  private closing = false;
+  private lastProblem = "";
+
+  constructor(private readonly opts: TransportOptions) {}
+
+  /** Connect in the background; resolves when closed. */
+  async run(): Promise<void> {
+    const { log } = this.opts;
+    while (!this.closing) {
+      try {
+        const nc = await connect({
+          servers: this.opts.brokerAddress.split(",").map((s) => s.trim()),
+          name: `steward:${this.opts.nodeName}`,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: this.opts.retryInterval * 1000,
+          // Edge links die silently: find out within ~15 s, not the default 4 minutes.
+          pingInterval: 5_000,
+          maxPingOut: 3,
+        });
+        if (this.closing) {
+          await nc.close();
+          break;
+        }
+        this.nc = nc;
+        for (const s of this.subs) s.sub = nc.subscribe(s.subject, { callback: (_err, msg) => s.handler(msg) });
+        log.info("connected to broker", { broker: nc.getServer() });
+        this.setUp();
+        void this.watch(nc);
+        const err = await nc.closed();
+        this.nc = undefined;
+        if (this.closing) break;
+        this.state = "down";
+        log.warn("broker connection closed; connecting again", { reason: err?.message ?? "closed" });
+      } catch (err) {
+        const problem = (err as Error).message;
+        if (problem !== this.lastProblem) {
+          log.warn(`cannot connect to broker at ${this.opts.brokerAddress}; retrying every ${this.opts.retryInterval}s`, {
+            reason: problem,
+          });
+          this.lastProblem = problem;
+        }
+      }
+      if (!this.closing) await new Promise((r) => setTimeout(r, this.opts.retryInterval * 1000));
+    }
+    this.state = "closed";
+    for (const w of this.upWaiters.splice(0)) w();
+  }
+
+  private async watch(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        this.state = "down";
+        this.opts.log.warn("lost the broker; messages wait in the store until it is back", { server: s.server });
+      } else if (s.type === "reconnect") {
+        this.opts.log.info("reconnected to broker", { server: s.server });
+        this.setUp();
+      } else if (s.type === "error") {
+        this.opts.log.warn("broker reported an error", { reason: s.error.message });
+      }
+    }
+  }
+
+  private setUp(): void {
+    this.state = "up";
+    this.lastProblem = "";
+    for (const w of this.upWaiters.splice(0)) w();
+    for (const l of this.upListeners) l();
+  }
+
+  /** Resolves when the link is up (at once if it is), or when the transport closes. */
+  whenUp(): Promise<void> {
+    if (this.state === "up" || this.state === "closed") return Promise.resolve();
+    return new Promise((resolve) => this.upWaiters.push(resolve));
+  }
+
+  /** Called on every (re)connect. */
+  onUp(listener: () => void): void {
+    this.upListeners.push(listener);
+  }
+
+  /** Subscribe now and after every new connection. */
+  subscribe(subject: string, handler: (msg: Msg) => void): void {
+    const entry: (typeof this.subs)[number] = { subject, handler };
+    this.subs.push(entry);
+    if (this.nc) entry.sub = this.nc.subscribe(subject, { callback: (_err, msg) => handler(msg) });
+  }
+
+  /** Largest payload the broker takes in one message. */
+  get maxPayload(): number {
+    return this.nc?.info?.max_payload ?? 1024 * 1024;
+  }
+
+  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const nc = this.nc;
+    if (!nc || this.state !== "up") throw new Error("not connected to the broker");
+    try {
+      const reply = await nc.request(subject, data, { timeout: timeoutMs });
+      return reply.data;
+    } catch (err) {
+      if (err instanceof RequestError && err.isNoResponders()) {
+        throw new Error(`no subscriber on ${subject}`);
+      }
+      throw err;
+    }
+  }
+
+  /** Fire and forget; false when there is no connection to publish on. */
+  publish(subject: string, data: Uint8Array): boolean {
+    const nc = this.nc;
+    if (!nc || this.state !== "up") return false;
+    nc.publish(subject, data);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const nc = this.nc;
+    if (nc) {
+      try {
+        await nc.drain();
+      } catch {
+        await nc.close().catch(() => undefined);
+      }
+    }
+    for (const w of this.upWaiters.splice(0)) w();
+  }
+}

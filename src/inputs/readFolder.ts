@@ -1,0 +1,97 @@
+/**
+ * The read folder: a file dropped into <readFolder> is taken in and removed.
+ * Its valid messages are accepted; when any part of it was refused, the file
+ * is moved to <readFolder>/failed/ with a <name>.error beside it that says,
+ * per message, what was wrong — nothing handed in is silently lost.
+ *
+ * Files whose name starts with "." or ends in ".tmp" are left alone (write
+ * there, then rename), and a file is only read once it has not changed for
+ * a moment, so a slow writer is never read half-way.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "../node/log.js";
+import { type Acceptor, answerLine } from "./protocol.js";
+
+const SETTLE_MS = 300;
+const SCAN_MS = 500;
+
+export class ReadFolderInput {
+  private timer: NodeJS.Timeout | undefined;
+  private watcher: FSWatcher | undefined;
+  private failedFolder: string;
+
+  constructor(
+    private readonly folder: string,
+    private readonly acceptor: Acceptor,
+    private readonly log: Logger,
+  ) {
+    this.failedFolder = join(folder, "failed");
+  }
+
+  start(): void {
+    mkdirSync(this.folder, { recursive: true });
+    try {
+      this.watcher = watch(this.folder, () => this.schedule(SETTLE_MS));
+      this.watcher.on("error", () => undefined);
+    } catch {
+      // Polling below still finds every file.
+    }
+    this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.scan();
+      this.schedule(SCAN_MS);
+    }, ms);
+  }
+
+  private scan(): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.folder);
+    } catch {
+      return;
+    }
+    for (const name of names.sort()) {
+      if (name.startsWith(".") || name.endsWith(".tmp")) continue;
+      const path = join(this.folder, name);
+      try {
+        const st = statSync(path);
+        if (!st.isFile() || Date.now() - st.mtimeMs < SETTLE_MS) continue;
+        this.take(path, name);
+      } catch (err) {
+        this.log.warn("cannot read a file in the read folder", { file: path, reason: (err as Error).message });
+      }
+    }
+  }
+
+  private take(path: string, name: string): void {
+    const text = readFileSync(path, "utf8");
+    const answers = this.acceptor.accept(text, `readFolder:${name}`);
+    const refused = answers.filter((a) => !a.ok);
+    if (refused.length === 0) {
+      unlinkSync(path);
+      this.log.info("took in a file from the read folder", { file: name, messages: answers.length });
+      return;
+    }
+    mkdirSync(this.failedFolder, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    const moved = join(this.failedFolder, `${stamp}-${name}`);
+    renameSync(path, moved);
+    writeFileSync(`${moved}.error`, `${answers.map(answerLine).join("\n")}\n`);
+    this.log.warn("read folder file had bad messages; moved aside with an error file", {
+      file: name,
+      movedTo: moved,
+      accepted: answers.length - refused.length,
+      refused: refused.length,
+    });
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.watcher?.close();
+  }
+}

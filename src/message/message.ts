@@ -1,0 +1,101 @@
+/**
+ * The message model: what an operator hands to a node (seed field names,
+ * exactly), and what the node stores and sends once it has been accepted.
+ */
+import type { MethodName } from "./methods.js";
+
+/** A message as accepted from an input: one target, defaults applied. */
+export interface Message {
+  id: string;
+  toNode: string;
+  method: MethodName;
+  methodArgs: string[];
+  replyMethod: MethodName;
+  replyMethodArgs: string[];
+  /** Seconds to wait for the ACK before re-sending; 0 = fire and forget. */
+  ACKTimeout: number;
+  /** Re-sends after the first attempt. */
+  retries: number;
+  /** Extra seconds between attempts. */
+  retryWait: number;
+  replyACKTimeout: number;
+  replyRetries: number;
+  /** Seconds the method may run; -1 = no limit. */
+  methodTimeout: number;
+  replyMethodTimeout: number;
+  directory?: string;
+  fileName?: string;
+  data?: string;
+  dataEncoding?: "base64";
+  schedule?: [number, number];
+  operation?: Record<string, unknown>;
+}
+
+/** What travels on the wire: the message plus who sent it and, for a reply, what it answers. */
+export interface Envelope extends Message {
+  fromNode: string;
+  /** Attempt number of this send (1-based), for the receiver's log only. */
+  attempt: number;
+  /** Set on a reply: the id of the request it answers. */
+  requestId?: string;
+  /** Set on a reply: how the method went. */
+  result?: MethodResult;
+}
+
+/** The outcome of running a method, carried back in the reply. */
+export interface MethodResult {
+  /** Process exit code for commands; 0 for methods that succeeded. */
+  exitCode: number | null;
+  stderr?: string;
+  /** Set when the method itself failed (timeout, refused path, unknown file…). */
+  error?: string;
+  /** The run was cut short by a crash of the receiver and run again (DESIGN §3.5). */
+  rerun?: boolean;
+  /** Bytes dropped from `data` because the result was too large. */
+  truncated?: number;
+}
+
+/**
+ * The lifecycle of a message on its origin node (DESIGN §3.8). One union for
+ * store, API, CLI and metrics.
+ *
+ *   queued ──send──▶ sent(n) ──ACK──▶ acked ──notice──▶ running ──reply──▶ done
+ *     │                │ no ACK, retries spent                    └──▶ failed (method error)
+ *     │                └──────────────────────────────────────────────▶ failed (max retries)
+ *     └── expired / cancelled (reserved for operators' later tools)
+ */
+export type MessageState =
+  /** Stored, not yet sent. */
+  | "queued"
+  /** Sent, waiting for the ACK (see `attempt`). */
+  | "sent"
+  /** The receiver has stored it. */
+  | "acked"
+  /** The receiver has started the method. */
+  | "running"
+  /** The method finished (see exit code); the reply is handled. */
+  | "done"
+  /** Given up: retries spent, or the method failed (see reason). */
+  | "failed"
+  /** Its time ran out before it could be delivered. */
+  | "expired"
+  /** Withdrawn by an operator. */
+  | "cancelled";
+
+export const FINAL_STATES: readonly MessageState[] = ["done", "failed", "expired", "cancelled"];
+
+export function isFinal(state: MessageState): boolean {
+  return FINAL_STATES.includes(state);
+}
+
+/** Order of progress, so that a late ACK never moves a message backwards. */
+export const STATE_RANK: Record<MessageState, number> = {
+  queued: 0,
+  sent: 1,
+  acked: 2,
+  running: 3,
+  done: 4,
+  failed: 4,
+  expired: 4,
+  cancelled: 4,
+};

@@ -1,0 +1,56 @@
+/**
+ * Method names: canonical camelCase, and every seed `REQ…` name as an alias.
+ */
+export const METHOD_NAMES = [
+  "cliCommand",
+  "console",
+  "file",
+  "fileAppend",
+  "none",
+  "ping",
+  "pong",
+  "hello",
+  "errorLog",
+] as const;
+
+export type MethodName = (typeof METHOD_NAMES)[number];
+
+/** Methods that make sense on the sender for a reply's data. */
+export const REPLY_METHODS: readonly MethodName[] = ["fileAppend", "file", "console", "none", "pong"];
+
+const ALIASES: Record<string, MethodName> = {
+  REQCliCommand: "cliCommand",
+  REQnCliCommand: "cliCommand",
+  REQToConsole: "console",
+  REQToFile: "file",
+  REQToFileAppend: "fileAppend",
+  REQNone: "none",
+  REQPing: "ping",
+  REQPong: "pong",
+  REQHello: "hello",
+  REQErrorLog: "errorLog",
+};
+
+/** Seed names of methods that a later release brings; named so the error can say so. */
+const NOT_YET: Record<string, string> = {
+  REQCliCommandCont: "cliCommandCont",
+  REQnCliCommandCont: "cliCommandCont",
+  REQTailFile: "tailFile",
+  REQHttpGet: "httpGet",
+  REQOpProcessList: "opProcessList",
+  REQOpProcessStart: "opProcessStart",
+  REQOpProcessStop: "opProcessStop",
+  REQOpCommand: "opCommand",
+};
+
+export function canonicalMethod(name: string): MethodName | undefined {
+  if ((METHOD_NAMES as readonly string[]).includes(name)) return name as MethodName;
+  return ALIASES[name];
+}
+
+/** Why a method name is refused, with what to use instead. */
+export function unknownMethodReason(name: string): string {
+  const later = NOT_YET[name] ?? (Object.values(NOT_YET).includes(name) ? name : undefined);
+  if (later) return `method "${name}" is not available on this version of Steward yet`;
+  return `unknown method "${name}"; known methods: ${METHOD_NAMES.join(", ")} (seed REQ… names work too)`;
+}

@@ -1,0 +1,234 @@
+/**
+ * Input → messages. A document is JSON or YAML, one object or an array of
+ * them. Each object is checked on its own: a bad one gets an error naming its
+ * index and field, and the good ones of the same batch still go through.
+ * `toNodes` fans out into one message per node, each with its own id.
+ */
+import { parseAllDocuments } from "yaml";
+import { MessageInputError } from "../errors.js";
+import { newId } from "./id.js";
+import type { Message } from "./message.js";
+import { canonicalMethod, REPLY_METHODS, unknownMethodReason } from "./methods.js";
+
+/** Per-node defaults applied to fields a message leaves out. */
+export interface MessageDefaults {
+  ACKTimeout: number;
+  retries: number;
+  methodTimeout: number;
+}
+
+/** One entry per object of the batch (or one error for a document that did not parse). */
+export type ParseOutcome = { index: number; messages: Message[] } | { index: number | undefined; error: MessageInputError };
+
+const FIELDS = new Set([
+  "id",
+  "toNode",
+  "toNodes",
+  "method",
+  "methodArgs",
+  "replyMethod",
+  "replyMethodArgs",
+  "ACKTimeout",
+  "retries",
+  "retryWait",
+  "replyACKTimeout",
+  "replyRetries",
+  "methodTimeout",
+  "replyMethodTimeout",
+  "directory",
+  "fileName",
+  "data",
+  "dataEncoding",
+  "schedule",
+  "operation",
+]);
+
+/** Why a name cannot be a NATS subject token, or undefined when it can. */
+export function badTokenReason(name: string): string | undefined {
+  if (name.length === 0) return "is empty";
+  if (name.length > 128) return "is longer than 128 characters";
+  if (name.includes(".")) return `"${name}" contains a dot, which separates NATS subject tokens`;
+  if (/[\s*>]/.test(name)) return `"${name}" contains a space, "*" or ">", which NATS subjects do not allow`;
+  if (/[\u0000-\u001f\u007f]/.test(name)) return `"${name}" contains a control character`;
+  return undefined;
+}
+
+/** Parse a whole document into raw objects; throws MessageInputError when it is neither JSON nor YAML. */
+export function parseDocument(text: string): unknown[] {
+  const trimmed = text.trim();
+  if (trimmed === "") throw new MessageInputError("empty input: expected a JSON or YAML message, or an array of them");
+  let value: unknown;
+  try {
+    value = JSON.parse(trimmed);
+  } catch (jsonErr) {
+    // The seeds' own examples carry trailing commas; YAML's flow syntax reads them, and YAML documents too.
+    const docs = parseAllDocuments(trimmed, { uniqueKeys: false });
+    const list = Array.isArray(docs) ? docs : [docs];
+    const bad = list.find((d) => d.errors.length > 0);
+    if (bad) {
+      const looksJson = /^[[{]/.test(trimmed);
+      const reason = looksJson ? (jsonErr as Error).message : (bad.errors[0]?.message.split("\n")[0] ?? "syntax error");
+      throw new MessageInputError(`cannot parse input as ${looksJson ? "JSON" : "YAML"}: ${reason}`);
+    }
+    const values = list.map((d) => d.toJS() as unknown);
+    value = values.length === 1 ? values[0] : values.flat();
+  }
+  if (Array.isArray(value)) return value;
+  return [value];
+}
+
+/**
+ * Parse and check a document. Never throws: a document that does not parse
+ * comes back as one error outcome.
+ */
+export function parseMessages(text: string, defaults: MessageDefaults): ParseOutcome[] {
+  let raws: unknown[];
+  try {
+    raws = parseDocument(text);
+  } catch (err) {
+    return [{ index: undefined, error: err as MessageInputError }];
+  }
+  return raws.map((raw, index) => {
+    try {
+      return { index, messages: toMessages(raw, index, defaults) };
+    } catch (err) {
+      if (err instanceof MessageInputError) return { index, error: err };
+      throw err;
+    }
+  });
+}
+
+/** Check one raw object and fan it out into messages. Throws MessageInputError. */
+export function toMessages(raw: unknown, index: number, defaults: MessageDefaults): Message[] {
+  const fail = (field: string | undefined, reason: string): never => {
+    throw new MessageInputError(reason, field === undefined ? { index } : { index, field });
+  };
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    return fail(undefined, `expected an object with "toNode" and "method", got ${describe(raw)}`);
+  }
+  const o = raw as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!FIELDS.has(key)) fail(key, `unknown field; known fields: ${[...FIELDS].join(", ")}`);
+  }
+
+  const str = (field: string): string | undefined => {
+    const v = o[field];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== "string") return fail(field, `expected a string, got ${describe(v)}`);
+    return v;
+  };
+  const int = (field: string, fallback: number, min = 0): number => {
+    const v = o[field];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== "number" || !Number.isInteger(v)) return fail(field, `expected a whole number of seconds, got ${describe(v)}`);
+    if (v < min) return fail(field, `must be ${min} or more, got ${v}`);
+    return v;
+  };
+  const strings = (field: string): string[] => {
+    const v = o[field];
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) return fail(field, `expected an array of strings, got ${describe(v)}`);
+    // YAML reads `- 1` as a number; an argument is text either way.
+    return v.map((item, i) => {
+      if (typeof item === "string") return item;
+      if ((typeof item === "number" && Number.isFinite(item)) || typeof item === "boolean") return String(item);
+      return fail(`${field}[${i}]`, `expected a string, got ${describe(item)}`);
+    });
+  };
+
+  // Targets.
+  const targets: string[] = [];
+  const toNode = str("toNode");
+  if (toNode !== undefined) targets.push(toNode);
+  if (o.toNodes !== undefined && o.toNodes !== null) {
+    for (const n of strings("toNodes")) if (!targets.includes(n)) targets.push(n);
+  }
+  if (targets.length === 0) fail("toNode", `missing: say which node runs the method ("toNode": "ship1", or "toNodes": [...])`);
+  for (const t of targets) {
+    const bad = badTokenReason(t);
+    if (bad) fail(toNode === t ? "toNode" : "toNodes", `node name ${bad}`);
+  }
+
+  // Methods.
+  const methodRaw = str("method");
+  if (methodRaw === undefined) return fail("method", `missing: say what to run, e.g. "method": "cliCommand"`);
+  const method = canonicalMethod(methodRaw);
+  if (!method) return fail("method", unknownMethodReason(methodRaw));
+  const replyRaw = str("replyMethod");
+  const replyMethod = replyRaw === undefined ? (method === "ping" ? "pong" : "fileAppend") : canonicalMethod(replyRaw);
+  if (!replyMethod) return fail("replyMethod", unknownMethodReason(replyRaw ?? ""));
+  if (!REPLY_METHODS.includes(replyMethod)) {
+    fail("replyMethod", `"${replyRaw}" cannot handle a reply; use one of ${REPLY_METHODS.join(", ")}`);
+  }
+
+  const methodArgs = strings("methodArgs");
+  if (method === "cliCommand" && (methodArgs[0] ?? "") === "") {
+    fail("methodArgs", `cliCommand needs the command as the first element, e.g. ["bash","-c","uptime"]`);
+  }
+
+  // Where results go (DESIGN §5).
+  const directory = str("directory");
+  const fileName = str("fileName");
+  if (directory !== undefined && directory.split(/[\\/]/).includes("..")) {
+    fail("directory", `must not contain "..": results stay inside the data folder or the absolute folder given`);
+  }
+  if ((method === "file" || method === "fileAppend") && directory !== undefined && directory.startsWith("/")) {
+    fail("directory", `a ${method} request writes inside the receiver's data folder: use a relative directory`);
+  }
+  if (fileName !== undefined && (fileName === "" || fileName === "." || fileName === ".." || /[\\/]/.test(fileName))) {
+    fail("fileName", `must be a plain file name without "/" or ".."`);
+  }
+
+  // Payload: the seeds' REQOpCommand examples carry "data": [], so an array of lines is text too.
+  let data: string | undefined;
+  if (Array.isArray(o.data)) data = strings("data").join("\n") || undefined;
+  else data = str("data");
+  const dataEncoding = str("dataEncoding");
+  if (dataEncoding !== undefined && dataEncoding !== "base64") fail("dataEncoding", `only "base64" is known`);
+
+  if (o.schedule !== undefined && o.schedule !== null) {
+    fail("schedule", "scheduled methods are not available on this version of Steward yet; send the message once per run");
+  }
+  if (o.operation !== undefined && o.operation !== null && (typeof o.operation !== "object" || Array.isArray(o.operation))) {
+    fail("operation", `expected an object like {"opCmd": "ps"}, got ${describe(o.operation)}`);
+  }
+
+  const idRaw = str("id");
+  if (idRaw !== undefined && !/^[A-Za-z0-9._:@-]{1,128}$/.test(idRaw)) {
+    fail("id", "use 1 to 128 letters, digits or . _ : @ -");
+  }
+
+  const ACKTimeout = int("ACKTimeout", defaults.ACKTimeout);
+  const retries = int("retries", defaults.retries);
+  const methodTimeout = int("methodTimeout", defaults.methodTimeout, -1);
+  const base = {
+    method,
+    methodArgs,
+    replyMethod,
+    replyMethodArgs: strings("replyMethodArgs"),
+    ACKTimeout,
+    retries,
+    retryWait: int("retryWait", 0),
+    replyACKTimeout: int("replyACKTimeout", ACKTimeout === 0 ? defaults.ACKTimeout : ACKTimeout),
+    replyRetries: int("replyRetries", retries),
+    methodTimeout,
+    replyMethodTimeout: int("replyMethodTimeout", defaults.methodTimeout, -1),
+    ...(directory !== undefined && { directory }),
+    ...(fileName !== undefined && { fileName }),
+    ...(data !== undefined && { data }),
+    ...(dataEncoding === "base64" && { dataEncoding: "base64" as const }),
+    ...(o.operation ? { operation: o.operation as Record<string, unknown> } : {}),
+  };
+  return targets.map((node) => ({
+    id: idRaw === undefined ? newId() : targets.length === 1 ? idRaw : `${idRaw}@${node}`,
+    toNode: node,
+    ...base,
+  }));
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "string") return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  return `${typeof v === "object" ? "an object" : `${typeof v} ${String(v)}`}`;
+}

@@ -1,0 +1,28 @@
+/**
+ * errorLog: central's error log. Every node sends its errors here; central
+ * appends one line per error to <subscribersDataFolder>/errorLog/<node>/errorLog.log
+ * in the seeds' form: "<time>, error: toNode: …, fromNode: …, method: …: <reason>".
+ */
+import { appendFile, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { MethodError } from "../errors.js";
+import { decodeData } from "./console.js";
+import type { MethodContext, MethodOutput } from "./method.js";
+
+export async function errorLog(ctx: MethodContext): Promise<MethodOutput> {
+  const dir = join(ctx.dataFolder, "errorLog", ctx.message.fromNode);
+  const line = decodeData(ctx).replace(/\n+$/, "");
+  try {
+    await mkdir(dir, { recursive: true });
+    await appendFile(join(dir, "errorLog.log"), `${line}\n`);
+  } catch (err) {
+    throw new MethodError("errorLog", `cannot write the error log in ${dir}: ${(err as Error).message}`, err);
+  }
+  return { exitCode: 0 };
+}
+
+/** One error line, the seeds' way. */
+export function errorLine(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): string {
+  const when = new Date().toString().replace(/ GMT.*$/, "");
+  return `${when}, error: toNode: ${e.toNode}, fromNode: ${e.fromNode}, method: ${e.method}${e.id ? `, id: ${e.id}` : ""}: ${e.reason}`;
+}

@@ -1,0 +1,40 @@
+/**
+ * What every method gets and gives back. A handler runs on the node the
+ * message was sent to (or, for a reply, on the node that sent the request),
+ * honours `signal` (aborted on methodTimeout and on shutdown) and returns
+ * its output; it throws MethodError when the method itself failed.
+ */
+import type { Envelope } from "../message/message.js";
+import type { Logger } from "../node/log.js";
+
+export interface MethodContext {
+  /** This node's name. */
+  nodeName: string;
+  /** Root of the files methods write (subscribersDataFolder). */
+  dataFolder: string;
+  /** The message being handled. */
+  message: Envelope;
+  /**
+   * For a reply: the request this node sent and stored, which it answers.
+   * Where the reply's data goes is taken from here, never from the wire (DESIGN §5).
+   */
+  request?: Envelope;
+  /** Most bytes of output worth keeping. */
+  maxOutput: number;
+  signal: AbortSignal;
+  log: Logger;
+  /** Record a hello (central only). */
+  recordHello?: (node: string) => void;
+}
+
+export interface MethodOutput {
+  /** The result: sent back as the reply's data. */
+  data?: string;
+  /** Exit code of a command; 0 for other methods that succeeded. */
+  exitCode?: number | null;
+  stderr?: string;
+  /** Bytes dropped from the output because it was too large. */
+  truncated?: number;
+}
+
+export type MethodHandler = (ctx: MethodContext) => Promise<MethodOutput>;

@@ -1,0 +1,199 @@
+/**
+ * Settings. Every setting has a flag (`--node-name`, the seeds' `--nodeName`
+ * and `-nodeName` work too), an environment variable (`NODE_NAME`) and a key
+ * in <CONFIG_FOLDER>/config.json. Precedence: flag > env > file > default.
+ * As in the seeds, the file is created with defaults on first start and
+ * values given by flag are written back to it, so the next start without
+ * flags uses them; deleting the file restores the defaults.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { ConfigError } from "../errors.js";
+import { badTokenReason } from "../message/parse.js";
+
+export interface Config {
+  nodeName: string;
+  brokerAddress: string;
+  centralNodeName: string;
+  configFolder: string;
+  socketFolder: string;
+  databaseFolder: string;
+  subscribersDataFolder: string;
+  readFolder: string;
+  defaultMessageTimeout: number;
+  defaultMessageRetries: number;
+  defaultMethodTimeout: number;
+  startPubREQHello: number;
+  natsConnectRetryInterval: number;
+  maxMessageSize: number;
+  logLevel: string;
+}
+
+type Kind = "string" | "int";
+interface Setting {
+  key: keyof Config;
+  kind: Kind;
+  default: () => string | number;
+  help: string;
+  /** Not stored in config.json (it says where config.json is). */
+  notInFile?: boolean;
+}
+
+export const SETTINGS: Setting[] = [
+  { key: "nodeName", kind: "string", default: () => (hostname().split(".")[0] ?? "node").replace(/[^A-Za-z0-9_-]/g, "-"), help: "unique name of this node (no dots or spaces)" },
+  { key: "brokerAddress", kind: "string", default: () => "nats://127.0.0.1:4222", help: "NATS server(s) to connect to, comma-separated" },
+  { key: "centralNodeName", kind: "string", default: () => "central", help: "node that receives hellos and the error log" },
+  { key: "configFolder", kind: "string", default: () => "./etc", help: "folder of config.json (env CONFIG_FOLDER)", notInFile: true },
+  { key: "socketFolder", kind: "string", default: () => "./tmp", help: "folder of the unix socket steward.sock" },
+  { key: "databaseFolder", kind: "string", default: () => "./var/lib", help: "folder of the local SQLite store" },
+  { key: "subscribersDataFolder", kind: "string", default: () => "./data", help: "folder where methods and replies write files" },
+  { key: "readFolder", kind: "string", default: () => "./readfolder", help: "messages dropped here as files are taken in and removed" },
+  { key: "defaultMessageTimeout", kind: "int", default: () => 10, help: "seconds to wait for an ACK when a message does not say (ACKTimeout)" },
+  { key: "defaultMessageRetries", kind: "int", default: () => 3, help: "re-sends when a message does not say (retries)" },
+  { key: "defaultMethodTimeout", kind: "int", default: () => 10, help: "seconds a method may run when a message does not say (methodTimeout); -1 = no limit" },
+  { key: "startPubREQHello", kind: "int", default: () => 30, help: "seconds between hellos to central; 0 = no hellos" },
+  { key: "natsConnectRetryInterval", kind: "int", default: () => 2, help: "seconds between attempts to reach the broker" },
+  { key: "maxMessageSize", kind: "int", default: () => 64 * 1024 * 1024, help: "most bytes of a method's output kept for the reply" },
+  { key: "logLevel", kind: "string", default: () => "info", help: "debug, info, warn or error" },
+];
+
+/** nodeName → NODE_NAME, startPubREQHello → START_PUB_REQ_HELLO */
+export function envName(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/([A-Z]+)([A-Z][a-z])/g, "$1_$2").toUpperCase();
+}
+
+/** nodeName → node-name, startPubREQHello → start-pub-req-hello */
+export function flagName(key: string): string {
+  return envName(key).toLowerCase().replace(/_/g, "-");
+}
+
+const BY_FLAG = new Map<string, Setting>();
+for (const s of SETTINGS) {
+  BY_FLAG.set(flagName(s.key), s);
+  BY_FLAG.set(s.key.toLowerCase(), s);
+}
+
+export interface ParsedFlags {
+  values: Partial<Record<keyof Config, string>>;
+  rest: string[];
+}
+
+/**
+ * Read setting flags from argv: --node-name=x, --node-name x, --nodeName=x,
+ * -nodeName=x. Arguments that are not settings are left in `rest`.
+ */
+export function parseSettingFlags(argv: string[]): ParsedFlags {
+  const values: ParsedFlags["values"] = {};
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const m = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
+    const setting = m ? BY_FLAG.get((m[1] as string).toLowerCase()) ?? BY_FLAG.get(m[1] as string) : undefined;
+    if (!m || !setting) {
+      rest.push(arg);
+      continue;
+    }
+    let value = m[2];
+    if (value === undefined) {
+      value = argv[i + 1];
+      if (value === undefined) throw new ConfigError(setting.key, `--${flagName(setting.key)} needs a value`);
+      i++;
+    }
+    values[setting.key] = value;
+  }
+  return { values, rest };
+}
+
+function coerce(s: Setting, raw: unknown, source: string): string | number {
+  if (s.kind === "int") {
+    const n = typeof raw === "number" ? raw : Number(String(raw).trim());
+    if (!Number.isInteger(n)) throw new ConfigError(s.key, `expected a whole number, got ${JSON.stringify(raw)} (from ${source})`);
+    return n;
+  }
+  if (typeof raw !== "string") throw new ConfigError(s.key, `expected a string, got ${JSON.stringify(raw)} (from ${source})`);
+  return raw;
+}
+
+/** Where config.json lives, from flags or CONFIG_FOLDER, without touching the disk. */
+export function configFolderOf(flags: ParsedFlags["values"], env: NodeJS.ProcessEnv = process.env): string {
+  return flags.configFolder ?? (env.CONFIG_FOLDER || "./etc");
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Create config.json and write flags back (a node start); false for CLI clients. */
+  persist?: boolean;
+}
+
+/** Resolve every setting: flag > env > config file > default. */
+export function loadConfig(flags: ParsedFlags["values"], opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const configFolder = configFolderOf(flags, env);
+  const file = join(configFolder, "config.json");
+  let fromFile: Record<string, unknown> = {};
+  if (existsSync(file)) {
+    try {
+      fromFile = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError("configFolder", `${file} is not valid JSON (${(err as Error).message}); fix it, or delete it to start from defaults`);
+    }
+  }
+  const config = {} as Record<keyof Config, string | number>;
+  for (const s of SETTINGS) {
+    if (s.key === "configFolder") {
+      config.configFolder = configFolder;
+      continue;
+    }
+    const flag = flags[s.key];
+    const envValue = env[envName(s.key)];
+    if (flag !== undefined) config[s.key] = coerce(s, flag, `--${flagName(s.key)}`);
+    else if (envValue !== undefined && envValue !== "") config[s.key] = coerce(s, envValue, `env ${envName(s.key)}`);
+    else if (fromFile[s.key] !== undefined) config[s.key] = coerce(s, fromFile[s.key], file);
+    else config[s.key] = s.default();
+  }
+  const result = config as unknown as Config;
+  validate(result);
+
+  if (opts.persist) {
+    // First start writes every default; later starts write back only what flags changed.
+    const next: Record<string, unknown> = existsSync(file) ? { ...fromFile } : {};
+    for (const s of SETTINGS) {
+      if (s.notInFile) continue;
+      if (!(s.key in next) || flags[s.key] !== undefined) next[s.key] = flags[s.key] !== undefined ? result[s.key] : (fromFile[s.key] ?? s.default());
+    }
+    try {
+      mkdirSync(configFolder, { recursive: true });
+      const tmp = `${file}.tmp`;
+      writeFileSync(tmp, `${JSON.stringify(next, null, 2)}\n`);
+      renameSync(tmp, file);
+    } catch (err) {
+      throw new ConfigError("configFolder", `cannot write ${file}: ${(err as Error).message}`);
+    }
+  }
+  return result;
+}
+
+function validate(c: Config): void {
+  const bad = badTokenReason(c.nodeName);
+  if (bad) throw new ConfigError("nodeName", `node name ${bad}; node names are NATS subject tokens`);
+  const badCentral = badTokenReason(c.centralNodeName);
+  if (badCentral) throw new ConfigError("centralNodeName", `node name ${badCentral}`);
+  for (const k of ["defaultMessageTimeout", "defaultMessageRetries", "startPubREQHello", "natsConnectRetryInterval"] as const) {
+    if (c[k] < 0) throw new ConfigError(k, `must be 0 or more, got ${c[k]}`);
+  }
+  if (c.natsConnectRetryInterval < 1) c.natsConnectRetryInterval = 1;
+  if (c.defaultMethodTimeout < -1) throw new ConfigError("defaultMethodTimeout", "must be -1 (no limit) or more");
+  if (!["debug", "info", "warn", "error"].includes(c.logLevel)) throw new ConfigError("logLevel", `must be debug, info, warn or error, got "${c.logLevel}"`);
+}
+
+export function socketPath(c: Pick<Config, "socketFolder">): string {
+  return resolve(c.socketFolder, "steward.sock");
+}
+
+export function settingsHelp(): string {
+  return SETTINGS.map((s) => {
+    const d = s.default();
+    return `  --${flagName(s.key).padEnd(28)} ${s.help}\n  ${"".padEnd(30)} default ${JSON.stringify(d)}, env ${s.key === "configFolder" ? "CONFIG_FOLDER" : envName(s.key)}`;
+  }).join("\n");
+}

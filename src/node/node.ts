@@ -1,0 +1,290 @@
+/**
+ * A running Steward node: wires the store, the broker link, the publisher
+ * (outbox), the subscriber (inbox), the methods and the inputs.
+ *
+ *   starting ──▶ running ──close()──▶ closing ──▶ closed
+ *
+ * Inputs accept messages from the first moment, broker or not: an accepted
+ * message is stored and waits in the outbox until the link is up.
+ */
+import { mkdirSync } from "node:fs";
+import type { Server } from "node:net";
+import { resolve } from "node:path";
+import { Inbox } from "../delivery/inbox.js";
+import { Outbox } from "../delivery/outbox.js";
+import { methodSubject, onlineSubject } from "../delivery/subjects.js";
+import { Transport } from "../delivery/transport.js";
+import { encode } from "../delivery/wire.js";
+import { errorText } from "../errors.js";
+import type { AcceptAnswer } from "../inputs/protocol.js";
+import { ReadFolderInput } from "../inputs/readFolder.js";
+import { startSocketInput } from "../inputs/socket.js";
+import { newId } from "../message/id.js";
+import type { Envelope } from "../message/message.js";
+import type { MethodName } from "../message/methods.js";
+import { parseMessages } from "../message/parse.js";
+import { errorLine } from "../methods/errorLog.js";
+import { type OutgoingRecord, Store } from "../store/store.js";
+import { type Config, socketPath } from "./config.js";
+import { createLogger, type Level, type Logger } from "./log.js";
+
+export type NodeLifecycle = "starting" | "running" | "closing" | "closed";
+
+const EVERY_NODE: MethodName[] = ["cliCommand", "console", "file", "fileAppend", "none", "ping", "pong"];
+const CENTRAL_ONLY: MethodName[] = ["hello", "errorLog"];
+
+export class StewardNode {
+  lifecycle: NodeLifecycle = "starting";
+  readonly log: Logger;
+  readonly store: Store;
+  private transport: Transport;
+  private outbox: Outbox;
+  private inbox: Inbox;
+  private socket: Server | undefined;
+  private readFolder: ReadFolderInput | undefined;
+  private helloTimer: NodeJS.Timeout | undefined;
+  private linkTask: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(readonly config: Config, log?: Logger) {
+    this.log = log ?? createLogger(config.nodeName, config.logLevel as Level);
+    this.store = new Store(config.databaseFolder, config.nodeName);
+    this.transport = new Transport({
+      brokerAddress: config.brokerAddress,
+      nodeName: config.nodeName,
+      retryInterval: config.natsConnectRetryInterval,
+      log: this.log,
+    });
+    this.outbox = new Outbox(this.store, this.transport, this.log, {
+      onFailed: (env, reason) => {
+        // An error report that cannot be delivered is not reported again (no loops).
+        if (env.method !== "errorLog") this.reportError({ toNode: env.toNode, fromNode: this.config.nodeName, method: env.method, id: env.id, reason });
+      },
+    });
+    const isCentral = config.nodeName === config.centralNodeName;
+    this.inbox = new Inbox({
+      nodeName: config.nodeName,
+      dataFolder: resolve(config.subscribersDataFolder),
+      methods: isCentral ? [...EVERY_NODE, ...CENTRAL_ONLY] : EVERY_NODE,
+      maxOutput: config.maxMessageSize,
+      store: this.store,
+      outbox: this.outbox,
+      transport: this.transport,
+      log: this.log,
+      reportError: (e) => this.reportError(e),
+      onHello: (node) => {
+        this.store.recordHello(node);
+        this.outbox.wake(node);
+      },
+    });
+  }
+
+  static async start(config: Config, log?: Logger): Promise<StewardNode> {
+    const node = new StewardNode(config, log);
+    try {
+      await node.startParts();
+    } catch (err) {
+      await node.close();
+      throw err;
+    }
+    return node;
+  }
+
+  private async startParts(): Promise<void> {
+    const c = this.config;
+    mkdirSync(resolve(c.subscribersDataFolder), { recursive: true });
+    this.inbox.start();
+    this.transport.onUp(() => {
+      // Tell every sender we are back so they flush to us now (DESIGN §3.3), then flush our own.
+      this.transport.publish(onlineSubject(c.nodeName), encode({ node: c.nodeName }));
+      this.sendHello();
+      this.outbox.wake();
+    });
+    this.socket = await startSocketInput({
+      path: socketPath(c),
+      acceptor: this,
+      query: (command, args) => this.query(command, args),
+      log: this.log,
+      maxBytes: Math.max(c.maxMessageSize, 1024 * 1024),
+    });
+    this.readFolder = new ReadFolderInput(resolve(c.readFolder), this, this.log);
+    this.readFolder.start();
+    const resent = this.outbox.resume();
+    const rerun = this.inbox.resume();
+    this.linkTask = this.transport.run();
+    if (c.startPubREQHello > 0) {
+      this.helloTimer = setInterval(() => this.sendHello(), c.startPubREQHello * 1000);
+      this.helloTimer.unref();
+    }
+    this.lifecycle = "running";
+    this.log.info("ready", {
+      socket: socketPath(c),
+      broker: c.brokerAddress,
+      central: c.centralNodeName,
+      store: this.store.path,
+      resumedOutgoing: resent,
+      resumedIncoming: rerun,
+    });
+  }
+
+  /** Parse, check and store every message of a document (DESIGN §3.1: stored before "accepted"). */
+  accept(text: string, source: string): AcceptAnswer[] {
+    const c = this.config;
+    if (this.lifecycle === "closing" || this.lifecycle === "closed") {
+      return [{ ok: false, error: "node is shutting down; send again once it has restarted" }];
+    }
+    const outcomes = parseMessages(text, {
+      ACKTimeout: c.defaultMessageTimeout,
+      retries: c.defaultMessageRetries,
+      methodTimeout: c.defaultMethodTimeout,
+    });
+    const answers: AcceptAnswer[] = [];
+    for (const outcome of outcomes) {
+      if ("error" in outcome) {
+        answers.push({ ok: false, error: outcome.error.message, ...(outcome.index !== undefined && { index: outcome.index }) });
+        this.log.warn("refused input", { source, reason: outcome.error.message });
+        continue;
+      }
+      for (const msg of outcome.messages) {
+        const env: Envelope = { ...msg, fromNode: c.nodeName, attempt: 0 };
+        let fresh: boolean;
+        try {
+          fresh = this.store.addOutgoing(env);
+        } catch (err) {
+          answers.push({ ok: false, index: outcome.index, error: `message ${outcome.index}: not accepted, ${errorText(err)}` });
+          continue;
+        }
+        if (fresh) {
+          this.outbox.deliver({ envelope: env, attempt: 0 });
+          this.log.info("accepted", { id: env.id, toNode: env.toNode, method: env.method, source });
+        }
+        answers.push({ ok: true, id: env.id, toNode: env.toNode, method: env.method, ...(!fresh && { duplicate: true }) });
+      }
+    }
+    return answers;
+  }
+
+  /** Answers the CLI's questions over the socket. */
+  query(command: string, args: string[]): unknown {
+    switch (command) {
+      case "status": {
+        const id = args[0] ?? "";
+        const rec = this.store.getOutgoing(id);
+        if (!rec) return { error: `no message with id ${id} was sent from ${this.config.nodeName}` };
+        return { message: messageView(rec, true) };
+      }
+      case "list": {
+        const limit = Number(args[0] ?? 50);
+        return { messages: this.store.listOutgoing(Number.isInteger(limit) && limit > 0 ? limit : 50).map((r) => messageView(r, false)) };
+      }
+      case "nodes":
+        return { node: this.config.nodeName, central: this.config.centralNodeName, nodes: this.store.listNodes() };
+      case "health":
+        return {
+          node: this.config.nodeName,
+          lifecycle: this.lifecycle,
+          broker: this.transport.state,
+          brokerAddress: this.config.brokerAddress,
+          inFlight: this.outbox.inFlight,
+        };
+      default:
+        return { error: `unknown query "${command}"; use status ID, list [LIMIT], nodes or health` };
+    }
+  }
+
+  /** Queue an error for central's error log (DESIGN §3.3). */
+  reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void {
+    const c = this.config;
+    const env: Envelope = {
+      id: newId(),
+      toNode: c.centralNodeName,
+      fromNode: c.nodeName,
+      method: "errorLog",
+      methodArgs: [],
+      replyMethod: "none",
+      replyMethodArgs: [],
+      ACKTimeout: c.defaultMessageTimeout,
+      retries: c.defaultMessageRetries,
+      retryWait: 0,
+      replyACKTimeout: 0,
+      replyRetries: 0,
+      methodTimeout: c.defaultMethodTimeout,
+      replyMethodTimeout: c.defaultMethodTimeout,
+      data: errorLine(e),
+      attempt: 0,
+    };
+    try {
+      if (this.store.addOutgoing(env)) this.outbox.deliver({ envelope: env, attempt: 0 });
+    } catch (err) {
+      this.log.error("cannot queue an error for central", { reason: errorText(err), error: env.data });
+    }
+  }
+
+  private sendHello(): void {
+    const c = this.config;
+    const hello: Envelope = {
+      id: newId(),
+      toNode: c.centralNodeName,
+      fromNode: c.nodeName,
+      method: "hello",
+      methodArgs: [],
+      replyMethod: "none",
+      replyMethodArgs: [],
+      ACKTimeout: 0,
+      retries: 0,
+      retryWait: 0,
+      replyACKTimeout: 0,
+      replyRetries: 0,
+      methodTimeout: 0,
+      replyMethodTimeout: 0,
+      attempt: 1,
+    };
+    this.transport.publish(methodSubject(c.centralNodeName, "hello"), encode(hello));
+  }
+
+  /** Stop everything; unfinished messages stay in the store and resume at the next start. Same promise when called twice. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.lifecycle = "closing";
+    const step = async (name: string, fn: () => unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        this.log.warn(`shutdown: ${name} failed`, { reason: errorText(err) });
+      }
+    };
+    if (this.helloTimer) clearInterval(this.helloTimer);
+    await step("read folder", () => this.readFolder?.close());
+    await step("socket", () => new Promise<void>((r) => (this.socket ? this.socket.close(() => r()) : r())));
+    await step("inbox", () => this.inbox.close());
+    const outboxDone = this.outbox.close();
+    await step("broker link", () => this.transport.close());
+    await step("outbox", () => outboxDone);
+    await step("broker link task", () => this.linkTask);
+    await step("store", () => this.store.close());
+    this.lifecycle = "closed";
+    this.log.info("stopped");
+  }
+}
+
+/** A message as the CLI and other clients see it. */
+export function messageView(rec: OutgoingRecord, withResult: boolean): Record<string, unknown> {
+  const r = rec.result;
+  return {
+    id: rec.id,
+    toNode: rec.toNode,
+    method: rec.method,
+    state: rec.state,
+    attempt: rec.attempt,
+    reason: rec.reason,
+    exitCode: rec.exitCode,
+    createdAt: new Date(rec.createdAt).toISOString(),
+    updatedAt: new Date(rec.updatedAt).toISOString(),
+    ...(r?.rerun && { rerun: true }),
+    ...(withResult && r && { result: r }),
+  };
+}

@@ -1,0 +1,340 @@
+/**
+ * The node's local store (SQLite, WAL). The node where a message originated
+ * owns its state; the broker keeps none (DESIGN §1, §3).
+ *
+ *  outbox  — every message this node sends: operators' requests and the
+ *            replies it produces for others. Its state is the message state
+ *            of DESIGN §3.8 (for a reply: queued → sent → acked/failed).
+ *  inbox   — every message this node received, keyed by (fromNode, id), so a
+ *            re-sent message is recognised and not run twice (§3.4):
+ *              received → running → done
+ *  nodes   — last hello per node (central), for `steward nodes`.
+ *
+ * Writes are synchronous and committed before the caller goes on: "accepted"
+ * and "ACK" are only said after the row is on disk (§3.1, §3.2).
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { StoreError } from "../errors.js";
+import type { Envelope, MessageState, MethodResult } from "../message/message.js";
+
+export interface OutgoingRecord {
+  id: string;
+  toNode: string;
+  method: string;
+  state: MessageState;
+  attempt: number;
+  reason: string | null;
+  exitCode: number | null;
+  /** Set when this message is a reply this node sends for a request it ran. */
+  requestId: string | null;
+  createdAt: number;
+  updatedAt: number;
+  envelope: Envelope;
+  /** The reply's data and outcome, once the reply is back. */
+  result: (MethodResult & { data?: string }) | null;
+}
+
+export interface IncomingRecord {
+  fromNode: string;
+  id: string;
+  state: "received" | "running" | "done";
+  runs: number;
+  envelope: Envelope;
+}
+
+export interface NodeRecord {
+  name: string;
+  lastSeen: number | null;
+  pending: number;
+  failed: number;
+  total: number;
+}
+
+interface OutboxRow {
+  id: string;
+  to_node: string;
+  method: string;
+  state: MessageState;
+  attempt: number;
+  reason: string | null;
+  exit_code: number | null;
+  request_id: string | null;
+  created_at: number;
+  updated_at: number;
+  envelope: string;
+  result: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS outbox (
+  id         TEXT PRIMARY KEY,
+  to_node    TEXT NOT NULL,
+  method     TEXT NOT NULL,
+  state      TEXT NOT NULL,
+  attempt    INTEGER NOT NULL DEFAULT 0,
+  reason     TEXT,
+  exit_code  INTEGER,
+  request_id TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  envelope   TEXT NOT NULL,
+  result     TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox(state);
+CREATE INDEX IF NOT EXISTS outbox_by_node ON outbox(to_node);
+CREATE TABLE IF NOT EXISTS inbox (
+  from_node   TEXT NOT NULL,
+  id          TEXT NOT NULL,
+  state       TEXT NOT NULL,
+  runs        INTEGER NOT NULL DEFAULT 0,
+  received_at INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  envelope    TEXT NOT NULL,
+  PRIMARY KEY (from_node, id)
+);
+CREATE INDEX IF NOT EXISTS inbox_by_state ON inbox(state);
+CREATE TABLE IF NOT EXISTS nodes (
+  name      TEXT PRIMARY KEY,
+  last_seen INTEGER NOT NULL
+);
+`;
+
+/** States from which a move to `to` is progress (a late ACK never moves a message back). */
+const MOVES_FROM: Record<"sent" | "acked" | "running" | "final", MessageState[]> = {
+  sent: ["queued", "sent"],
+  acked: ["queued", "sent"],
+  running: ["queued", "sent", "acked"],
+  final: ["queued", "sent", "acked", "running"],
+};
+
+export class Store {
+  readonly path: string;
+  private db: Database.Database;
+  private stmts;
+  private moveStmts = new Map<string, Database.Statement>();
+
+  constructor(folder: string, nodeName: string) {
+    this.path = join(folder, `${nodeName}.sqlite`);
+    try {
+      mkdirSync(folder, { recursive: true });
+      this.db = new Database(this.path);
+      this.db.pragma("journal_mode = WAL");
+      // FULL: a commit is on disk before we answer "accepted" or ACK, even across a power cut.
+      this.db.pragma("synchronous = FULL");
+      this.db.pragma("busy_timeout = 5000");
+      this.db.exec(SCHEMA);
+    } catch (err) {
+      throw new StoreError(
+        this.path,
+        `cannot open: ${(err as Error).message}; check that databaseFolder is a writable folder with free space`,
+        err,
+      );
+    }
+    const db = this.db;
+    this.stmts = {
+      insertOut: db.prepare(
+        `INSERT OR IGNORE INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope)
+         VALUES (@id, @toNode, @method, 'queued', 0, @requestId, @now, @now, @envelope)`,
+      ),
+      getOut: db.prepare(`SELECT * FROM outbox WHERE id = ?`),
+      pendingOut: db.prepare(`SELECT * FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),
+      listOut: db.prepare(`SELECT * FROM outbox WHERE request_id IS NULL ORDER BY id DESC LIMIT ?`),
+      insertIn: db.prepare(
+        `INSERT OR IGNORE INTO inbox (from_node, id, state, runs, received_at, updated_at, envelope)
+         VALUES (?, ?, 'received', 0, ?, ?, ?)`,
+      ),
+      getIn: db.prepare(`SELECT * FROM inbox WHERE from_node = ? AND id = ?`),
+      startRun: db.prepare(`UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`),
+      finishRun: db.prepare(`UPDATE inbox SET state = 'done', updated_at = ? WHERE from_node = ? AND id = ?`),
+      unfinishedIn: db.prepare(`SELECT * FROM inbox WHERE state IN ('received', 'running') ORDER BY received_at`),
+      hello: db.prepare(
+        `INSERT INTO nodes (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen`,
+      ),
+      nodes: db.prepare(
+        `SELECT name, MAX(last_seen) AS last_seen, SUM(pending) AS pending, SUM(failed) AS failed, SUM(total) AS total FROM (
+           SELECT name, last_seen, 0 AS pending, 0 AS failed, 0 AS total FROM nodes
+           UNION ALL
+           SELECT to_node, NULL,
+                  SUM(state IN ('queued', 'sent')), SUM(state = 'failed'), COUNT(*)
+           FROM outbox WHERE request_id IS NULL GROUP BY to_node
+         ) GROUP BY name ORDER BY name`,
+      ),
+    };
+  }
+
+  /** Store a message this node will send. False when that id is already stored (idempotent input). */
+  addOutgoing(env: Envelope): boolean {
+    return this.write(() => {
+      const info = this.stmts.insertOut.run({
+        id: env.id,
+        toNode: env.toNode,
+        method: env.method,
+        requestId: env.requestId ?? null,
+        now: Date.now(),
+        envelope: JSON.stringify(env),
+      });
+      return info.changes === 1;
+    });
+  }
+
+  getOutgoing(id: string): OutgoingRecord | undefined {
+    const row = this.stmts.getOut.get(id) as OutboxRow | undefined;
+    return row && toOutgoing(row);
+  }
+
+  /** Messages still to deliver: queued, or sent without an ACK yet. */
+  pendingOutgoing(): OutgoingRecord[] {
+    return (this.stmts.pendingOut.all() as OutboxRow[]).map(toOutgoing);
+  }
+
+  /** The newest operator messages (not the replies this node produced for others). */
+  listOutgoing(limit = 50): OutgoingRecord[] {
+    return (this.stmts.listOut.all(limit) as OutboxRow[]).map(toOutgoing);
+  }
+
+  markSent(id: string, attempt: number): void {
+    this.move(id, "sent", MOVES_FROM.sent, { attempt });
+  }
+
+  markAcked(id: string): void {
+    this.move(id, "acked", MOVES_FROM.acked);
+  }
+
+  markRunning(id: string): void {
+    this.move(id, "running", MOVES_FROM.running);
+  }
+
+  /** Move to a final state; false when the message already had one. */
+  finish(
+    id: string,
+    state: "done" | "failed" | "expired" | "cancelled",
+    fields: { reason?: string | null; exitCode?: number | null; result?: unknown } = {},
+  ): boolean {
+    return this.move(id, state, MOVES_FROM.final, fields);
+  }
+
+  /** Store a received message. False when it was already there (a re-send: ACK again, do not run again). */
+  addIncoming(env: Envelope): boolean {
+    return this.write(() => {
+      const now = Date.now();
+      return this.stmts.insertIn.run(env.fromNode, env.id, now, now, JSON.stringify(env)).changes === 1;
+    });
+  }
+
+  getIncoming(fromNode: string, id: string): IncomingRecord | undefined {
+    const row = this.stmts.getIn.get(fromNode, id) as
+      | { from_node: string; id: string; state: IncomingRecord["state"]; runs: number; envelope: string }
+      | undefined;
+    return row && { fromNode: row.from_node, id: row.id, state: row.state, runs: row.runs, envelope: JSON.parse(row.envelope) };
+  }
+
+  /** Received messages not run to the end: run them (again) after a restart (§3.5). */
+  unfinishedIncoming(): IncomingRecord[] {
+    return (this.stmts.unfinishedIn.all() as { from_node: string; id: string; state: IncomingRecord["state"]; runs: number; envelope: string }[]).map(
+      (row) => ({ fromNode: row.from_node, id: row.id, state: row.state, runs: row.runs, envelope: JSON.parse(row.envelope) }),
+    );
+  }
+
+  startRun(env: Envelope): void {
+    this.write(() => this.stmts.startRun.run(Date.now(), env.fromNode, env.id));
+  }
+
+  /**
+   * The method has run: mark the received message done and, in the same
+   * transaction, store the reply to send, so that a crash leaves either
+   * "run again" or "reply stored", never "ran, reply lost".
+   */
+  completeRun(env: Envelope, reply: Envelope | undefined, originUpdate?: () => void): void {
+    this.write(
+      this.db.transaction(() => {
+        this.stmts.finishRun.run(Date.now(), env.fromNode, env.id);
+        if (reply) {
+          this.stmts.insertOut.run({
+            id: reply.id,
+            toNode: reply.toNode,
+            method: reply.method,
+            requestId: reply.requestId ?? null,
+            now: Date.now(),
+            envelope: JSON.stringify(reply),
+          });
+        }
+        originUpdate?.();
+      }),
+    );
+  }
+
+  recordHello(node: string, at = Date.now()): void {
+    this.write(() => this.stmts.hello.run(node, at));
+  }
+
+  listNodes(): NodeRecord[] {
+    return (this.stmts.nodes.all() as { name: string; last_seen: number | null; pending: number; failed: number; total: number }[]).map(
+      (r) => ({ name: r.name, lastSeen: r.last_seen, pending: r.pending ?? 0, failed: r.failed ?? 0, total: r.total ?? 0 }),
+    );
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  private move(
+    id: string,
+    state: MessageState,
+    from: MessageState[],
+    fields: { attempt?: number; reason?: string | null; exitCode?: number | null; result?: unknown } = {},
+  ): boolean {
+    const sets = ["state = @state", "updated_at = @now"];
+    const params: Record<string, unknown> = { id, state, now: Date.now() };
+    if (fields.attempt !== undefined) {
+      sets.push("attempt = @attempt");
+      params.attempt = fields.attempt;
+    }
+    if (fields.reason !== undefined) {
+      sets.push("reason = @reason");
+      params.reason = fields.reason;
+    }
+    if (fields.exitCode !== undefined) {
+      sets.push("exit_code = @exitCode");
+      params.exitCode = fields.exitCode;
+    }
+    if (fields.result !== undefined) {
+      sets.push("result = @result");
+      params.result = JSON.stringify(fields.result);
+    }
+    const sql = `UPDATE outbox SET ${sets.join(", ")} WHERE id = @id AND state IN (${from.map((s) => `'${s}'`).join(", ")})`;
+    let stmt = this.moveStmts.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.moveStmts.set(sql, stmt);
+    }
+    const prepared = stmt;
+    return this.write(() => prepared.run(params).changes === 1);
+  }
+
+  private write<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw new StoreError(this.path, `write failed: ${(err as Error).message}; check free space and permissions of databaseFolder`, err);
+    }
+  }
+}
+
+function toOutgoing(row: OutboxRow): OutgoingRecord {
+  return {
+    id: row.id,
+    toNode: row.to_node,
+    method: row.method,
+    state: row.state,
+    attempt: row.attempt,
+    reason: row.reason,
+    exitCode: row.exit_code,
+    requestId: row.request_id,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    envelope: JSON.parse(row.envelope) as Envelope,
+    result: row.result === null ? null : (JSON.parse(row.result) as OutgoingRecord["result"]),
+  };
+}
