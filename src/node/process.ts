@@ -53,7 +53,9 @@ export class NodeProcess {
   /** Start the process; resolves once its socket answers (and, with `connected`, once it is on the broker). */
   async start(opts: { connected?: boolean; timeoutMs?: number } = {}): Promise<void> {
     const o = this.opts;
+    // Without an entry: run the same steward as this process, with the same loader flags (tsx in development).
     const entry = o.entry ?? (process.argv[1] as string);
+    const loader = o.entry ? [] : process.execArgv;
     const flags = {
       nodeName: o.nodeName,
       brokerAddress: o.brokerAddress,
@@ -66,7 +68,7 @@ export class NodeProcess {
       natsConnectRetryInterval: 1,
       ...o.settings,
     };
-    const args = [...process.execArgv, entry, "start", ...Object.entries(flags).map(([k, v]) => `--${k}=${v}`)];
+    const args = [...loader, entry, "start", ...Object.entries(flags).map(([k, v]) => `--${k}=${v}`)];
     this.logStream ??= createWriteStream(this.logPath, { flags: "a" });
     const child = spawn(process.execPath, args, { cwd: o.dir, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout?.setEncoding("utf8");
