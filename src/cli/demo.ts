@@ -89,7 +89,14 @@ export async function demoCommand(argv: string[]): Promise<number> {
     step("central → ship2 while it is offline: cliCommand [date -u]");
     const [offlineId] = await acceptAll(
       central.socketPath,
-      JSON.stringify({ toNode: "ship2", method: "cliCommand", methodArgs: ["date", "-u"], ACKTimeout: 2, retries: 30, replyMethod: "none" }),
+      JSON.stringify({
+        toNode: "ship2",
+        method: "cliCommand",
+        methodArgs: ["date", "-u"],
+        ACKTimeout: 2,
+        retries: 30,
+        replyMethod: "none",
+      }),
     );
     if (!offlineId) throw new Error("central did not accept the message");
     await new Promise((r) => setTimeout(r, 2500));

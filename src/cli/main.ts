@@ -52,7 +52,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const known = err instanceof UsageError || err instanceof ConfigError || err instanceof NodeUnreachableError || err instanceof StoreError;
+    const known =
+      err instanceof UsageError || err instanceof ConfigError || err instanceof NodeUnreachableError || err instanceof StoreError;
     process.stderr.write(`steward: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
     if (err instanceof UsageError) process.stderr.write(`Run "steward --help" for usage.\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;

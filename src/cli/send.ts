@@ -95,7 +95,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
     if (r?.data) process.stdout.write(r.data.endsWith("\n") ? r.data : `${r.data}\n`);
     if (r?.stderr) process.stdout.write(`-- stderr --\n${r.stderr}${r.stderr.endsWith("\n") ? "" : "\n"}`);
     if (r?.truncated) process.stdout.write(`-- output cut: ${r.truncated} bytes dropped --\n`);
-    if (m.state !== "done" && m.state !== "failed") process.stdout.write(`   still ${m.state} after ${timeout}s; ask later with: steward status ${m.id}\n`);
+    if (m.state !== "done" && m.state !== "failed")
+      process.stdout.write(`   still ${m.state} after ${timeout}s; ask later with: steward status ${m.id}\n`);
     if (m.state !== "done" || m.exitCode !== 0) ok = false;
   }
   return ok ? 0 : 1;

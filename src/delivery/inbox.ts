@@ -69,17 +69,36 @@ export class Inbox {
   }
 
   private onMessage(msg: Msg, method: MethodName): void {
+    try {
+      this.receive(msg, method);
+    } catch (err) {
+      // Whatever a peer sends, the node stays up.
+      this.o.log.error("could not handle a received message", { subject: msg.subject, reason: errorText(err) });
+    }
+  }
+
+  private receive(msg: Msg, method: MethodName): void {
     let env: Envelope;
     try {
       const value = decodeJson(msg.data);
       const problem = envelopeProblem(value);
-      if (problem) return this.refuse(msg, `bad message: ${problem}`, value);
+      if (problem) {
+        this.refuse(msg, `bad message: ${problem}`, value);
+        return;
+      }
       env = value as Envelope;
     } catch {
-      return this.refuse(msg, "bad message: not JSON");
+      this.refuse(msg, "bad message: not JSON");
+      return;
     }
-    if (env.toNode !== this.o.nodeName) return this.refuse(msg, `message for ${env.toNode} arrived at ${this.o.nodeName}`, env);
-    if (canonicalMethod(env.method) !== method) return this.refuse(msg, `method ${env.method} sent on the subject of ${method}`, env);
+    if (env.toNode !== this.o.nodeName) {
+      this.refuse(msg, `message for ${env.toNode} arrived at ${this.o.nodeName}`, env);
+      return;
+    }
+    if (canonicalMethod(env.method) !== method) {
+      this.refuse(msg, `method ${env.method} sent on the subject of ${method}`, env);
+      return;
+    }
 
     if (method === "hello") {
       // Hellos are heartbeats: recorded, never stored or run as messages.
@@ -89,7 +108,8 @@ export class Inbox {
     if (env.requestId !== undefined) {
       const request = this.o.store.getOutgoing(env.requestId);
       if (!request || request.toNode !== env.fromNode) {
-        return this.refuse(msg, `reply ${env.id} from ${env.fromNode} answers no request of ${this.o.nodeName} (${env.requestId})`, env);
+        this.refuse(msg, `reply ${env.id} from ${env.fromNode} answers no request of ${this.o.nodeName} (${env.requestId})`, env);
+        return;
       }
     }
 
@@ -112,7 +132,13 @@ export class Inbox {
     this.o.log.warn("refused a message", { subject: msg.subject, id, fromNode, reason });
     if (msg.reply) msg.respond(encode({ refused: reason, ...(typeof id === "string" && { id }) } satisfies Ack));
     if (typeof fromNode === "string") {
-      this.o.reportError({ toNode: this.o.nodeName, fromNode, method: msg.subject.split(".")[1] ?? "?", ...(typeof id === "string" && { id }), reason });
+      this.o.reportError({
+        toNode: this.o.nodeName,
+        fromNode,
+        method: msg.subject.split(".")[1] ?? "?",
+        ...(typeof id === "string" && { id }),
+        reason,
+      });
     }
   }
 
@@ -177,7 +203,7 @@ export class Inbox {
       const failed = Boolean(r?.error) || error !== undefined;
       const reason = r?.error ?? (error ? `the reply arrived but ${error}` : null);
       store.completeRun(env, undefined, () => {
-        store.finish(requestId, failed ? "failed" : "done", {
+        store.settle(requestId, failed ? "failed" : "done", {
           reason,
           exitCode: r?.exitCode ?? null,
           result: { ...r, ...(env.data !== undefined && { data: env.data }) },
@@ -251,7 +277,10 @@ function fitPayload(reply: Envelope, maxPayload: number): Envelope {
   if (size <= room || reply.data === undefined) return reply;
   const data = Buffer.from(reply.data, "utf8");
   const keep = Math.max(0, data.length - (size - room) - 1024);
-  const kept = data.subarray(0, keep).toString("utf8").replace(/\uFFFD$/, "");
+  const kept = data
+    .subarray(0, keep)
+    .toString("utf8")
+    .replace(/\uFFFD$/, "");
   const dropped = data.length - Buffer.byteLength(kept);
   const result = { ...(reply.result as MethodResult), truncated: (reply.result?.truncated ?? 0) + dropped };
   return { ...reply, data: kept, result };

@@ -81,9 +81,16 @@ export class Outbox {
     while (!this.closed) {
       await this.transport.whenUp();
       if (this.closed) return;
+      const bytes = encode({ ...env, attempt: attempt + 1 });
+      if (bytes.length > this.transport.maxPayload) {
+        this.fail(
+          env,
+          `message is ${bytes.length} bytes, more than the broker's max_payload of ${this.transport.maxPayload}; send less data per message`,
+        );
+        return;
+      }
       attempt++;
       this.store.markSent(env.id, attempt);
-      const bytes = encode({ ...env, attempt });
       if (env.ACKTimeout === 0) {
         // Fire and forget: the reply, if any, moves it on.
         if (this.transport.publish(subject, bytes)) return;

@@ -87,15 +87,3 @@ export const FINAL_STATES: readonly MessageState[] = ["done", "failed", "expired
 export function isFinal(state: MessageState): boolean {
   return FINAL_STATES.includes(state);
 }
-
-/** Order of progress, so that a late ACK never moves a message backwards. */
-export const STATE_RANK: Record<MessageState, number> = {
-  queued: 0,
-  sent: 1,
-  acked: 2,
-  running: 3,
-  done: 4,
-  failed: 4,
-  expired: 4,
-  cancelled: 4,
-};

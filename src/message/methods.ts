@@ -1,17 +1,7 @@
 /**
  * Method names: canonical camelCase, and every seed `REQ…` name as an alias.
  */
-export const METHOD_NAMES = [
-  "cliCommand",
-  "console",
-  "file",
-  "fileAppend",
-  "none",
-  "ping",
-  "pong",
-  "hello",
-  "errorLog",
-] as const;
+export const METHOD_NAMES = ["cliCommand", "console", "file", "fileAppend", "none", "ping", "pong", "hello", "errorLog"] as const;
 
 export type MethodName = (typeof METHOD_NAMES)[number];
 

@@ -24,7 +24,10 @@ export function resultPath(ctx: MethodContext): string {
   const dir = message.directory ?? "";
   checkPlain(fileName, "fileName", message.method);
   if (isAbsolute(dir) || dir.split(/[\\/]/).includes("..")) {
-    throw new MethodError(message.method, `directory "${dir}" from ${message.fromNode} would write outside the data folder; use a relative directory`);
+    throw new MethodError(
+      message.method,
+      `directory "${dir}" from ${message.fromNode} would write outside the data folder; use a relative directory`,
+    );
   }
   return inside(ctx.dataFolder, join(dir, message.fromNode, fileName), message.method);
 }

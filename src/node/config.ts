@@ -41,7 +41,12 @@ interface Setting {
 }
 
 export const SETTINGS: Setting[] = [
-  { key: "nodeName", kind: "string", default: () => (hostname().split(".")[0] ?? "node").replace(/[^A-Za-z0-9_-]/g, "-"), help: "unique name of this node (no dots or spaces)" },
+  {
+    key: "nodeName",
+    kind: "string",
+    default: () => (hostname().split(".")[0] ?? "node").replace(/[^A-Za-z0-9_-]/g, "-"),
+    help: "unique name of this node (no dots or spaces)",
+  },
   { key: "brokerAddress", kind: "string", default: () => "nats://127.0.0.1:4222", help: "NATS server(s) to connect to, comma-separated" },
   { key: "centralNodeName", kind: "string", default: () => "central", help: "node that receives hellos and the error log" },
   { key: "configFolder", kind: "string", default: () => "./etc", help: "folder of config.json (env CONFIG_FOLDER)", notInFile: true },
@@ -49,9 +54,19 @@ export const SETTINGS: Setting[] = [
   { key: "databaseFolder", kind: "string", default: () => "./var/lib", help: "folder of the local SQLite store" },
   { key: "subscribersDataFolder", kind: "string", default: () => "./data", help: "folder where methods and replies write files" },
   { key: "readFolder", kind: "string", default: () => "./readfolder", help: "messages dropped here as files are taken in and removed" },
-  { key: "defaultMessageTimeout", kind: "int", default: () => 10, help: "seconds to wait for an ACK when a message does not say (ACKTimeout)" },
+  {
+    key: "defaultMessageTimeout",
+    kind: "int",
+    default: () => 10,
+    help: "seconds to wait for an ACK when a message does not say (ACKTimeout)",
+  },
   { key: "defaultMessageRetries", kind: "int", default: () => 3, help: "re-sends when a message does not say (retries)" },
-  { key: "defaultMethodTimeout", kind: "int", default: () => 10, help: "seconds a method may run when a message does not say (methodTimeout); -1 = no limit" },
+  {
+    key: "defaultMethodTimeout",
+    kind: "int",
+    default: () => 10,
+    help: "seconds a method may run when a message does not say (methodTimeout); -1 = no limit",
+  },
   { key: "startPubREQHello", kind: "int", default: () => 30, help: "seconds between hellos to central; 0 = no hellos" },
   { key: "natsConnectRetryInterval", kind: "int", default: () => 2, help: "seconds between attempts to reach the broker" },
   { key: "maxMessageSize", kind: "int", default: () => 64 * 1024 * 1024, help: "most bytes of a method's output kept for the reply" },
@@ -60,7 +75,10 @@ export const SETTINGS: Setting[] = [
 
 /** nodeName → NODE_NAME, startPubREQHello → START_PUB_REQ_HELLO */
 export function envName(key: string): string {
-  return key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/([A-Z]+)([A-Z][a-z])/g, "$1_$2").toUpperCase();
+  return key
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .replace(/([A-Z]+)([A-Z][a-z])/g, "$1_$2")
+    .toUpperCase();
 }
 
 /** nodeName → node-name, startPubREQHello → start-pub-req-hello */
@@ -89,7 +107,7 @@ export function parseSettingFlags(argv: string[]): ParsedFlags {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const m = /^--?([A-Za-z][A-Za-z0-9-]*)(?:=(.*))?$/s.exec(arg);
-    const setting = m ? BY_FLAG.get((m[1] as string).toLowerCase()) ?? BY_FLAG.get(m[1] as string) : undefined;
+    const setting = m ? (BY_FLAG.get((m[1] as string).toLowerCase()) ?? BY_FLAG.get(m[1] as string)) : undefined;
     if (!m || !setting) {
       rest.push(arg);
       continue;
@@ -136,7 +154,10 @@ export function loadConfig(flags: ParsedFlags["values"], opts: LoadOptions = {})
     try {
       fromFile = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
     } catch (err) {
-      throw new ConfigError("configFolder", `${file} is not valid JSON (${(err as Error).message}); fix it, or delete it to start from defaults`);
+      throw new ConfigError(
+        "configFolder",
+        `${file} is not valid JSON (${(err as Error).message}); fix it, or delete it to start from defaults`,
+      );
     }
   }
   const config = {} as Record<keyof Config, string | number>;
@@ -160,7 +181,8 @@ export function loadConfig(flags: ParsedFlags["values"], opts: LoadOptions = {})
     const next: Record<string, unknown> = existsSync(file) ? { ...fromFile } : {};
     for (const s of SETTINGS) {
       if (s.notInFile) continue;
-      if (!(s.key in next) || flags[s.key] !== undefined) next[s.key] = flags[s.key] !== undefined ? result[s.key] : (fromFile[s.key] ?? s.default());
+      if (!(s.key in next) || flags[s.key] !== undefined)
+        next[s.key] = flags[s.key] !== undefined ? result[s.key] : (fromFile[s.key] ?? s.default());
     }
     try {
       mkdirSync(configFolder, { recursive: true });
@@ -184,7 +206,8 @@ function validate(c: Config): void {
   }
   if (c.natsConnectRetryInterval < 1) c.natsConnectRetryInterval = 1;
   if (c.defaultMethodTimeout < -1) throw new ConfigError("defaultMethodTimeout", "must be -1 (no limit) or more");
-  if (!["debug", "info", "warn", "error"].includes(c.logLevel)) throw new ConfigError("logLevel", `must be debug, info, warn or error, got "${c.logLevel}"`);
+  if (!["debug", "info", "warn", "error"].includes(c.logLevel))
+    throw new ConfigError("logLevel", `must be debug, info, warn or error, got "${c.logLevel}"`);
 }
 
 export function socketPath(c: Pick<Config, "socketFolder">): string {

@@ -46,7 +46,10 @@ export class StewardNode {
   private linkTask: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
-  private constructor(readonly config: Config, log?: Logger) {
+  private constructor(
+    readonly config: Config,
+    log?: Logger,
+  ) {
     this.log = log ?? createLogger(config.nodeName, config.logLevel as Level);
     this.store = new Store(config.databaseFolder, config.nodeName);
     this.transport = new Transport({
@@ -58,7 +61,8 @@ export class StewardNode {
     this.outbox = new Outbox(this.store, this.transport, this.log, {
       onFailed: (env, reason) => {
         // An error report that cannot be delivered is not reported again (no loops).
-        if (env.method !== "errorLog") this.reportError({ toNode: env.toNode, fromNode: this.config.nodeName, method: env.method, id: env.id, reason });
+        if (env.method !== "errorLog")
+          this.reportError({ toNode: env.toNode, fromNode: this.config.nodeName, method: env.method, id: env.id, reason });
       },
     });
     const isCentral = config.nodeName === config.centralNodeName;
@@ -156,7 +160,7 @@ export class StewardNode {
         }
         if (fresh) {
           this.outbox.deliver({ envelope: env, attempt: 0 });
-          this.log.info("accepted", { id: env.id, toNode: env.toNode, method: env.method, source });
+          this.log.debug("accepted", { id: env.id, toNode: env.toNode, method: env.method, source });
         }
         answers.push({ ok: true, id: env.id, toNode: env.toNode, method: env.method, ...(!fresh && { duplicate: true }) });
       }

@@ -102,11 +102,13 @@ CREATE TABLE IF NOT EXISTS nodes (
 `;
 
 /** States from which a move to `to` is progress (a late ACK never moves a message back). */
-const MOVES_FROM: Record<"sent" | "acked" | "running" | "final", MessageState[]> = {
+const MOVES_FROM: Record<"sent" | "acked" | "running" | "final" | "replied", MessageState[]> = {
   sent: ["queued", "sent"],
   acked: ["queued", "sent"],
   running: ["queued", "sent", "acked"],
   final: ["queued", "sent", "acked", "running"],
+  // A reply is the receiver's word on what happened: it settles even a message we had given up on.
+  replied: ["queued", "sent", "acked", "running", "failed"],
 };
 
 export class Store {
@@ -149,9 +151,7 @@ export class Store {
       startRun: db.prepare(`UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`),
       finishRun: db.prepare(`UPDATE inbox SET state = 'done', updated_at = ? WHERE from_node = ? AND id = ?`),
       unfinishedIn: db.prepare(`SELECT * FROM inbox WHERE state IN ('received', 'running') ORDER BY received_at`),
-      hello: db.prepare(
-        `INSERT INTO nodes (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen`,
-      ),
+      hello: db.prepare(`INSERT INTO nodes (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen`),
       nodes: db.prepare(
         `SELECT name, MAX(last_seen) AS last_seen, SUM(pending) AS pending, SUM(failed) AS failed, SUM(total) AS total FROM (
            SELECT name, last_seen, 0 AS pending, 0 AS failed, 0 AS total FROM nodes
@@ -215,6 +215,11 @@ export class Store {
     return this.move(id, state, MOVES_FROM.final, fields);
   }
 
+  /** The reply to a request is back: record its outcome. */
+  settle(id: string, state: "done" | "failed", fields: { reason: string | null; exitCode: number | null; result: unknown }): boolean {
+    return this.move(id, state, MOVES_FROM.replied, fields);
+  }
+
   /** Store a received message. False when it was already there (a re-send: ACK again, do not run again). */
   addIncoming(env: Envelope): boolean {
     return this.write(() => {
@@ -232,9 +237,9 @@ export class Store {
 
   /** Received messages not run to the end: run them (again) after a restart (§3.5). */
   unfinishedIncoming(): IncomingRecord[] {
-    return (this.stmts.unfinishedIn.all() as { from_node: string; id: string; state: IncomingRecord["state"]; runs: number; envelope: string }[]).map(
-      (row) => ({ fromNode: row.from_node, id: row.id, state: row.state, runs: row.runs, envelope: JSON.parse(row.envelope) }),
-    );
+    return (
+      this.stmts.unfinishedIn.all() as { from_node: string; id: string; state: IncomingRecord["state"]; runs: number; envelope: string }[]
+    ).map((row) => ({ fromNode: row.from_node, id: row.id, state: row.state, runs: row.runs, envelope: JSON.parse(row.envelope) }));
   }
 
   startRun(env: Envelope): void {
