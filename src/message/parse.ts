@@ -67,7 +67,7 @@ export function parseDocument(text: string): unknown[] {
     const bad = list.find((d) => d.errors.length > 0);
     if (bad) {
       const looksJson = /^[[{]/.test(trimmed);
-      const reason = looksJson ? (jsonErr as Error).message : (bad.errors[0]?.message.split("\n")[0] ?? "syntax error");
+      const reason = looksJson ? (jsonErr as Error).message : (bad.errors[0]?.message.split("\n")[0]?.replace(/:$/, "") ?? "syntax error");
       throw new MessageInputError(`cannot parse input as ${looksJson ? "JSON" : "YAML"}: ${reason}`);
     }
     const values = list.map((d) => d.toJS() as unknown);
@@ -169,7 +169,7 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   // Where results go (DESIGN §5).
   const directory = str("directory");
   const fileName = str("fileName");
-  if (directory !== undefined && directory.split(/[\\/]/).includes("..")) {
+  if (directory?.split(/[\\/]/).includes("..")) {
     fail("directory", `must not contain "..": results stay inside the data folder or the absolute folder given`);
   }
   if ((method === "file" || method === "fileAppend") && directory !== undefined && directory.startsWith("/")) {

@@ -199,24 +199,7 @@ export class StewardNode {
   /** Queue an error for central's error log (DESIGN §3.3). */
   reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void {
     const c = this.config;
-    const env: Envelope = {
-      id: newId(),
-      toNode: c.centralNodeName,
-      fromNode: c.nodeName,
-      method: "errorLog",
-      methodArgs: [],
-      replyMethod: "none",
-      replyMethodArgs: [],
-      ACKTimeout: c.defaultMessageTimeout,
-      retries: c.defaultMessageRetries,
-      retryWait: 0,
-      replyACKTimeout: 0,
-      replyRetries: 0,
-      methodTimeout: c.defaultMethodTimeout,
-      replyMethodTimeout: c.defaultMethodTimeout,
-      data: errorLine(e),
-      attempt: 0,
-    };
+    const env = this.toCentral("errorLog", { ACKTimeout: c.defaultMessageTimeout, retries: c.defaultMessageRetries, data: errorLine(e) });
     try {
       if (this.store.addOutgoing(env)) this.outbox.deliver({ envelope: env, attempt: 0 });
     } catch (err) {
@@ -224,13 +207,20 @@ export class StewardNode {
     }
   }
 
+  /** A hello is a heartbeat: published, never stored or retried (the next one follows). */
   private sendHello(): void {
+    const hello = this.toCentral("hello", { ACKTimeout: 0, retries: 0, attempt: 1 });
+    this.transport.publish(methodSubject(this.config.centralNodeName, "hello"), encode(hello));
+  }
+
+  /** A message of the node's own (hello, errorLog) to central; it wants no reply. */
+  private toCentral(method: "hello" | "errorLog", fields: Partial<Envelope>): Envelope {
     const c = this.config;
-    const hello: Envelope = {
+    return {
       id: newId(),
       toNode: c.centralNodeName,
       fromNode: c.nodeName,
-      method: "hello",
+      method,
       methodArgs: [],
       replyMethod: "none",
       replyMethodArgs: [],
@@ -239,11 +229,11 @@ export class StewardNode {
       retryWait: 0,
       replyACKTimeout: 0,
       replyRetries: 0,
-      methodTimeout: 0,
-      replyMethodTimeout: 0,
-      attempt: 1,
+      methodTimeout: c.defaultMethodTimeout,
+      replyMethodTimeout: c.defaultMethodTimeout,
+      attempt: 0,
+      ...fields,
     };
-    this.transport.publish(methodSubject(c.centralNodeName, "hello"), encode(hello));
   }
 
   /** Stop everything; unfinished messages stay in the store and resume at the next start. Same promise when called twice. */
