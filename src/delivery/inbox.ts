@@ -10,6 +10,7 @@
  * sent the request, with the path taken from the stored request, and moves
  * that request to done or failed.
  */
+import { readFileSync } from "node:fs";
 import type { Msg } from "@nats-io/transport-node";
 import { errorText, MethodError } from "../errors.js";
 import { newId } from "../message/id.js";
@@ -64,7 +65,21 @@ export class Inbox {
   /** Run every received message that did not finish before the last stop (DESIGN §3.5). */
   resume(): number {
     const unfinished = this.o.store.unfinishedIncoming();
-    for (const rec of unfinished) this.spawn(rec.envelope, rec.state === "running");
+    for (const rec of unfinished) {
+      // A crash leaves the run's process group behind: end it before running the message again.
+      // If the leader is gone its pid cannot have become another group's id while our orphans hold the group;
+      // if it is alive, its start time tells ours from a process that reused the pid.
+      const leaderStart = rec.pgid === null ? undefined : processStartTime(rec.pgid);
+      if (rec.state === "running" && rec.pgid !== null && (leaderStart === null || leaderStart === rec.pstart)) {
+        try {
+          process.kill(-rec.pgid, "SIGKILL");
+          this.o.log.info("ended a process group left running by a crash", { id: rec.id, pgid: rec.pgid });
+        } catch {
+          // Gone meanwhile.
+        }
+      }
+      this.spawn(rec.envelope, rec.state === "running");
+    }
     return unfinished.length;
   }
 
@@ -188,6 +203,7 @@ export class Inbox {
         maxOutput: this.o.maxOutput,
         signal: ac.signal,
         log,
+        onSpawn: (pgid) => store.recordProcess(env, pgid, processStartTime(pgid)),
       });
     } catch (err) {
       error = err instanceof MethodError ? err.message : `${method}: ${errorText(err)}`;
@@ -262,6 +278,19 @@ export class Inbox {
     this.closed = true;
     for (const ac of this.running.values()) ac.abort(new Error("node shutting down"));
     await Promise.allSettled([...this.tasks]);
+  }
+}
+
+/**
+ * When a process started (field 22 of /proc/<pid>/stat), so that a pid the
+ * system has since reused is never taken for ours. Null where /proc is missing.
+ */
+function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
   }
 }
 

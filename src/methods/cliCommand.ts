@@ -36,6 +36,7 @@ export async function cliCommand(ctx: MethodContext): Promise<MethodOutput> {
         // Already gone.
       }
     };
+    if (child.pid !== undefined) ctx.onSpawn?.(child.pid);
     const onAbort = () => killTree();
     ctx.signal.addEventListener("abort", onAbort, { once: true });
 

@@ -23,8 +23,8 @@ export interface MethodContext {
   maxOutput: number;
   signal: AbortSignal;
   log: Logger;
-  /** Record a hello (central only). */
-  recordHello?: (node: string) => void;
+  /** A method that starts a process group tells its id, so a restart after a crash can end it. */
+  onSpawn?: (pgid: number) => void;
 }
 
 export interface MethodOutput {

@@ -41,6 +41,8 @@ export interface IncomingRecord {
   id: string;
   state: "received" | "running" | "done";
   runs: number;
+  pgid: number | null;
+  pstart: string | null;
   envelope: Envelope;
 }
 
@@ -89,6 +91,9 @@ CREATE TABLE IF NOT EXISTS inbox (
   id          TEXT NOT NULL,
   state       TEXT NOT NULL,
   runs        INTEGER NOT NULL DEFAULT 0,
+  -- The process group a run started, and its start time, so a restart can end what a crash left running.
+  pgid        INTEGER,
+  pstart      TEXT,
   received_at INTEGER NOT NULL,
   updated_at  INTEGER NOT NULL,
   envelope    TEXT NOT NULL,
@@ -149,6 +154,7 @@ export class Store {
       ),
       getIn: db.prepare(`SELECT * FROM inbox WHERE from_node = ? AND id = ?`),
       startRun: db.prepare(`UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`),
+      recordProcess: db.prepare(`UPDATE inbox SET pgid = ?, pstart = ? WHERE from_node = ? AND id = ?`),
       finishRun: db.prepare(`UPDATE inbox SET state = 'done', updated_at = ? WHERE from_node = ? AND id = ?`),
       unfinishedIn: db.prepare(`SELECT * FROM inbox WHERE state IN ('received', 'running') ORDER BY received_at`),
       hello: db.prepare(`INSERT INTO nodes (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen`),
@@ -229,17 +235,18 @@ export class Store {
   }
 
   getIncoming(fromNode: string, id: string): IncomingRecord | undefined {
-    const row = this.stmts.getIn.get(fromNode, id) as
-      | { from_node: string; id: string; state: IncomingRecord["state"]; runs: number; envelope: string }
-      | undefined;
-    return row && { fromNode: row.from_node, id: row.id, state: row.state, runs: row.runs, envelope: JSON.parse(row.envelope) };
+    const row = this.stmts.getIn.get(fromNode, id) as InboxRow | undefined;
+    return row && toIncoming(row);
   }
 
   /** Received messages not run to the end: run them (again) after a restart (§3.5). */
   unfinishedIncoming(): IncomingRecord[] {
-    return (
-      this.stmts.unfinishedIn.all() as { from_node: string; id: string; state: IncomingRecord["state"]; runs: number; envelope: string }[]
-    ).map((row) => ({ fromNode: row.from_node, id: row.id, state: row.state, runs: row.runs, envelope: JSON.parse(row.envelope) }));
+    return (this.stmts.unfinishedIn.all() as InboxRow[]).map(toIncoming);
+  }
+
+  /** Remember the process group a run started (see `pgid` in the schema). */
+  recordProcess(env: Envelope, pgid: number, pstart: string | null): void {
+    this.write(() => this.stmts.recordProcess.run(pgid, pstart, env.fromNode, env.id));
   }
 
   startRun(env: Envelope): void {
@@ -325,6 +332,28 @@ export class Store {
       throw new StoreError(this.path, `write failed: ${(err as Error).message}; check free space and permissions of databaseFolder`, err);
     }
   }
+}
+
+interface InboxRow {
+  from_node: string;
+  id: string;
+  state: IncomingRecord["state"];
+  runs: number;
+  pgid: number | null;
+  pstart: string | null;
+  envelope: string;
+}
+
+function toIncoming(row: InboxRow): IncomingRecord {
+  return {
+    fromNode: row.from_node,
+    id: row.id,
+    state: row.state,
+    runs: row.runs,
+    pgid: row.pgid,
+    pstart: row.pstart,
+    envelope: JSON.parse(row.envelope) as Envelope,
+  };
 }
 
 function toOutgoing(row: OutboxRow): OutgoingRecord {
