@@ -68,6 +68,14 @@ export class NodeUnreachableError extends Error {
   }
 }
 
+/** The local node answered a query with an error (an unknown id, say). */
+export class NodeQueryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "NodeQueryError";
+  }
+}
+
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

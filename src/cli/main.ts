@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 /** The `steward` executable. */
-import { ConfigError, NodeUnreachableError, StoreError } from "../errors.js";
 import { UsageError } from "./args.js";
 import { demoCommand } from "./demo.js";
 import { sendCommand } from "./send.js";
@@ -52,9 +51,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const known =
-      err instanceof UsageError || err instanceof ConfigError || err instanceof NodeUnreachableError || err instanceof StoreError;
-    process.stderr.write(`steward: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
+    // Messages, not stack traces: STEWARD_DEBUG=1 shows where an unexpected error came from.
+    const text = err instanceof Error ? (process.env.STEWARD_DEBUG ? (err.stack ?? err.message) : err.message) : String(err);
+    process.stderr.write(`steward: ${text}\n`);
     if (err instanceof UsageError) process.stderr.write(`Run "steward --help" for usage.\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   },

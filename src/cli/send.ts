@@ -70,7 +70,11 @@ export async function sendCommand(argv: string[]): Promise<number> {
   } else {
     const file = rest[0];
     if (!file || rest.length > 1) throw new UsageError('give one FILE of messages, or "--to NODE -- COMMAND"; see "steward send --help"');
-    document = readFileSync(file === "-" ? 0 : file, "utf8");
+    try {
+      document = readFileSync(file === "-" ? 0 : file, "utf8");
+    } catch (err) {
+      throw new UsageError(`cannot read ${file === "-" ? "standard input" : file}: ${(err as Error).message}`);
+    }
   }
 
   const answers = await submit(path, document);

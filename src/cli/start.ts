@@ -36,5 +36,7 @@ export async function startCommand(args: string[]): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
   });
   await node.close();
+  // Whatever a stuck method still holds open, the process ends.
+  setTimeout(() => process.exit(0), 1000).unref();
   return 0;
 }

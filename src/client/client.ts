@@ -4,7 +4,7 @@
  * demo and the tests.
  */
 import { createConnection } from "node:net";
-import { NodeUnreachableError } from "../errors.js";
+import { NodeQueryError, NodeUnreachableError } from "../errors.js";
 import { type AcceptAnswer, parseAnswerLine, QUERY_PREFIX } from "../inputs/protocol.js";
 import type { MessageState } from "../message/message.js";
 
@@ -67,7 +67,7 @@ export async function submit(socketPath: string, document: string): Promise<Acce
 async function query<T>(socketPath: string, line: string): Promise<T> {
   const out = await exchange(socketPath, `${QUERY_PREFIX}${line}\n`);
   const value = JSON.parse(out) as T & { error?: string };
-  if (value.error) throw new Error(value.error);
+  if (value.error) throw new NodeQueryError(value.error);
   return value;
 }
 

@@ -15,7 +15,7 @@ import type { Msg } from "@nats-io/transport-node";
 import { errorText, MethodError } from "../errors.js";
 import { newId } from "../message/id.js";
 import type { Envelope, MethodResult } from "../message/message.js";
-import { canonicalMethod, type MethodName } from "../message/methods.js";
+import { canonicalMethod, type MethodName, wantsReply } from "../message/methods.js";
 import { METHODS } from "../methods/index.js";
 import type { MethodOutput } from "../methods/method.js";
 import type { Logger } from "../node/log.js";
@@ -116,8 +116,9 @@ export class Inbox {
     }
 
     if (method === "hello") {
-      // Hellos are heartbeats: recorded, never stored or run as messages.
+      // Hellos are heartbeats: recorded, never stored or run as messages. One sent as a message wants its ACK.
       this.o.onHello(env.fromNode);
+      if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
       return;
     }
     if (env.requestId !== undefined) {
@@ -274,10 +275,20 @@ export class Inbox {
     return fitPayload(reply, this.o.transport.maxPayload);
   }
 
-  async close(): Promise<void> {
+  /** Abort every running method; a method that ignores its signal does not hold the shutdown past `graceMs`. */
+  async close(graceMs = 5000): Promise<void> {
     this.closed = true;
     for (const ac of this.running.values()) ac.abort(new Error("node shutting down"));
-    await Promise.allSettled([...this.tasks]);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        if (this.tasks.size > 0)
+          this.o.log.warn("stopping with methods still running; they run again at next start", { running: this.tasks.size });
+        resolve();
+      }, graceMs);
+    });
+    await Promise.race([Promise.allSettled([...this.tasks]), grace]);
+    clearTimeout(timer);
   }
 }
 
@@ -292,11 +303,6 @@ function processStartTime(pid: number): string | null {
   } catch {
     return null;
   }
-}
-
-/** Hellos and error reports are one-way; replies are not answered again. */
-function wantsReply(method: MethodName): boolean {
-  return method !== "hello" && method !== "errorLog";
 }
 
 /** Cut a reply's data so that it fits the broker's max_payload, and say how much was dropped. */

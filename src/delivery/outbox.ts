@@ -14,6 +14,7 @@
  * itself offline keeps its messages queued rather than burning retries.
  */
 import type { Envelope } from "../message/message.js";
+import { wantsReply } from "../message/methods.js";
 import type { Logger } from "../node/log.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { methodSubject } from "./subjects.js";
@@ -101,7 +102,9 @@ export class Outbox {
       try {
         const ack = decodeJson(await this.transport.request(subject, bytes, env.ACKTimeout * 1000)) as Ack;
         if ("ack" in ack && ack.ack === env.id) {
-          this.store.markAcked(env.id);
+          // A reply, a hello or an error report gets no reply back: for them, delivered is done.
+          if (wantsReply(env.method) && env.requestId === undefined) this.store.markAcked(env.id);
+          else this.store.finish(env.id, "done", { exitCode: 0 });
           return;
         }
         if ("refused" in ack) {
@@ -142,7 +145,7 @@ export class Outbox {
           resolve();
         },
       };
-      const timer = setTimeout(waiter.wake, ms);
+      const timer = setTimeout(waiter.wake, Math.min(ms, 2_147_483_647)); // Node's timer limit
       this.waiters.add(waiter);
     });
   }

@@ -17,7 +17,9 @@ export type AcceptAnswer =
 export const QUERY_PREFIX = "STEWARD/1 ";
 
 export function answerLine(a: AcceptAnswer): string {
-  return a.ok ? `accepted ${a.id} ${a.toNode} ${a.method}${a.duplicate ? " (already accepted)" : ""}` : `error ${a.error}`;
+  const line = a.ok ? `accepted ${a.id} ${a.toNode} ${a.method}${a.duplicate ? " (already accepted)" : ""}` : `error ${a.error}`;
+  // One line per message, whatever the input quoted back holds.
+  return line.replace(/[\r\n]/g, (c) => (c === "\n" ? "\\n" : "\\r"));
 }
 
 export function parseAnswerLine(line: string): AcceptAnswer {

@@ -44,6 +44,7 @@ export async function startSocketInput(o: SocketInputOptions): Promise<Server> {
 
 function handle(socket: Socket, o: SocketInputOptions): void {
   let buf = "";
+  const jsonEnd = new JsonEnd();
   let done = false;
   let idle: NodeJS.Timeout | undefined;
   const finish = (reply: string) => {
@@ -77,7 +78,7 @@ function handle(socket: Socket, o: SocketInputOptions): void {
       finish(`error input larger than ${o.maxBytes} bytes; split it into several documents\n`);
       return;
     }
-    if (buf.startsWith(QUERY_PREFIX) ? buf.includes("\n") : jsonComplete(buf)) {
+    if (buf.startsWith(QUERY_PREFIX) ? buf.includes("\n") : jsonEnd.feed(chunk)) {
       processDocument();
       return;
     }
@@ -96,29 +97,44 @@ function handle(socket: Socket, o: SocketInputOptions): void {
   socket.on("close", () => clearTimeout(idle));
 }
 
-/** True when `text` is one JSON object or array whose brackets have closed. */
-export function jsonComplete(text: string): boolean {
-  const t = text.trimStart();
-  if (t[0] !== "[" && t[0] !== "{") return false;
-  let depth = 0;
-  let inString = false;
-  let escaped = false;
-  for (let i = 0; i < t.length; i++) {
-    const c = t[i];
-    if (inString) {
-      if (escaped) escaped = false;
-      else if (c === "\\") escaped = true;
-      else if (c === '"') inString = false;
-      continue;
+/**
+ * Tells, chunk by chunk, when a JSON object or array has closed — keeping its
+ * place between chunks, so a large document is scanned once, not once per chunk.
+ */
+export class JsonEnd {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  private started = false;
+  /** False once the text is known not to start with "[" or "{". */
+  possible = true;
+  /** True once the outermost bracket has closed. */
+  closed = false;
+
+  feed(chunk: string): boolean {
+    for (let i = 0; i < chunk.length && this.possible && !this.closed; i++) {
+      const c = chunk.charCodeAt(i);
+      if (!this.started) {
+        if (c === 32 || c === 9 || c === 10 || c === 13) continue;
+        if (c !== 91 && c !== 123) {
+          this.possible = false;
+          break;
+        }
+        this.started = true;
+      }
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === 92) this.escaped = true;
+        else if (c === 34) this.inString = false;
+      } else if (c === 34) this.inString = true;
+      else if (c === 91 || c === 123) this.depth++;
+      else if (c === 93 || c === 125) {
+        this.depth--;
+        if (this.depth === 0) this.closed = true;
+      }
     }
-    if (c === '"') inString = true;
-    else if (c === "[" || c === "{") depth++;
-    else if (c === "]" || c === "}") {
-      depth--;
-      if (depth === 0) return t.slice(i + 1).trim() === "";
-    }
+    return this.closed;
   }
-  return false;
 }
 
 function someoneListens(path: string): Promise<boolean> {

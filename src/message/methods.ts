@@ -33,6 +33,11 @@ const NOT_YET: Record<string, string> = {
   REQOpCommand: "opCommand",
 };
 
+/** Hellos and error reports are one-way: the receiver sends no reply, so the ACK is their last word. */
+export function wantsReply(method: string): boolean {
+  return method !== "hello" && method !== "errorLog";
+}
+
 export function canonicalMethod(name: string): MethodName | undefined {
   if ((METHOD_NAMES as readonly string[]).includes(name)) return name as MethodName;
   return ALIASES[name];

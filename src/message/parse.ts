@@ -53,28 +53,109 @@ export function badTokenReason(name: string): string | undefined {
   return undefined;
 }
 
+/** Longest time in seconds a timer can wait in Node.js (2^31-1 ms, about 24.8 days). */
+export const MAX_SECONDS = 2_147_483;
+
+/** YAML is parsed only below this size and nesting: its parser is far slower than JSON's on hostile input. */
+const YAML_MAX_BYTES = 256 * 1024;
+/** Text that looks like JSON but is not is tried as YAML flow style only when it is this small. */
+const FLOW_YAML_MAX_BYTES = 64 * 1024;
+const YAML_MAX_DEPTH = 64;
+
 /** Parse a whole document into raw objects; throws MessageInputError when it is neither JSON nor YAML. */
 export function parseDocument(text: string): unknown[] {
   const trimmed = text.trim();
   if (trimmed === "") throw new MessageInputError("empty input: expected a JSON or YAML message, or an array of them");
-  let value: unknown;
+  const value = /^[[{]/.test(trimmed) ? parseJsonish(trimmed) : parseYaml(trimmed);
+  return Array.isArray(value) ? value : [value];
+}
+
+/** JSON, with the trailing commas the seeds' own examples carry; YAML flow style as a last resort for small input. */
+function parseJsonish(text: string): unknown {
+  let firstError: Error;
   try {
-    value = JSON.parse(trimmed);
-  } catch (jsonErr) {
-    // The seeds' own examples carry trailing commas; YAML's flow syntax reads them, and YAML documents too.
-    const docs = parseAllDocuments(trimmed, { uniqueKeys: false });
-    const list = Array.isArray(docs) ? docs : [docs];
-    const bad = list.find((d) => d.errors.length > 0);
-    if (bad) {
-      const looksJson = /^[[{]/.test(trimmed);
-      const reason = looksJson ? (jsonErr as Error).message : (bad.errors[0]?.message.split("\n")[0]?.replace(/:$/, "") ?? "syntax error");
-      throw new MessageInputError(`cannot parse input as ${looksJson ? "JSON" : "YAML"}: ${reason}`);
-    }
-    const values = list.map((d) => d.toJS() as unknown);
-    value = values.length === 1 ? values[0] : values.flat();
+    return JSON.parse(text);
+  } catch (err) {
+    firstError = err as Error;
   }
-  if (Array.isArray(value)) return value;
-  return [value];
+  try {
+    return JSON.parse(stripTrailingCommas(text));
+  } catch {
+    // Fall through: maybe YAML flow style ({toNode: ship1, method: ping}).
+  }
+  if (text.length <= FLOW_YAML_MAX_BYTES && maxDepth(text) <= YAML_MAX_DEPTH) {
+    try {
+      return parseYaml(text);
+    } catch {
+      // Report the JSON error: the text looked like JSON.
+    }
+  }
+  throw new MessageInputError(`cannot parse input as JSON: ${firstError.message}`);
+}
+
+function parseYaml(text: string): unknown {
+  if (text.length > YAML_MAX_BYTES)
+    throw new MessageInputError(`YAML input over ${YAML_MAX_BYTES} bytes is not taken; send large documents as JSON`);
+  if (maxDepth(text) > YAML_MAX_DEPTH) throw new MessageInputError(`input nests deeper than ${YAML_MAX_DEPTH} levels`);
+  const list = parseAllDocuments(text, { uniqueKeys: false });
+  const docs = Array.isArray(list) ? list : [list];
+  const bad = docs.find((d) => d.errors.length > 0);
+  if (bad) {
+    const reason = bad.errors[0]?.message.split("\n")[0]?.replace(/:$/, "") ?? "syntax error";
+    throw new MessageInputError(`cannot parse input as YAML: ${reason}`);
+  }
+  const values = docs.map((d) => d.toJS() as unknown);
+  return values.length === 1 ? values[0] : values.flat();
+}
+
+/** Remove a comma that stands right before a closing bracket, outside strings. */
+export function stripTrailingCommas(text: string): string {
+  const drop: number[] = [];
+  let inString = false;
+  let comma = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92)
+        i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+      continue;
+    }
+    if (c === 44) comma = i;
+    else if ((c === 93 || c === 125) && comma >= 0) {
+      drop.push(comma);
+      comma = -1;
+    } else if (c !== 32 && c !== 9 && c !== 10 && c !== 13) {
+      comma = -1;
+      if (c === 34) inString = true;
+    }
+  }
+  if (drop.length === 0) return text;
+  const parts: string[] = [];
+  let from = 0;
+  for (const at of drop) {
+    parts.push(text.slice(from, at));
+    from = at + 1;
+  }
+  parts.push(text.slice(from));
+  return parts.join("");
+}
+
+/** Deepest bracket nesting outside double-quoted strings (a cheap guard before the YAML parser). */
+function maxDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++;
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) max = Math.max(max, ++depth);
+    else if (c === 93 || c === 125) depth--;
+  }
+  return max;
 }
 
 /**
@@ -122,6 +203,7 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
     if (v === undefined || v === null) return fallback;
     if (typeof v !== "number" || !Number.isInteger(v)) return fail(field, `expected a whole number of seconds, got ${describe(v)}`);
     if (v < min) return fail(field, `must be ${min} or more, got ${v}`);
+    if (v > MAX_SECONDS) return fail(field, `must be at most ${MAX_SECONDS} (about 24 days)${min < 0 ? "; -1 means no limit" : ""}`);
     return v;
   };
   const strings = (field: string): string[] => {

@@ -3,17 +3,18 @@
  * appends one line per error to <subscribersDataFolder>/errorLog/<node>/errorLog.log
  * in the seeds' form: "<time>, error: toNode: …, fromNode: …, method: …: <reason>".
  */
-import { appendFile, mkdir } from "node:fs/promises";
+import { appendFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MethodError } from "../errors.js";
 import { decodeData } from "./console.js";
 import type { MethodContext, MethodOutput } from "./method.js";
+import { ensureDir } from "./paths.js";
 
 export async function errorLog(ctx: MethodContext): Promise<MethodOutput> {
   const dir = join(ctx.dataFolder, "errorLog", ctx.message.fromNode);
   const line = decodeData(ctx).replace(/\n+$/, "");
   try {
-    await mkdir(dir, { recursive: true });
+    await ensureDir(dir);
     await appendFile(join(dir, "errorLog.log"), `${line}\n`);
   } catch (err) {
     throw new MethodError("errorLog", `cannot write the error log in ${dir}: ${(err as Error).message}`, err);

@@ -1,15 +1,15 @@
 /** file: write (replace) the data to directory/fileName (see paths.ts for where). */
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { MethodError } from "../errors.js";
 import { resultText } from "./fileAppend.js";
 import type { MethodContext, MethodOutput } from "./method.js";
-import { resultPath } from "./paths.js";
+import { ensureDir, resultPath } from "./paths.js";
 
 export async function file(ctx: MethodContext): Promise<MethodOutput> {
   const path = resultPath(ctx);
   try {
-    await mkdir(dirname(path), { recursive: true });
+    await ensureDir(dirname(path));
     // Write beside and rename: a reader never sees half a file.
     const tmp = `${path}.${process.pid}.tmp`;
     await writeFile(tmp, resultText(ctx));

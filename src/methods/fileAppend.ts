@@ -1,15 +1,15 @@
 /** fileAppend: append the data to directory/fileName (see paths.ts for where). */
-import { appendFile, mkdir } from "node:fs/promises";
+import { appendFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { MethodError } from "../errors.js";
 import { decodeData } from "./console.js";
 import type { MethodContext, MethodOutput } from "./method.js";
-import { resultPath } from "./paths.js";
+import { ensureDir, resultPath } from "./paths.js";
 
 export async function fileAppend(ctx: MethodContext): Promise<MethodOutput> {
   const path = resultPath(ctx);
   try {
-    await mkdir(dirname(path), { recursive: true });
+    await ensureDir(dirname(path));
     await appendFile(path, resultText(ctx));
   } catch (err) {
     throw new MethodError("fileAppend", `cannot append to ${path}: ${(err as Error).message}`, err);

@@ -6,7 +6,8 @@
  * request this node stored, never from the wire; a request from another
  * node writes only inside the data folder.
  */
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { mkdir, stat } from "node:fs/promises";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { MethodError } from "../errors.js";
 import type { MethodContext } from "./method.js";
 
@@ -43,4 +44,31 @@ function inside(root: string, rel: string, method: string): string {
   const back = relative(resolve(root), full);
   if (back.startsWith("..") || isAbsolute(back)) throw new MethodError(method, `path "${rel}" leaves the data folder`);
   return full;
+}
+
+/**
+ * mkdir -p that gives up. Node's recursive mkdir retries forever when a
+ * parent exists but refuses children (as /proc does, answering ENOENT), which
+ * would spin a method at 100% CPU; this one makes one level at a time.
+ */
+export async function ensureDir(dir: string): Promise<void> {
+  const full = resolve(dir);
+  const missing: string[] = [];
+  for (let d = full; ; d = dirname(d)) {
+    try {
+      if ((await stat(d)).isDirectory()) break;
+      throw new Error(`${d} exists and is not a folder`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      missing.unshift(d);
+      if (dirname(d) === d) break;
+    }
+  }
+  for (const d of missing) {
+    try {
+      await mkdir(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  }
 }

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.js";
-import { badTokenReason } from "../message/parse.js";
+import { badTokenReason, MAX_SECONDS } from "../message/parse.js";
 
 export interface Config {
   nodeName: string;
@@ -203,6 +203,9 @@ function validate(c: Config): void {
   if (badCentral) throw new ConfigError("centralNodeName", `node name ${badCentral}`);
   for (const k of ["defaultMessageTimeout", "defaultMessageRetries", "startPubREQHello", "natsConnectRetryInterval"] as const) {
     if (c[k] < 0) throw new ConfigError(k, `must be 0 or more, got ${c[k]}`);
+  }
+  for (const k of ["defaultMessageTimeout", "defaultMethodTimeout", "startPubREQHello", "natsConnectRetryInterval"] as const) {
+    if (c[k] > MAX_SECONDS) throw new ConfigError(k, `must be at most ${MAX_SECONDS} seconds (about 24 days)`);
   }
   if (c.natsConnectRetryInterval < 1) c.natsConnectRetryInterval = 1;
   if (c.defaultMethodTimeout < -1) throw new ConfigError("defaultMethodTimeout", "must be -1 (no limit) or more");

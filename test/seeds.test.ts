@@ -1,0 +1,558 @@
+/**
+ * The example messages of seeds/003 (the original README), sent to Steward
+ * exactly as text — trailing commas and all — through a node's socket
+ * (DESIGN §2: "every example message in it must work with Steward unchanged").
+ *
+ * Methods this version has (REQCliCommand, REQnCliCommand, and the reply
+ * methods REQToFile, REQToFileAppend, REQToConsole) must be accepted and
+ * reach a final state with their results where the seed says. Methods of a
+ * later version (REQOpCommand, REQOpProcess*, REQTailFile, REQHttpGet,
+ * REQCliCommandCont) must be refused at input, naming the field "method" and
+ * the message's index, while the valid messages of the same batch go through.
+ *
+ * The fleet is named as the seeds name it: central, ship1, ship2.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { MessageView } from "../src/client/client.js";
+import type { AcceptAnswer } from "../src/inputs/protocol.js";
+import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { marker, readIfExists, waitFile } from "./helpers/methods-helpers.js";
+
+// ---- The seeds, verbatim -------------------------------------------------------------------
+
+/** seeds/003, lines 22,36. */
+const SEED_INTRO_CLI = `
+[
+    {
+        "directory":"/var/cli/command_result/",
+        "fileName": "some-file-name.result",
+        "toNode": "ship1",
+        "methodArgs": ["bash","-c","sleep 5 & tree ./"],
+        "method":"REQCliCommand",
+        "replyMethod":"REQToFileAppend",
+        "ACKTimeout":5,
+        "retries":3,
+        "replyACKTimeout":5,
+        "replyRetries":3,
+        "methodTimeout": 10
+    }
+]
+`;
+
+/** seeds/003, lines 148,160. */
+const SEED_TIMEOUTS_CONT = `
+[
+    {
+        "directory":"/some/result/directory/",
+        "fileName":"my-syslog.log",
+        "toNode": "ship2",
+        "methodArgs": ["bash","-c","tail -f /var/log/syslog"],
+        "replyMethod":"REQToFileAppend",
+        "method":"REQnCliCommandCont",
+        "ACKTimeout":3,
+        "retries":3,
+        "methodTimeout": 60
+    }
+]
+`;
+
+/** seeds/003, lines 207,216. */
+const SEED_OP_PROCESS_LIST = `
+[
+    {
+        "directory":"test/dir",
+        "fileName":"test.result",
+        "toNode": "ship2",
+        "method":"REQOpProcessList",
+        "methodArgs": [],
+        "replyMethod":"REQToFileAppend",
+    }
+]
+`;
+
+/** seeds/003, lines 222,231. */
+const SEED_OP_PROCESS_START = `
+[
+    {
+        "directory":"test/dir",
+        "fileName":"test.result",
+        "toNode": "ship2",
+        "method":"REQOpProcessStart",
+        "methodArgs": ["REQHttpGet"],
+        "replyMethod":"REQToFileAppend",
+    }
+]
+`;
+
+/** seeds/003, lines 237,246. */
+const SEED_OP_PROCESS_STOP = `
+[
+    {
+        "directory":"test/dir",
+        "fileName":"test.result",
+        "toNode": "ship2",
+        "method":"REQOpProcessStop",
+        "methodArgs": ["REQHttpGet","ship2","subscriber","199"],
+        "replyMethod":"REQToFileAppend",
+    }
+]
+`;
+
+/** seeds/003, lines 254,263. */
+const SEED_N_CLI_COMMAND = `
+[
+    {
+        "directory":"some/cli/command",
+        "fileName":"cli.result",
+        "toNode": "ship2",
+        "method":"REQnCliCommand",
+        "methodArgs": ["bash","-c","docker ps -a"],
+        "replyMethod":"REQToFileAppend",
+    }
+]
+`;
+
+/** seeds/003, lines 271,281. */
+const SEED_N_CLI_COMMAND_CONT = `
+[
+    {
+        "directory":"some/cli/command",
+        "fileName":"cli.result",
+        "toNode": "ship2",
+        "method":"REQnCliCommandCont",
+        "methodArgs": ["bash","-c","docker ps -a"],
+        "replyMethod":"REQToFileAppend",
+        "methodTimeout":10,
+    }
+]
+`;
+
+/** seeds/003, lines 287,296. */
+const SEED_TAIL_FILE = `
+[
+    {
+        "directory": "/my/tail/files/",
+        "fileName": "tailfile.log",
+        "toNode": "ship2",
+        "method":"REQTailFile",
+        "methodArgs": ["/var/log/system.log"],
+        "methodTimeout": 10
+    }
+]
+`;
+
+/** seeds/003, lines 302,314. */
+const SEED_HTTP_GET = `
+[
+    {
+        "directory": "web",
+        "fileName": "web.html",
+        "toNode": "ship2",
+        "method":"REQHttpGet",
+        "methodArgs": ["https://web.ics.purdue.edu/~gchopra/class/public/pages/webdesign/05_simple.html"],
+        "replyMethod":"REQToFile",
+        "ACKTimeout":10,
+        "retries": 3,
+        "methodTimeout": 3
+    }
+]
+`;
+
+/** seeds/003, lines 322,327. */
+const SEED_HELLO = `
+[
+    {
+        "toNode": "central",
+        "method":"REQHello"
+    }
+]
+`;
+
+/** seeds/003, lines 341,348. */
+const SEED_TO_CONSOLE = `
+[
+    {
+        "toNode": "ship2",
+        "method":"REQOpProcessList",
+        "methodArgs": [],
+        "replyMethod":"REQToConsole",
+    }
+]
+`;
+
+/** seeds/003, lines 354,363. */
+const SEED_TO_FILE_APPEND = `
+[
+    {
+        "directory":"test/dir",
+        "fileName":"test.result",
+        "toNode": "ship2",
+        "method":"REQOpProcessList",
+        "methodArgs": [],
+        "replyMethod":"REQToFileAppend",
+    }
+]
+`;
+
+/** seeds/003, lines 369,378. */
+const SEED_TO_FILE = `
+[
+    {
+        "directory":"test/dir",
+        "fileName":"test.result",
+        "toNode": "ship2",
+        "method":"REQOpProcessList",
+        "methodArgs": [],
+        "replyMethod":"REQToFile",
+    }
+]
+`;
+
+/** seeds/003, lines 655,666. */
+const SEED_NODE_TO_NODE = `
+[
+    {
+        "directory":"/var/steward/cli-command/executed-result",
+        "fileName": "some.log",
+        "toNode": "ship1",
+        "methodArgs": ["bash","-c","sleep 3 & tree ./"],
+        "method":"REQCliCommand",
+        "ACKTimeout":10,
+        "retries":3,
+        "methodTimeout": 4
+    }
+]
+`;
+
+/** seeds/003, lines 668,689. */
+const SEED_MULTI = `
+[
+    {
+        "directory":"cli-command-executed-result",
+        "fileName": "some.log",
+        "toNode": "ship1",
+        "methodArgs": ["bash","-c","sleep 3 & tree ./"],
+        "method":"REQCliCommand",
+        "ACKTimeout":10,
+        "retries":3,
+        "methodTimeout": 4
+    },
+    {
+        "directory":"cli-command-executed-result",
+        "fileName": "some.log",
+        "toNode": "ship2",
+        "methodArgs": ["bash","-c","sleep 3 & tree ./"],
+        "method":"REQCliCommand",
+        "ACKTimeout":10,
+        "retries":3,
+        "methodTimeout": 4
+    }
+]
+`;
+
+/** seeds/003, lines 691,703. */
+const SEED_TO_NODES = `
+[
+    {
+        "directory": "httpget",
+        "fileName": "finn.no.html",
+        "toNodes": ["central","ship2"],
+        "methodArgs": ["https://finn.no"],
+        "method":"REQHttpGet",
+        "replyMethod":"REQToFile",
+        "ACKTimeout":5,
+        "retries":3,
+        "methodTimeout": 5
+    }
+]
+`;
+
+/** seeds/003, lines 705,721. */
+const SEED_OP_COMMAND_PS = `
+[
+    {
+        "directory":"opcommand_logs",
+        "fileName": "some.log",
+        "toNode": "ship2",
+        "data": [],
+        "method":"REQOpCommand",
+        "operation":{
+            "opCmd":"ps"
+        },
+        "ACKTimeout":3,
+        "retries":3,
+        "replyACKTimeout":3,
+        "replyRetries":3,
+        "methodTimeout": 7
+    }
+]
+`;
+
+/** seeds/003, lines 723,744. */
+const SEED_OP_COMMAND_STOP = `
+[
+    {
+        "directory":"opcommand_logs",
+        "fileName": "some.log",
+        "toNode": "ship2",
+        "data": [],
+        "method":"REQOpCommand",
+        "operation":{
+            "opCmd":"stopProc",
+            "opArg": {
+                "method": "REQHttpGet",
+                "kind": "subscriber",
+                "receivingNode": "ship2"
+            }
+        },
+        "ACKTimeout":3,
+        "retries":3,
+        "replyACKTimeout":3,
+        "replyRetries":3,
+        "methodTimeout": 7
+    }
+]
+`;
+
+/** seeds/003, lines 746,766. */
+const SEED_OP_COMMAND_START = `
+[
+    {
+        "directory":"opcommand_logs",
+        "fileName": "some.log",
+        "toNode": "ship2",
+        "data": [],
+        "method":"REQOpCommand",
+        "operation":{
+            "opCmd":"startProc",
+            "opArg": {
+                "method": "REQHttpGet",
+                "allowedNodes": ["central","node1"]
+            }
+        },
+        "ACKTimeout":3,
+        "retries":3,
+        "replyACKTimeout":3,
+        "replyRetries":3,
+        "methodTimeout": 7
+    }
+]
+`;
+
+/** seeds/003, lines 768,779. */
+const SEED_TAIL_FILE_2 = `
+[
+    {
+        "directory": "./my/log/files/",
+        "fileName": "some.log",
+        "toNode": "ship2",
+        "methodArgs": ["./test.log"],
+        "method":"REQTailFile",
+        "ACKTimeout":5,
+        "retries":3,
+        "methodTimeout": 200
+    }
+]
+`;
+
+// ---- Fixtures ------------------------------------------------------------------------------
+
+/** The objects of a seed array, as text, to build batches from verbatim pieces. */
+function inner(seed: string): string {
+  const t = seed.trim();
+  assert.ok(t.startsWith("[") && t.endsWith("]"), "a seed example is an array");
+  return t.slice(1, -1).trim();
+}
+
+/** What `bash -c <script>` exits with on this machine (tree and docker may be missing or broken). */
+function exitStatusHere(script: string): number | null {
+  return spawnSync("bash", ["-c", `${script} > /dev/null 2>&1`]).status;
+}
+const TREE_EXIT = exitStatusHere("tree ./");
+const DOCKER_EXIT = exitStatusHere("docker ps -a");
+
+// Seeds write results under absolute folders in /var; remove what this suite created.
+const SEED_ABS_ROOTS = ["/var/cli", "/var/steward"];
+const preexisting = new Set(SEED_ABS_ROOTS.filter((p) => existsSync(p)));
+
+let fleet: Fleet;
+before(async () => {
+  // Short default ACK wait and retries, so that a seed without ACKTimeout that is never ACKed fails fast.
+  fleet = await Fleet.start("seeds", ["central", "ship1", "ship2"], { defaultMessageTimeout: 2, defaultMessageRetries: 1 });
+});
+after(async () => {
+  await fleet.close();
+  for (const p of SEED_ABS_ROOTS) if (!preexisting.has(p)) rmSync(p, { recursive: true, force: true });
+});
+
+const data = (node: string) => fleet.node(node).dataFolder;
+
+function accepted(answers: AcceptAnswer[], expect: { toNode: string; method: string }[]): string[] {
+  assert.equal(answers.length, expect.length, JSON.stringify(answers));
+  return answers.map((a, i) => {
+    assert.ok(a.ok, `message ${i} accepted: ${JSON.stringify(a)}`);
+    assert.equal(a.toNode, expect[i]?.toNode);
+    assert.equal(a.method, expect[i]?.method);
+    return a.id;
+  });
+}
+
+function refusedForMethod(a: AcceptAnswer | undefined, index: number, method: string): void {
+  assert.ok(a && !a.ok, `message ${index} refused: ${JSON.stringify(a)}`);
+  assert.equal(a.index, index, a.error);
+  assert.match(a.error, new RegExp(`message ${index}\\b`));
+  assert.match(a.error, /field "method"/);
+  assert.ok(a.error.includes(`"${method}"`), `the error names ${method}: ${a.error}`);
+}
+
+/** The outcome of a `bash -c "sleep N & tree ./"` seed, as this machine runs it. */
+function assertTreeOutcome(m: MessageView): void {
+  assert.equal(m.state, "done", JSON.stringify(m));
+  assert.equal(m.exitCode, TREE_EXIT, JSON.stringify(m));
+  if (TREE_EXIT === 0) assert.ok((m.result?.data ?? "").length > 0, "tree lists the folder");
+  else assert.match(m.result?.stderr ?? "", /tree/, "stderr says what went wrong");
+}
+
+// ---- Tests ---------------------------------------------------------------------------------
+
+describe("seed messages this version runs", () => {
+  test("the first example (REQCliCommand, REQToFileAppend, absolute directory) from central to ship1", async () => {
+    const result = "/var/cli/command_result/ship1/some-file-name.result";
+    rmSync(result, { force: true });
+    const [id] = accepted(await fleet.send("central", SEED_INTRO_CLI), [{ toNode: "ship1", method: "cliCommand" }]);
+    const m = await fleet.waitState("central", id as string, undefined, 25_000);
+    assertTreeOutcome(m);
+    assert.ok(existsSync(result), `${result} written on central`);
+  });
+
+  test("'Sending a command from one Node to Another Node' from ship2 to ship1 (default reply method)", async () => {
+    const result = "/var/steward/cli-command/executed-result/ship1/some.log";
+    rmSync(result, { force: true });
+    const [id] = accepted(await fleet.send("ship2", SEED_NODE_TO_NODE), [{ toNode: "ship1", method: "cliCommand" }]);
+    const m = await fleet.waitState("ship2", id as string, undefined, 25_000);
+    assertTreeOutcome(m);
+    assert.ok(existsSync(result), `${result} written on ship2 (default replyMethod fileAppend)`);
+  });
+
+  test("'Specify more messages at once': both accepted, both run, one result file per node", async () => {
+    const ids = accepted(await fleet.send("central", SEED_MULTI), [
+      { toNode: "ship1", method: "cliCommand" },
+      { toNode: "ship2", method: "cliCommand" },
+    ]);
+    assert.notEqual(ids[0], ids[1]);
+    const ms = await Promise.all(ids.map((id) => fleet.waitState("central", id, undefined, 25_000)));
+    for (const m of ms) assertTreeOutcome(m);
+    for (const node of ["ship1", "ship2"]) {
+      assert.ok(existsSync(join(data("central"), "cli-command-executed-result", node, "some.log")), `result of ${node}`);
+    }
+  });
+
+  test("REQnCliCommand (docker ps -a) to ship2 reaches a final state with its result file", async () => {
+    const result = join(data("central"), "some", "cli", "command", "ship2", "cli.result");
+    const [id] = accepted(await fleet.send("central", SEED_N_CLI_COMMAND), [{ toNode: "ship2", method: "cliCommand" }]);
+    const m = await fleet.waitState("central", id as string);
+    // What docker does here decides the outcome; either way the user is told.
+    assert.equal(m.state, "done", JSON.stringify(m));
+    assert.equal(m.exitCode, DOCKER_EXIT, JSON.stringify(m));
+    if (DOCKER_EXIT !== 0) assert.ok((m.result?.stderr ?? "").length > 0, "stderr says why docker failed");
+    await waitFile(result);
+  });
+
+  test("REQHello (toNode central) from ship1 is accepted and not reported as undeliverable", async () => {
+    const [id] = accepted(await fleet.send("ship1", SEED_HELLO), [{ toNode: "central", method: "hello" }]);
+    let m: MessageView | undefined;
+    // Central got it (it hears ship1's hellos): the message must not end as "max retries reached".
+    await sleepUntil(
+      async () => {
+        m = await fleet.status("ship1", id as string);
+        return ["acked", "running", "done", "failed"].includes(m.state);
+      },
+      { what: () => `the hello to be acked or settled (last: ${JSON.stringify(m)})` },
+    );
+    assert.notEqual(m?.state, "failed", JSON.stringify(m));
+  });
+});
+
+describe("seed reply methods (REQToFileAppend, REQToFile, REQToConsole) with a method of this version", () => {
+  // These seeds use REQOpProcessList (a later version, refused below). Here the same text runs
+  // with only "method" and "methodArgs" swapped for a command, to exercise the reply methods.
+  const withCommand = (seed: string, word: string) =>
+    seed.replace(`"method":"REQOpProcessList"`, `"method":"REQCliCommand"`).replace(`"methodArgs": []`, `"methodArgs": ["echo","${word}"]`);
+  const path = () => join(data("central"), "test", "dir", "ship2", "test.result");
+
+  test("REQToFileAppend appends, then REQToFile replaces, <centralData>/test/dir/ship2/test.result", async () => {
+    rmSync(path(), { force: true });
+    const words = [marker("append-a"), marker("append-b"), marker("replace")];
+    for (const [i, seed] of [SEED_TO_FILE_APPEND, SEED_TO_FILE_APPEND, SEED_TO_FILE].entries()) {
+      const text = withCommand(seed, words[i] as string);
+      assert.notEqual(text, seed, "the swap applied");
+      const [id] = accepted(await fleet.send("central", text), [{ toNode: "ship2", method: "cliCommand" }]);
+      assert.equal((await fleet.waitState("central", id as string)).state, "done");
+      if (i === 1) assert.equal(readIfExists(path()), `${words[0]}\n${words[1]}\n`);
+    }
+    assert.equal(readIfExists(path()), `${words[2]}\n`);
+  });
+
+  test("REQToConsole prints the result on central's stdout", async () => {
+    const word = marker("console");
+    const [id] = accepted(await fleet.send("central", withCommand(SEED_TO_CONSOLE, word)), [{ toNode: "ship2", method: "cliCommand" }]);
+    assert.equal((await fleet.waitState("central", id as string)).state, "done");
+    await sleepUntil(() => fleet.node("central").stdout.includes(`${word}\n`), { what: `"${word}" on central's stdout` });
+  });
+});
+
+describe("seed messages of a later version are refused, naming the field and the index", () => {
+  const LATER: [string, string, string][] = [
+    ["timeouts example", SEED_TIMEOUTS_CONT, "REQnCliCommandCont"],
+    ["REQOpProcessList", SEED_OP_PROCESS_LIST, "REQOpProcessList"],
+    ["REQOpProcessStart", SEED_OP_PROCESS_START, "REQOpProcessStart"],
+    ["REQOpProcessStop", SEED_OP_PROCESS_STOP, "REQOpProcessStop"],
+    ["REQCliCommandCont", SEED_N_CLI_COMMAND_CONT, "REQnCliCommandCont"],
+    ["REQTailFile", SEED_TAIL_FILE, "REQTailFile"],
+    ["REQHttpGet", SEED_HTTP_GET, "REQHttpGet"],
+    ["REQToConsole", SEED_TO_CONSOLE, "REQOpProcessList"],
+    ["REQToFileAppend", SEED_TO_FILE_APPEND, "REQOpProcessList"],
+    ["REQToFile", SEED_TO_FILE, "REQOpProcessList"],
+    ["toNodes", SEED_TO_NODES, "REQHttpGet"],
+    ["REQOpCommand ps", SEED_OP_COMMAND_PS, "REQOpCommand"],
+    ["REQOpCommand stopProc", SEED_OP_COMMAND_STOP, "REQOpCommand"],
+    ["REQOpCommand startProc", SEED_OP_COMMAND_START, "REQOpCommand"],
+    ["tail a log file", SEED_TAIL_FILE_2, "REQTailFile"],
+  ];
+  for (const [name, seed, method] of LATER) {
+    test(`${name} (${method})`, async () => {
+      const answers = await fleet.send("central", seed);
+      assert.equal(answers.length, 1, `one answer for one object, even with toNodes: ${JSON.stringify(answers)}`);
+      refusedForMethod(answers[0], 0, method);
+    });
+  }
+
+  test("toNodes REQHttpGet refused in a batch; the other messages of the batch are accepted and run", async () => {
+    const batch = `[\n${inner(SEED_TO_NODES)},\n${inner(SEED_MULTI)}\n]`;
+    const answers = await fleet.send("central", batch);
+    assert.equal(answers.length, 3, JSON.stringify(answers));
+    refusedForMethod(answers[0], 0, "REQHttpGet");
+    const ids = accepted(answers.slice(1), [
+      { toNode: "ship1", method: "cliCommand" },
+      { toNode: "ship2", method: "cliCommand" },
+    ]);
+    for (const id of ids) assertTreeOutcome(await fleet.waitState("central", id, undefined, 25_000));
+  });
+
+  test("each refused message of a mixed batch is named by its own index", async () => {
+    const batch = `[${[SEED_OP_PROCESS_LIST, SEED_N_CLI_COMMAND, SEED_TAIL_FILE, SEED_HTTP_GET].map(inner).join(",")}]`;
+    const answers = await fleet.send("central", batch);
+    assert.equal(answers.length, 4, JSON.stringify(answers));
+    refusedForMethod(answers[0], 0, "REQOpProcessList");
+    refusedForMethod(answers[2], 2, "REQTailFile");
+    refusedForMethod(answers[3], 3, "REQHttpGet");
+    const [id] = accepted([answers[1] as AcceptAnswer], [{ toNode: "ship2", method: "cliCommand" }]);
+    const m = await fleet.waitState("central", id as string);
+    assert.equal(m.state, "done", JSON.stringify(m));
+    assert.equal(m.exitCode, DOCKER_EXIT);
+  });
+});
