@@ -8,7 +8,7 @@
  */
 import type { MethodName } from "../message/methods.js";
 
-export const methodSubject = (node: string, method: MethodName | string): string => `${node}.${method}`;
+export const methodSubject = (node: string, method: MethodName): string => `${node}.${method}`;
 export const stateSubject = (node: string): string => `${node}._state`;
 export const onlineSubject = (node: string): string => `${node}._online`;
 export const ANY_ONLINE = "*._online";

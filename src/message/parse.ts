@@ -312,5 +312,6 @@ function describe(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "an array";
   if (typeof v === "string") return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
-  return `${typeof v === "object" ? "an object" : `${typeof v} ${String(v)}`}`;
+  if (typeof v === "object" || typeof v === "function") return "an object";
+  return `${typeof v} ${JSON.stringify(v) ?? "undefined"}`;
 }

@@ -54,7 +54,7 @@ export class NodeProcess {
   async start(opts: { connected?: boolean; timeoutMs?: number } = {}): Promise<void> {
     const o = this.opts;
     // Without an entry: run the same steward as this process, with the same loader flags (tsx in development).
-    const entry = o.entry ?? (process.argv[1] as string);
+    const entry = o.entry ?? process.argv[1] ?? "";
     const loader = o.entry ? [] : process.execArgv;
     const flags = {
       nodeName: o.nodeName,

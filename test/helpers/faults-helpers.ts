@@ -15,7 +15,7 @@ export class RunsLog {
   readonly dir: string;
   readonly path: string;
 
-  constructor(fleet: Fleet, name: string) {
+  constructor(fleet: Pick<Fleet, "dir">, name: string) {
     this.dir = join(fleet.dir, "runs", name);
     mkdirSync(this.dir, { recursive: true });
     this.path = join(this.dir, "runs.log");
@@ -55,7 +55,7 @@ export function cmd(toNode: string, methodArgs: string[], extra: Record<string, 
 }
 
 /** The state of many messages of one origin node in one query. */
-export async function statesOf(fleet: Fleet, from: string, ids: string[]): Promise<Map<string, MessageView>> {
+export async function statesOf(fleet: Pick<Fleet, "node">, from: string, ids: string[]): Promise<Map<string, MessageView>> {
   const all = await listMessages(fleet.node(from).socketPath, 100_000);
   const wanted = new Set(ids);
   const out = new Map<string, MessageView>();
@@ -64,7 +64,7 @@ export async function statesOf(fleet: Fleet, from: string, ids: string[]): Promi
 }
 
 /** How many of `ids` are in one of `states`. */
-export async function countIn(fleet: Fleet, from: string, ids: string[], states: string[]): Promise<number> {
+export async function countIn(fleet: Pick<Fleet, "node">, from: string, ids: string[], states: string[]): Promise<number> {
   const m = await statesOf(fleet, from, ids);
   let n = 0;
   for (const v of m.values()) if (states.includes(v.state)) n++;
@@ -84,7 +84,7 @@ export async function waitCount(fleet: Fleet, from: string, ids: string[], n: nu
 }
 
 /** Wait until every id is final; returns their views. Fails with a summary of the stragglers. */
-export async function waitAllFinal(fleet: Fleet, from: string, ids: string[], timeoutMs = 60_000): Promise<Map<string, MessageView>> {
+export async function waitAllFinal(fleet: Pick<Fleet, "node">, from: string, ids: string[], timeoutMs = 60_000): Promise<Map<string, MessageView>> {
   let last = new Map<string, MessageView>();
   await sleepUntil(
     async () => {

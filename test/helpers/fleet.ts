@@ -24,10 +24,15 @@ export class Fleet {
   }
 
   /** A broker on a free port, plus the named nodes started and connected. The first node is central unless one is named "central". */
-  static async start(name: string, nodeNames: string[] = [], settings: Record<string, string | number> = {}): Promise<Fleet> {
+  static async start(
+    name: string,
+    nodeNames: string[] = [],
+    settings: Record<string, string | number> = {},
+    opts: { brokerArgs?: string[] } = {},
+  ): Promise<Fleet> {
     const fleet = new Fleet(name);
     try {
-      fleet.broker = await LocalNatsServer.start({ dir: join(fleet.dir, "broker") });
+      fleet.broker = await LocalNatsServer.start({ dir: join(fleet.dir, "broker"), ...(opts.brokerArgs && { args: opts.brokerArgs }) });
       await Promise.all(nodeNames.map((n) => fleet.add(n, settings)));
     } catch (err) {
       // Leave nothing running behind a failed start, or the test process never exits.
@@ -37,7 +42,7 @@ export class Fleet {
     return fleet;
   }
 
-  /** Create and start a node (connected to the broker unless `connected: false`). */
+  /** Create and start a node (connected to the broker unless `connected: false`); `settings.brokerAddress` overrides the fleet's broker. */
   async add(nodeName: string, settings: Record<string, string | number> = {}, opts: { connected?: boolean } = {}): Promise<NodeProcess> {
     const node = new NodeProcess({
       nodeName,
