@@ -11,14 +11,20 @@ import { dirname } from "node:path";
 import type { Logger } from "../node/log.js";
 import { type Acceptor, answerLine, QUERY_PREFIX } from "./protocol.js";
 
-export interface SocketInputOptions {
-  path: string;
+/** How a stream connection (unix socket or TCP) is served. */
+export interface ConnectionOptions {
   acceptor: Acceptor;
-  /** Answers a CLI query ("status ID", "nodes", "health") with a JSON-able value. */
-  query(command: string, args: string[]): unknown;
+  /** Answers a CLI query ("status ID", "nodes", "health"); without it, queries are not served. */
+  query?(command: string, args: string[]): unknown;
   log: Logger;
   /** Largest document taken in one connection. */
   maxBytes: number;
+  /** Names the input in logs: "socket", "tcpListener". */
+  source: string;
+}
+
+export interface SocketInputOptions extends ConnectionOptions {
+  path: string;
 }
 
 const IDLE_MS = 1000;
@@ -31,7 +37,7 @@ export async function startSocketInput(o: SocketInputOptions): Promise<Server> {
     }
     unlinkSync(o.path); // Left behind by a node that was killed.
   }
-  const server = createServer((socket) => handle(socket, o));
+  const server = createServer((socket) => handleConnection(socket, o));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.path, () => {
@@ -42,7 +48,8 @@ export async function startSocketInput(o: SocketInputOptions): Promise<Server> {
   return server;
 }
 
-function handle(socket: Socket, o: SocketInputOptions): void {
+/** Serve one connection: one document in, one answer line per message out, then close. */
+export function handleConnection(socket: Socket, o: ConnectionOptions): void {
   let buf = "";
   const jsonEnd = new JsonEnd();
   let done = false;
@@ -55,7 +62,7 @@ function handle(socket: Socket, o: SocketInputOptions): void {
   };
   const processDocument = () => {
     if (done) return;
-    if (buf.startsWith(QUERY_PREFIX)) {
+    if (o.query && buf.startsWith(QUERY_PREFIX)) {
       const [command = "", ...args] = buf.slice(QUERY_PREFIX.length).trim().split(/\s+/);
       let value: unknown;
       try {
@@ -66,7 +73,7 @@ function handle(socket: Socket, o: SocketInputOptions): void {
       finish(`${JSON.stringify(value)}\n`);
       return;
     }
-    const answers = o.acceptor.accept(buf, "socket");
+    const answers = o.acceptor.accept(buf, o.source);
     finish(answers.map((a) => `${answerLine(a)}\n`).join(""));
   };
 
@@ -78,7 +85,7 @@ function handle(socket: Socket, o: SocketInputOptions): void {
       finish(`error input larger than ${o.maxBytes} bytes; split it into several documents\n`);
       return;
     }
-    if (buf.startsWith(QUERY_PREFIX) ? buf.includes("\n") : jsonEnd.feed(chunk)) {
+    if (o.query && buf.startsWith(QUERY_PREFIX) ? buf.includes("\n") : jsonEnd.feed(chunk)) {
       processDocument();
       return;
     }

@@ -21,10 +21,15 @@ export interface Config {
   databaseFolder: string;
   subscribersDataFolder: string;
   readFolder: string;
+  startupFolder: string;
+  tcpListener: string;
+  httpListener: string;
   defaultMessageTimeout: number;
   defaultMessageRetries: number;
   defaultMethodTimeout: number;
   startPubREQHello: number;
+  errorMessageTimeout: number;
+  errorMessageRetries: number;
   natsConnectRetryInterval: number;
   maxMessageSize: number;
   logLevel: string;
@@ -54,6 +59,9 @@ export const SETTINGS: Setting[] = [
   { key: "databaseFolder", kind: "string", default: () => "./var/lib", help: "folder of the local SQLite store" },
   { key: "subscribersDataFolder", kind: "string", default: () => "./data", help: "folder where methods and replies write files" },
   { key: "readFolder", kind: "string", default: () => "./readfolder", help: "messages dropped here as files are taken in and removed" },
+  { key: "startupFolder", kind: "string", default: () => "./startup", help: "messages in files here are handed in at every start" },
+  { key: "tcpListener", kind: "string", default: () => "", help: 'host:port to take messages on over TCP (":8888" = loopback); empty = off' },
+  { key: "httpListener", kind: "string", default: () => "", help: "host:port of the HTTP API (POST /messages, GET /messages/:id, GET /nodes); empty = off" },
   {
     key: "defaultMessageTimeout",
     kind: "int",
@@ -68,6 +76,8 @@ export const SETTINGS: Setting[] = [
     help: "seconds a method may run when a message does not say (methodTimeout); -1 = no limit",
   },
   { key: "startPubREQHello", kind: "int", default: () => 30, help: "seconds between hellos to central; 0 = no hellos" },
+  { key: "errorMessageTimeout", kind: "int", default: () => 10, help: "seconds to wait for central's ACK of an error report" },
+  { key: "errorMessageRetries", kind: "int", default: () => 10, help: "re-sends of an error report to central" },
   { key: "natsConnectRetryInterval", kind: "int", default: () => 2, help: "seconds between attempts to reach the broker" },
   { key: "maxMessageSize", kind: "int", default: () => 64 * 1024 * 1024, help: "most bytes of a method's output kept for the reply" },
   { key: "logLevel", kind: "string", default: () => "info", help: "debug, info, warn or error" },
@@ -201,10 +211,10 @@ function validate(c: Config): void {
   if (bad) throw new ConfigError("nodeName", `node name ${bad}; node names are NATS subject tokens`);
   const badCentral = badTokenReason(c.centralNodeName);
   if (badCentral) throw new ConfigError("centralNodeName", `node name ${badCentral}`);
-  for (const k of ["defaultMessageTimeout", "defaultMessageRetries", "startPubREQHello", "natsConnectRetryInterval"] as const) {
+  for (const k of ["defaultMessageTimeout", "defaultMessageRetries", "startPubREQHello", "natsConnectRetryInterval", "errorMessageTimeout", "errorMessageRetries"] as const) {
     if (c[k] < 0) throw new ConfigError(k, `must be 0 or more, got ${c[k]}`);
   }
-  for (const k of ["defaultMessageTimeout", "defaultMethodTimeout", "startPubREQHello", "natsConnectRetryInterval"] as const) {
+  for (const k of ["defaultMessageTimeout", "defaultMethodTimeout", "startPubREQHello", "natsConnectRetryInterval", "errorMessageTimeout"] as const) {
     if (c[k] > MAX_SECONDS) throw new ConfigError(k, `must be at most ${MAX_SECONDS} seconds (about 24 days)`);
   }
   if (c.natsConnectRetryInterval < 1) c.natsConnectRetryInterval = 1;

@@ -8,6 +8,7 @@
  * message is stored and waits in the outbox until the link is up.
  */
 import { mkdirSync } from "node:fs";
+import type { Server as HttpServer } from "node:http";
 import type { Server } from "node:net";
 import { resolve } from "node:path";
 import { Inbox } from "../delivery/inbox.js";
@@ -18,7 +19,10 @@ import { encode } from "../delivery/wire.js";
 import { errorText } from "../errors.js";
 import type { AcceptAnswer } from "../inputs/protocol.js";
 import { ReadFolderInput } from "../inputs/readFolder.js";
+import { startHttpListener } from "../inputs/httpListener.js";
 import { startSocketInput } from "../inputs/socket.js";
+import { runStartupFolder } from "../inputs/startupFolder.js";
+import { startTcpListener } from "../inputs/tcpListener.js";
 import { newId } from "../message/id.js";
 import type { Envelope } from "../message/message.js";
 import type { MethodName } from "../message/methods.js";
@@ -40,7 +44,8 @@ export class StewardNode {
   private transport: Transport;
   private outbox: Outbox;
   private inbox: Inbox;
-  private socket: Server | undefined;
+  /** The listening inputs: unix socket, TCP, HTTP. */
+  private servers: (Server | HttpServer)[] = [];
   private readFolder: ReadFolderInput | undefined;
   private helloTimer: NodeJS.Timeout | undefined;
   private linkTask: Promise<void> | undefined;
@@ -104,16 +109,15 @@ export class StewardNode {
       this.sendHello();
       this.outbox.wake();
     });
-    this.socket = await startSocketInput({
-      path: socketPath(c),
-      acceptor: this,
-      query: (command, args) => this.query(command, args),
-      log: this.log,
-      maxBytes: Math.max(c.maxMessageSize, 1024 * 1024),
-    });
+    const maxBytes = Math.max(c.maxMessageSize, 1024 * 1024);
+    const query = (command: string, args: string[]) => this.query(command, args);
+    this.servers.push(await startSocketInput({ path: socketPath(c), acceptor: this, query, log: this.log, maxBytes, source: "socket" }));
+    if (c.tcpListener) this.servers.push(await startTcpListener(c.tcpListener, { acceptor: this, log: this.log, maxBytes }));
+    if (c.httpListener) this.servers.push(await startHttpListener(c.httpListener, { acceptor: this, query, log: this.log, maxBytes }));
     this.readFolder = new ReadFolderInput(resolve(c.readFolder), this, this.log);
     this.readFolder.start();
     const resent = this.outbox.resume();
+    const startup = runStartupFolder(resolve(c.startupFolder), this, this.log);
     const rerun = this.inbox.resume();
     this.linkTask = this.transport.run();
     if (c.startPubREQHello > 0) {
@@ -128,6 +132,9 @@ export class StewardNode {
       store: this.store.path,
       resumedOutgoing: resent,
       resumedIncoming: rerun,
+      startupMessages: startup,
+      ...(c.tcpListener && { tcpListener: c.tcpListener }),
+      ...(c.httpListener && { httpListener: c.httpListener }),
     });
   }
 
@@ -199,7 +206,7 @@ export class StewardNode {
   /** Queue an error for central's error log (DESIGN §3.3). */
   reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void {
     const c = this.config;
-    const env = this.toCentral("errorLog", { ACKTimeout: c.defaultMessageTimeout, retries: c.defaultMessageRetries, data: errorLine(e) });
+    const env = this.toCentral("errorLog", { ACKTimeout: c.errorMessageTimeout, retries: c.errorMessageRetries, data: errorLine(e) });
     try {
       if (this.store.addOutgoing(env)) this.outbox.deliver({ envelope: env, attempt: 0 });
     } catch (err) {
@@ -253,7 +260,7 @@ export class StewardNode {
     };
     if (this.helloTimer) clearInterval(this.helloTimer);
     await step("read folder", () => this.readFolder?.close());
-    await step("socket", () => new Promise<void>((r) => (this.socket ? this.socket.close(() => r()) : r())));
+    await step("listeners", () => Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))));
     await step("inbox", () => this.inbox.close());
     const outboxDone = this.outbox.close();
     await step("broker link", () => this.transport.close());

@@ -1,0 +1,83 @@
+/**
+ * The HTTP listener (`httpListener` host:port), for tools and scripts:
+ *
+ *   POST /messages       body: JSON or YAML, one message or an array
+ *                        → {"results": [{"ok": true, "id", "toNode", "method"} | {"ok": false, "error", "index"}]}
+ *                          200 when every message was accepted, 422 when any was refused
+ *   GET  /messages       the newest messages and their states (?limit=N)
+ *   GET  /messages/:id   one message with its state and result (404 when unknown)
+ *   GET  /nodes          nodes: last hello, pending and failed messages
+ *   GET  /health         this node and its broker link
+ *
+ * Binds to loopback unless a host is given.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Logger } from "../node/log.js";
+import type { Acceptor } from "./protocol.js";
+import { listenAddress } from "./tcpListener.js";
+
+export interface HttpListenerOptions {
+  acceptor: Acceptor;
+  query(command: string, args: string[]): unknown;
+  log: Logger;
+  maxBytes: number;
+}
+
+export async function startHttpListener(address: string, o: HttpListenerOptions): Promise<Server> {
+  const { host, port } = listenAddress(address, "httpListener");
+  const server = createServer((req, res) => {
+    serve(req, res, o).catch((err: unknown) => {
+      o.log.warn("http listener error", { reason: (err as Error).message });
+      if (!res.headersSent) send(res, 500, { error: (err as Error).message });
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err) => reject(new Error(`httpListener cannot listen on ${host}:${port}: ${err.message}`)));
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
+
+async function serve(req: IncomingMessage, res: ServerResponse, o: HttpListenerOptions): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://steward");
+  const parts = url.pathname.split("/").filter(Boolean);
+  if (parts[0] === "messages" && parts.length === 1 && req.method === "POST") {
+    const body = await readBody(req, o.maxBytes);
+    if (body === undefined) return send(res, 413, { error: `body larger than ${o.maxBytes} bytes; split it into several requests` });
+    const results = o.acceptor.accept(body, "httpListener");
+    return send(res, results.every((r) => r.ok) ? 200 : 422, { results });
+  }
+  if (req.method !== "GET") return send(res, 405, { error: `${req.method} ${url.pathname} is not served; see GET /health` });
+  if (parts[0] === "messages" && parts.length === 2) {
+    const value = o.query("status", [decodeURIComponent(parts[1] as string)]) as { error?: string };
+    return send(res, value.error ? 404 : 200, value);
+  }
+  if (parts[0] === "messages" && parts.length === 1) return send(res, 200, o.query("list", [url.searchParams.get("limit") ?? "50"]));
+  if (parts[0] === "nodes" && parts.length === 1) return send(res, 200, o.query("nodes", []));
+  if (parts[0] === "health" && parts.length === 1) return send(res, 200, o.query("health", []));
+  return send(res, 404, { error: `nothing at ${url.pathname}; try POST /messages, GET /messages/:id, GET /nodes` });
+}
+
+function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        resolve(undefined);
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function send(res: ServerResponse, status: number, value: unknown): void {
+  const body = `${JSON.stringify(value)}\n`;
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
