@@ -359,6 +359,9 @@ describe("seed method names", () => {
     ["REQPong", "pong"],
     ["REQHello", "hello"],
     ["REQErrorLog", "errorLog"],
+    ["REQCliCommandCont", "cliCommandCont"],
+    ["REQnCliCommandCont", "cliCommandCont"],
+    ["REQTailFile", "tailFile"],
   ];
   for (const [seed, canonical] of aliases) {
     test(`${seed} is ${canonical}`, () => {
@@ -373,11 +376,11 @@ describe("seed method names", () => {
     assert.equal(one({ ...base, replyMethod: "REQToConsole" }).replyMethod, "console");
   });
 
+  test("REQHttpGet is httpGet", () => {
+    assert.equal(one({ toNode: "ship1", method: "REQHttpGet", methodArgs: ["https://example.com/"] }).method, "httpGet");
+  });
+
   const later: [string, string][] = [
-    ["REQCliCommandCont", "cliCommandCont"],
-    ["REQnCliCommandCont", "cliCommandCont"],
-    ["REQTailFile", "tailFile"],
-    ["REQHttpGet", "httpGet"],
     ["REQOpProcessList", "opProcessList"],
     ["REQOpProcessStart", "opProcessStart"],
     ["REQOpProcessStop", "opProcessStop"],
@@ -390,7 +393,7 @@ describe("seed method names", () => {
   }
 
   test("a method of a later release is refused with a message that says so", () => {
-    const err = refused({ toNode: "ship1", method: "REQHttpGet", methodArgs: ["http://x"] });
+    const err = refused({ toNode: "ship1", method: "REQOpProcessList", methodArgs: [] });
     assertFieldError(err, "method");
     assert.match(err.message, /not available/);
   });

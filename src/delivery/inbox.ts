@@ -195,6 +195,7 @@ export class Inbox {
         : undefined;
     let output: MethodOutput = {};
     let error: string | undefined;
+    let parts = 0;
     try {
       output = await METHODS[method]({
         nodeName: this.o.nodeName,
@@ -205,6 +206,7 @@ export class Inbox {
         signal: ac.signal,
         log,
         onSpawn: (pgid) => store.recordProcess(env, pgid, processStartTime(pgid)),
+        ...(!isReply && wantsReply(method) && { emit: (data: string) => this.sendPart(env, data, ++parts, rerun) }),
       });
     } catch (err) {
       error = err instanceof MethodError ? err.message : `${method}: ${errorText(err)}`;
@@ -214,6 +216,13 @@ export class Inbox {
     }
     if (this.closed && ac.signal.aborted) return; // Shutting down: it stays "running" and is re-run at next start.
 
+    if (isReply && env.result?.partial) {
+      // A part of a streamed result: written by the reply method above; the request is still running.
+      const requestId = env.requestId as string;
+      store.completeRun(env, undefined, () => store.markRunning(requestId));
+      if (error) log.warn("reply method failed on a streamed part", { id: env.id, requestId, reason: error });
+      return;
+    }
     if (isReply) {
       const requestId = env.requestId as string;
       const r = env.result;
@@ -233,7 +242,7 @@ export class Inbox {
       return;
     }
 
-    const reply = wantsReply(method) ? this.buildReply(env, output, error, rerun) : undefined;
+    const reply = wantsReply(method) ? this.buildReply(env, output, error, rerun, parts > 0 ? { seq: parts + 1, partial: false } : undefined) : undefined;
     store.completeRun(env, reply);
     if (reply) this.o.outbox.deliver({ envelope: reply, attempt: 0 });
     if (error) {
@@ -244,8 +253,25 @@ export class Inbox {
     }
   }
 
-  private buildReply(env: Envelope, output: MethodOutput, error: string | undefined, rerun: boolean): Envelope {
+  /** Send one part of a streamed result now, stored first like every reply. */
+  private sendPart(env: Envelope, data: string, seq: number, rerun: boolean): void {
+    const part = this.buildReply(env, { data, exitCode: null }, undefined, rerun, { seq, partial: true });
+    try {
+      if (this.o.store.addOutgoing(part)) this.o.outbox.deliver({ envelope: part, attempt: 0 });
+    } catch (err) {
+      this.o.log.error("cannot store a part of a streamed result", { id: env.id, seq, reason: errorText(err) });
+    }
+  }
+
+  private buildReply(
+    env: Envelope,
+    output: MethodOutput,
+    error: string | undefined,
+    rerun: boolean,
+    part?: { seq: number; partial: boolean },
+  ): Envelope {
     const result: MethodResult = {
+      ...(part && { seq: part.seq, ...(part.partial && { partial: true }) }),
       exitCode: output.exitCode ?? (error ? null : 0),
       ...(output.stderr && { stderr: output.stderr }),
       ...(error && { error }),

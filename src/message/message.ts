@@ -53,6 +53,10 @@ export interface MethodResult {
   rerun?: boolean;
   /** Bytes dropped from `data` because the result was too large. */
   truncated?: number;
+  /** A part of a streamed result (cliCommandCont, tailFile); the last reply has no `partial`. */
+  partial?: boolean;
+  /** Order of the parts of a streamed result, from 1. */
+  seq?: number;
 }
 
 /**

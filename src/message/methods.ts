@@ -1,7 +1,20 @@
 /**
  * Method names: canonical camelCase, and every seed `REQ…` name as an alias.
  */
-export const METHOD_NAMES = ["cliCommand", "console", "file", "fileAppend", "none", "ping", "pong", "hello", "errorLog"] as const;
+export const METHOD_NAMES = [
+  "cliCommand",
+  "cliCommandCont",
+  "tailFile",
+  "httpGet",
+  "console",
+  "file",
+  "fileAppend",
+  "none",
+  "ping",
+  "pong",
+  "hello",
+  "errorLog",
+] as const;
 
 export type MethodName = (typeof METHOD_NAMES)[number];
 
@@ -11,6 +24,10 @@ export const REPLY_METHODS: readonly MethodName[] = ["fileAppend", "file", "cons
 const ALIASES: Record<string, MethodName> = {
   REQCliCommand: "cliCommand",
   REQnCliCommand: "cliCommand",
+  REQCliCommandCont: "cliCommandCont",
+  REQnCliCommandCont: "cliCommandCont",
+  REQTailFile: "tailFile",
+  REQHttpGet: "httpGet",
   REQToConsole: "console",
   REQToFile: "file",
   REQToFileAppend: "fileAppend",
@@ -23,10 +40,6 @@ const ALIASES: Record<string, MethodName> = {
 
 /** Seed names of methods that a later release brings; named so the error can say so. */
 const NOT_YET: Record<string, string> = {
-  REQCliCommandCont: "cliCommandCont",
-  REQnCliCommandCont: "cliCommandCont",
-  REQTailFile: "tailFile",
-  REQHttpGet: "httpGet",
   REQOpProcessList: "opProcessList",
   REQOpProcessStart: "opProcessStart",
   REQOpProcessStop: "opProcessStop",

@@ -244,9 +244,11 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   }
 
   const methodArgs = strings("methodArgs");
-  if (method === "cliCommand" && (methodArgs[0] ?? "") === "") {
-    fail("methodArgs", `cliCommand needs the command as the first element, e.g. ["bash","-c","uptime"]`);
+  if ((method === "cliCommand" || method === "cliCommandCont") && (methodArgs[0] ?? "") === "") {
+    fail("methodArgs", `${method} needs the command as the first element, e.g. ["bash","-c","uptime"]`);
   }
+  if (method === "tailFile" && (methodArgs[0] ?? "") === "") fail("methodArgs", `tailFile needs the file to follow, e.g. ["/var/log/syslog"]`);
+  if (method === "httpGet" && !/^https?:\/\//i.test(methodArgs[0] ?? "")) fail("methodArgs", `httpGet needs a URL, e.g. ["https://example.com/"]`);
 
   // Where results go (DESIGN §5).
   const directory = str("directory");

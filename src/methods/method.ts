@@ -23,6 +23,12 @@ export interface MethodContext {
   maxOutput: number;
   signal: AbortSignal;
   log: Logger;
+  /**
+   * Send part of the result back now (streaming methods). Each part travels
+   * as a reply of its own, with the same guarantees; what the method returns
+   * is the last part.
+   */
+  emit?: (data: string) => void;
   /** A method that starts a process group tells its id, so a restart after a crash can end it. */
   onSpawn?: (pgid: number) => void;
 }

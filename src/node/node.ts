@@ -34,7 +34,7 @@ import { createLogger, type Level, type Logger } from "./log.js";
 
 export type NodeLifecycle = "starting" | "running" | "closing" | "closed";
 
-const EVERY_NODE: MethodName[] = ["cliCommand", "console", "file", "fileAppend", "none", "ping", "pong"];
+const EVERY_NODE: MethodName[] = ["cliCommand", "cliCommandCont", "tailFile", "httpGet", "console", "file", "fileAppend", "none", "ping", "pong"];
 const CENTRAL_ONLY: MethodName[] = ["hello", "errorLog"];
 
 export class StewardNode {

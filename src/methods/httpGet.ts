@@ -1,0 +1,32 @@
+/**
+ * httpGet: GET methodArgs[0] from the receiving node and send the body back.
+ * A non-2xx answer, a refused connection or methodTimeout is an error with
+ * the reason; a body larger than maxMessageSize is cut, and the result says
+ * how much was dropped.
+ */
+import { MethodError } from "../errors.js";
+import type { MethodContext, MethodOutput } from "./method.js";
+import { abortReason, Capture } from "./processTree.js";
+
+export async function httpGet(ctx: MethodContext): Promise<MethodOutput> {
+  const url = ctx.message.methodArgs[0];
+  if (!url || !/^https?:\/\//i.test(url)) throw new MethodError("httpGet", `methodArgs[0] must be an http:// or https:// URL, got ${JSON.stringify(url ?? "")}`);
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: ctx.signal, redirect: "follow" });
+  } catch (err) {
+    if (ctx.signal.aborted) throw new MethodError("httpGet", `GET ${url}: ${abortReason(ctx.signal)}`);
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new MethodError("httpGet", `GET ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, err);
+  }
+  const body = new Capture(ctx.maxOutput);
+  try {
+    if (res.body) for await (const chunk of res.body) body.add(Buffer.from(chunk as Uint8Array));
+  } catch (err) {
+    if (ctx.signal.aborted) throw new MethodError("httpGet", `GET ${url}: ${abortReason(ctx.signal)} while reading the body`);
+    throw new MethodError("httpGet", `GET ${url}: reading the body failed: ${(err as Error).message}`, err);
+  }
+  const output: MethodOutput = { data: body.text(), exitCode: 0, ...(body.dropped > 0 && { truncated: body.dropped }) };
+  if (!res.ok) throw Object.assign(new MethodError("httpGet", `GET ${url}: HTTP ${res.status} ${res.statusText}`), { output });
+  return output;
+}

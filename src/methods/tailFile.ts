@@ -1,0 +1,76 @@
+/**
+ * tailFile: follow a file on the receiving node and send new lines back, in
+ * batches, until methodTimeout. It starts at the end of the file (like
+ * `tail -f`), and keeps following when the file is truncated (starts over
+ * from its beginning) or rotated (a new file under the same name).
+ */
+import { open, stat } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import { MethodError } from "../errors.js";
+import type { MethodContext, MethodOutput } from "./method.js";
+import { StreamBatcher } from "./stream.js";
+
+const POLL_MS = 250;
+const READ_CHUNK = 64 * 1024;
+
+export async function tailFile(ctx: MethodContext): Promise<MethodOutput> {
+  const arg = ctx.message.methodArgs[0];
+  if (!arg) throw new MethodError("tailFile", "methodArgs[0] must be the path of the file to follow");
+  const path = isAbsolute(arg) ? arg : resolve(ctx.dataFolder, arg);
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw new MethodError("tailFile", `cannot follow ${path}: ${(err as Error).message}`, err);
+  }
+  let ino = st.ino;
+  let pos = st.size;
+  let partialLine = "";
+  const batcher = new StreamBatcher(ctx);
+
+  while (!ctx.signal.aborted) {
+    await sleep(POLL_MS, ctx.signal);
+    let now;
+    try {
+      now = await stat(path);
+    } catch {
+      continue; // Between rotation steps the name may be missing for a moment.
+    }
+    if (now.ino !== ino) {
+      // Rotated: finish nothing more from the old file, read the new one from its start.
+      ino = now.ino;
+      pos = 0;
+    } else if (now.size < pos) {
+      pos = 0; // Truncated.
+    }
+    if (now.size <= pos) continue;
+    const fh = await open(path, "r");
+    try {
+      const buf = Buffer.alloc(READ_CHUNK);
+      while (pos < now.size && !ctx.signal.aborted) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(READ_CHUNK, now.size - pos), pos);
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+        const text = partialLine + buf.subarray(0, bytesRead).toString("utf8");
+        const cut = text.lastIndexOf("\n") + 1;
+        partialLine = text.slice(cut);
+        if (cut > 0) batcher.push(text.slice(0, cut));
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+  return { data: batcher.rest() + partialLine, exitCode: 0 };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

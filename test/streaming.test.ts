@@ -1,0 +1,143 @@
+/**
+ * The methods whose results come back over time or from elsewhere:
+ * cliCommandCont and tailFile stream parts while they run; httpGet fetches.
+ */
+import assert from "node:assert/strict";
+import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { Fleet, sleepUntil } from "./helpers/fleet.js";
+
+let fleet: Fleet;
+let web: Server;
+let webPort = 0;
+
+before(async () => {
+  fleet = await Fleet.start("streaming", ["central", "ship1"]);
+  web = createServer((req, res) => {
+    if (req.url === "/ok") res.end("<html>hello from the web</html>");
+    else if (req.url === "/slow") setTimeout(() => res.end("late"), 10_000).unref();
+    else {
+      res.statusCode = 404;
+      res.end("not here");
+    }
+  });
+  await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
+  const addr = web.address();
+  webPort = typeof addr === "object" && addr ? addr.port : 0;
+});
+after(async () => {
+  web.closeAllConnections();
+  await new Promise((r) => web.close(r));
+  await fleet.close();
+});
+
+const resultFile = (dir: string, file: string) => join(fleet.node("central").dataFolder, dir, "ship1", file);
+
+describe("cliCommandCont", () => {
+  test("streams output back while the command runs, then finishes done", async () => {
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "REQnCliCommandCont",
+      methodArgs: ["bash", "-c", "echo first; sleep 2; echo second"],
+      replyMethod: "REQToFileAppend",
+      directory: "cont",
+      fileName: "out.log",
+      methodTimeout: 20,
+    });
+    const file = resultFile("cont", "out.log");
+    // The first line is on the sender while the command is still sleeping.
+    await sleepUntil(() => existsSync(file) && readFileSync(file, "utf8").includes("first"), { what: "the first streamed part" });
+    const during = await fleet.status("central", id as string);
+    assert.equal(during.state, "running", "the message runs on while its parts come back");
+    const m = await fleet.waitState("central", id as string);
+    assert.equal(m.state, "done");
+    assert.equal(readFileSync(file, "utf8"), "first\nsecond\n");
+  });
+
+  test("methodTimeout ends a follow-style command as its normal end", async () => {
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "cliCommandCont",
+      methodArgs: ["bash", "-c", "while true; do echo tick; sleep 0.3; done"],
+      replyMethod: "none",
+      methodTimeout: 2,
+    });
+    const m = await fleet.waitState("central", id as string);
+    assert.equal(m.state, "done", JSON.stringify(m));
+    assert.match(m.result?.data ?? "", /stopped: method timed out after 2s/);
+  });
+});
+
+describe("tailFile", () => {
+  test("sends new lines back, across truncation and rotation, until methodTimeout", async () => {
+    const target = join(fleet.node("ship1").dataFolder, "app.log");
+    writeFileSync(target, "old line, before the tail\n");
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "REQTailFile",
+      methodArgs: [target],
+      directory: "tail",
+      fileName: "app.log",
+      methodTimeout: 6,
+    });
+    const file = resultFile("tail", "app.log");
+    const got = () => (existsSync(file) ? readFileSync(file, "utf8") : "");
+    await fleet.waitState("central", id as string, "running");
+    appendFileSync(target, "one\ntwo\n");
+    await sleepUntil(() => got().includes("two\n"), { what: "lines appended to the followed file" });
+    writeFileSync(target, "after truncate\n");
+    await sleepUntil(() => got().includes("after truncate\n"), { what: "a line after truncation" });
+    renameSync(target, `${target}.1`);
+    writeFileSync(target, "after rotate\n");
+    await sleepUntil(() => got().includes("after rotate\n"), { what: "a line after rotation" });
+    const m = await fleet.waitState("central", id as string);
+    assert.equal(m.state, "done");
+    assert.ok(!got().includes("old line"), "starts at the end of the file, like tail -f");
+    assert.equal(got(), "one\ntwo\nafter truncate\nafter rotate\n");
+  });
+
+  test("a file that does not exist fails with the reason", async () => {
+    const [id] = await fleet.sendOk("central", { toNode: "ship1", method: "tailFile", methodArgs: ["/no/such/file.log"], methodTimeout: 3 });
+    const m = await fleet.waitState("central", id as string);
+    assert.equal(m.state, "failed");
+    assert.match(m.reason ?? "", /cannot follow \/no\/such\/file\.log/);
+  });
+});
+
+describe("httpGet", () => {
+  const get = async (url: string, extra: Record<string, unknown> = {}) => {
+    const [id] = await fleet.sendOk("central", { toNode: "ship1", method: "REQHttpGet", methodArgs: [url], replyMethod: "none", ...extra });
+    return fleet.waitState("central", id as string);
+  };
+
+  test("brings the body back", async () => {
+    const m = await get(`http://127.0.0.1:${webPort}/ok`);
+    assert.equal(m.state, "done");
+    assert.equal(m.result?.data, "<html>hello from the web</html>");
+  });
+
+  test("non-2xx, a refused connection and a timeout are errors with the reason", async () => {
+    const notFound = await get(`http://127.0.0.1:${webPort}/missing`);
+    assert.equal(notFound.state, "failed");
+    assert.match(notFound.reason ?? "", /HTTP 404/);
+    // A port that was free a moment ago: nothing listens there.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const addr = closed.address();
+    await new Promise((r) => closed.close(r));
+    const refused = await get(`http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/`);
+    assert.equal(refused.state, "failed");
+    assert.match(refused.reason ?? "", /ECONNREFUSED/);
+    const slow = await get(`http://127.0.0.1:${webPort}/slow`, { methodTimeout: 1 });
+    assert.equal(slow.state, "failed");
+    assert.match(slow.reason ?? "", /timed out/);
+  });
+
+  test("a message without a URL is refused at input", async () => {
+    const [answer] = await fleet.send("central", { toNode: "ship1", method: "httpGet", methodArgs: ["not a url"] });
+    assert.ok(answer && !answer.ok);
+    assert.match(answer.error, /message 0, field "methodArgs"/);
+  });
+});
