@@ -19,17 +19,18 @@ import { canonicalMethod, type MethodName, wantsReply } from "../message/methods
 import { METHODS } from "../methods/index.js";
 import type { MethodOutput } from "../methods/method.js";
 import type { Logger } from "../node/log.js";
+import { type AllowedNodes, Subscribers } from "../node/subscribers.js";
 import type { Store } from "../store/store.js";
 import type { Outbox } from "./outbox.js";
-import { ANY_ONLINE, methodSubject, stateSubject } from "./subjects.js";
+import { ANY_ONLINE, stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import { type Ack, decodeJson, encode, envelopeProblem, type StateNotice } from "./wire.js";
 
 export interface InboxOptions {
   nodeName: string;
   dataFolder: string;
-  /** Methods this node serves. */
-  methods: MethodName[];
+  /** The subscribers to start: method → nodes allowed to use it. */
+  subscribers: Partial<Record<MethodName, AllowedNodes>>;
   /** Most bytes of a method's output to keep (maxMessageSize). */
   maxOutput: number;
   store: Store;
@@ -46,14 +47,17 @@ export class Inbox {
   private running = new Map<string, AbortController>();
   private tasks = new Set<Promise<void>>();
   private closed = false;
+  readonly subscribers: Subscribers;
 
-  constructor(private readonly o: InboxOptions) {}
+  constructor(private readonly o: InboxOptions) {
+    this.subscribers = new Subscribers(o.nodeName, o.transport, (msg, method) => this.onMessage(msg, method));
+  }
 
   /** Subscribe to this node's subjects. Safe before the broker is reachable. */
   start(): void {
     const { transport, nodeName } = this.o;
-    for (const method of this.o.methods) {
-      transport.subscribe(methodSubject(nodeName, method), (msg) => this.onMessage(msg, method));
+    for (const [method, allowed] of Object.entries(this.o.subscribers)) {
+      if (allowed) this.subscribers.start(method as MethodName, allowed);
     }
     transport.subscribe(stateSubject(nodeName), (msg) => this.onNotice(msg));
     transport.subscribe(ANY_ONLINE, (msg) => {
@@ -115,6 +119,10 @@ export class Inbox {
       return;
     }
 
+    if (env.requestId === undefined && !this.subscribers.allows(method, env.fromNode)) {
+      this.refuse(msg, `${env.fromNode} is not allowed to use ${method} on ${this.o.nodeName} (allowedNodes)`, env);
+      return;
+    }
     if (method === "hello") {
       // Hellos are heartbeats: recorded, never stored or run as messages. One sent as a message wants its ACK.
       this.o.onHello(env.fromNode);
@@ -205,6 +213,7 @@ export class Inbox {
         maxOutput: this.o.maxOutput,
         signal: ac.signal,
         log,
+        subscribers: this.subscribers,
         onSpawn: (pgid) => store.recordProcess(env, pgid, processStartTime(pgid)),
         ...(!isReply && wantsReply(method) && { emit: (data: string) => this.sendPart(env, data, ++parts, rerun) }),
       });

@@ -106,11 +106,15 @@ export class Transport {
     this.upListeners.push(listener);
   }
 
-  /** Subscribe now and after every new connection. */
-  subscribe(subject: string, handler: (msg: Msg) => void): void {
+  /** Subscribe now and after every new connection; returns what ends the subscription. */
+  subscribe(subject: string, handler: (msg: Msg) => void): () => void {
     const entry: (typeof this.subs)[number] = { subject, handler };
     this.subs.push(entry);
     if (this.nc) entry.sub = this.nc.subscribe(subject, { callback: (_err, msg) => handler(msg) });
+    return () => {
+      this.subs = this.subs.filter((s) => s !== entry);
+      entry.sub?.unsubscribe();
+    };
   }
 
   /** Largest payload the broker takes in one message. */

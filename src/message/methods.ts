@@ -14,6 +14,9 @@ export const METHOD_NAMES = [
   "pong",
   "hello",
   "errorLog",
+  "opProcessList",
+  "opProcessStart",
+  "opProcessStop",
 ] as const;
 
 export type MethodName = (typeof METHOD_NAMES)[number];
@@ -36,14 +39,28 @@ const ALIASES: Record<string, MethodName> = {
   REQPong: "pong",
   REQHello: "hello",
   REQErrorLog: "errorLog",
-};
-
-/** Seed names of methods that a later release brings; named so the error can say so. */
-const NOT_YET: Record<string, string> = {
   REQOpProcessList: "opProcessList",
   REQOpProcessStart: "opProcessStart",
   REQOpProcessStop: "opProcessStop",
-  REQOpCommand: "opCommand",
+};
+
+/** The seed name of each method, as in the `startSubREQ…` settings. */
+export const SEED_NAMES: Record<MethodName, string> = {
+  cliCommand: "REQCliCommand",
+  cliCommandCont: "REQCliCommandCont",
+  tailFile: "REQTailFile",
+  httpGet: "REQHttpGet",
+  console: "REQToConsole",
+  file: "REQToFile",
+  fileAppend: "REQToFileAppend",
+  none: "REQNone",
+  ping: "REQPing",
+  pong: "REQPong",
+  hello: "REQHello",
+  errorLog: "REQErrorLog",
+  opProcessList: "REQOpProcessList",
+  opProcessStart: "REQOpProcessStart",
+  opProcessStop: "REQOpProcessStop",
 };
 
 /** Hellos and error reports are one-way: the receiver sends no reply, so the ACK is their last word. */
@@ -58,7 +75,5 @@ export function canonicalMethod(name: string): MethodName | undefined {
 
 /** Why a method name is refused, with what to use instead. */
 export function unknownMethodReason(name: string): string {
-  const later = NOT_YET[name] ?? (Object.values(NOT_YET).includes(name) ? name : undefined);
-  if (later) return `method "${name}" is not available on this version of Steward yet`;
   return `unknown method "${name}"; known methods: ${METHOD_NAMES.join(", ")} (seed REQ… names work too)`;
 }

@@ -8,7 +8,7 @@ import { parseAllDocuments } from "yaml";
 import { MessageInputError } from "../errors.js";
 import { newId } from "./id.js";
 import type { Message } from "./message.js";
-import { canonicalMethod, REPLY_METHODS, unknownMethodReason } from "./methods.js";
+import { canonicalMethod, type MethodName, REPLY_METHODS, unknownMethodReason } from "./methods.js";
 
 /** Per-node defaults applied to fields a message leaves out. */
 export interface MessageDefaults {
@@ -234,7 +234,9 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   // Methods.
   const methodRaw = str("method");
   if (methodRaw === undefined) return fail("method", `missing: say what to run, e.g. "method": "cliCommand"`);
-  const method = canonicalMethod(methodRaw);
+  // The seeds' legacy REQOpCommand carries its operation in "operation": {opCmd, opArg}.
+  const legacy = methodRaw === "REQOpCommand" ? legacyOpCommand(o.operation, fail) : undefined;
+  const method = legacy?.method ?? canonicalMethod(methodRaw);
   if (!method) return fail("method", unknownMethodReason(methodRaw));
   const replyRaw = str("replyMethod");
   const replyMethod = replyRaw === undefined ? (method === "ping" ? "pong" : "fileAppend") : canonicalMethod(replyRaw);
@@ -243,7 +245,7 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
     fail("replyMethod", `"${replyRaw}" cannot handle a reply; use one of ${REPLY_METHODS.join(", ")}`);
   }
 
-  const methodArgs = strings("methodArgs");
+  const methodArgs = legacy?.methodArgs ?? strings("methodArgs");
   if ((method === "cliCommand" || method === "cliCommandCont") && (methodArgs[0] ?? "") === "") {
     fail("methodArgs", `${method} needs the command as the first element, e.g. ["bash","-c","uptime"]`);
   }
@@ -308,6 +310,29 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
     toNode: node,
     ...base,
   }));
+}
+
+/** REQOpCommand {opCmd: ps | startProc | stopProc, opArg} → the op method it stands for. */
+function legacyOpCommand(operation: unknown, fail: (field: string, reason: string) => never): { method: MethodName; methodArgs: string[] } {
+  if (operation === null || typeof operation !== "object" || Array.isArray(operation)) {
+    return fail("operation", `REQOpCommand needs "operation": {"opCmd": "ps" | "startProc" | "stopProc", "opArg": {...}}`);
+  }
+  const { opCmd, opArg } = operation as { opCmd?: unknown; opArg?: Record<string, unknown> };
+  const text = (v: unknown) => (typeof v === "string" ? v : "");
+  switch (opCmd) {
+    case "ps":
+      return { method: "opProcessList", methodArgs: [] };
+    case "startProc": {
+      const nodes = Array.isArray(opArg?.allowedNodes) ? opArg.allowedNodes.map(text).filter(Boolean) : [];
+      if (!text(opArg?.method)) return fail("operation.opArg.method", "startProc needs the method to start");
+      return { method: "opProcessStart", methodArgs: [text(opArg?.method), ...nodes] };
+    }
+    case "stopProc":
+      if (!text(opArg?.method)) return fail("operation.opArg.method", "stopProc needs the method to stop");
+      return { method: "opProcessStop", methodArgs: [text(opArg?.method), text(opArg?.receivingNode), text(opArg?.kind)] };
+    default:
+      return fail("operation.opCmd", `unknown opCmd ${JSON.stringify(opCmd)}; use "ps", "startProc" or "stopProc"`);
+  }
 }
 
 function describe(v: unknown): string {

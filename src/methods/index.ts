@@ -10,6 +10,9 @@ import { hello } from "./hello.js";
 import { httpGet } from "./httpGet.js";
 import type { MethodHandler } from "./method.js";
 import { none } from "./none.js";
+import { opProcessList } from "./opProcessList.js";
+import { opProcessStart } from "./opProcessStart.js";
+import { opProcessStop } from "./opProcessStop.js";
 import { ping } from "./ping.js";
 import { pong } from "./pong.js";
 import { tailFile } from "./tailFile.js";
@@ -27,4 +30,7 @@ export const METHODS: Record<MethodName, MethodHandler> = {
   pong,
   hello,
   errorLog,
+  opProcessList,
+  opProcessStart,
+  opProcessStop,
 };

@@ -6,6 +6,7 @@
  */
 import type { Envelope } from "../message/message.js";
 import type { Logger } from "../node/log.js";
+import type { SubscriberControl } from "../node/subscribers.js";
 
 export interface MethodContext {
   /** This node's name. */
@@ -29,6 +30,8 @@ export interface MethodContext {
    * is the last part.
    */
   emit?: (data: string) => void;
+  /** The node's subscribers, for the op methods. */
+  subscribers?: SubscriberControl;
   /** A method that starts a process group tells its id, so a restart after a crash can end it. */
   onSpawn?: (pgid: number) => void;
 }

@@ -10,9 +10,18 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.js";
+import { METHOD_NAMES, type MethodName, SEED_NAMES } from "../message/methods.js";
 import { badTokenReason, MAX_SECONDS } from "../message/parse.js";
 
+export function startSubKey(method: MethodName): StartSubKey {
+  return `startSub${SEED_NAMES[method]}`;
+}
+
+/** `startSubREQCliCommand` etc.: who may use each method here ("*", a comma-separated node list, or "" for off). */
+export type StartSubKey = `startSub${string}`;
+
 export interface Config {
+  [key: StartSubKey]: string;
   nodeName: string;
   brokerAddress: string;
   centralNodeName: string;
@@ -81,6 +90,14 @@ export const SETTINGS: Setting[] = [
   { key: "natsConnectRetryInterval", kind: "int", default: () => 2, help: "seconds between attempts to reach the broker" },
   { key: "maxMessageSize", kind: "int", default: () => 64 * 1024 * 1024, help: "most bytes of a method's output kept for the reply" },
   { key: "logLevel", kind: "string", default: () => "info", help: "debug, info, warn or error" },
+  ...METHOD_NAMES.map(
+    (m): Setting => ({
+      key: startSubKey(m),
+      kind: "string",
+      default: () => "*",
+      help: `nodes allowed to use ${m} here: "*" = all, "central,ship1" = those, "" = no subscriber`,
+    }),
+  ),
 ];
 
 /** nodeName → NODE_NAME, startPubREQHello → START_PUB_REQ_HELLO */

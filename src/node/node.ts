@@ -25,17 +25,16 @@ import { runStartupFolder } from "../inputs/startupFolder.js";
 import { startTcpListener } from "../inputs/tcpListener.js";
 import { newId } from "../message/id.js";
 import type { Envelope } from "../message/message.js";
-import type { MethodName } from "../message/methods.js";
+import { METHOD_NAMES } from "../message/methods.js";
 import { parseMessages } from "../message/parse.js";
 import { errorLine } from "../methods/errorLog.js";
 import { type OutgoingRecord, Store } from "../store/store.js";
-import { type Config, socketPath } from "./config.js";
+import { type Config, socketPath, startSubKey } from "./config.js";
 import { createLogger, type Level, type Logger } from "./log.js";
+import { parseAllowed } from "./subscribers.js";
 
 export type NodeLifecycle = "starting" | "running" | "closing" | "closed";
 
-const EVERY_NODE: MethodName[] = ["cliCommand", "cliCommandCont", "tailFile", "httpGet", "console", "file", "fileAppend", "none", "ping", "pong"];
-const CENTRAL_ONLY: MethodName[] = ["hello", "errorLog"];
 
 export class StewardNode {
   lifecycle: NodeLifecycle = "starting";
@@ -70,11 +69,10 @@ export class StewardNode {
           this.reportError({ toNode: env.toNode, fromNode: this.config.nodeName, method: env.method, id: env.id, reason });
       },
     });
-    const isCentral = config.nodeName === config.centralNodeName;
     this.inbox = new Inbox({
       nodeName: config.nodeName,
       dataFolder: resolve(config.subscribersDataFolder),
-      methods: isCentral ? [...EVERY_NODE, ...CENTRAL_ONLY] : EVERY_NODE,
+      subscribers: Object.fromEntries(METHOD_NAMES.map((m) => [m, parseAllowed(config[startSubKey(m)] ?? "*")])),
       maxOutput: config.maxMessageSize,
       store: this.store,
       outbox: this.outbox,
