@@ -42,6 +42,15 @@ export interface Config {
   natsConnectRetryInterval: number;
   maxMessageSize: number;
   logLevel: string;
+  nkeySeedFile: string;
+  natsCredsFile: string;
+  rootCAPath: string;
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  promHostAndPort: string;
+  exposeDataFolder: string;
+  auditLogFolder: string;
+  auditLogMaxBytes: number;
 }
 
 type Kind = "string" | "int";
@@ -90,6 +99,15 @@ export const SETTINGS: Setting[] = [
   { key: "natsConnectRetryInterval", kind: "int", default: () => 2, help: "seconds between attempts to reach the broker" },
   { key: "maxMessageSize", kind: "int", default: () => 64 * 1024 * 1024, help: "most bytes of a method's output kept for the reply" },
   { key: "logLevel", kind: "string", default: () => "info", help: "debug, info, warn or error" },
+  { key: "nkeySeedFile", kind: "string", default: () => "", help: "nkey seed file to authenticate to the broker with; empty = none" },
+  { key: "natsCredsFile", kind: "string", default: () => "", help: "NATS user credentials file (JWT + nkey seed); empty = none" },
+  { key: "rootCAPath", kind: "string", default: () => "", help: "root CA certificate (PEM) to verify the broker's TLS certificate" },
+  { key: "tlsCertFile", kind: "string", default: () => "", help: "client certificate (PEM) for TLS to the broker" },
+  { key: "tlsKeyFile", kind: "string", default: () => "", help: "key (PEM) of the client certificate" },
+  { key: "promHostAndPort", kind: "string", default: () => "", help: 'host:port of the Prometheus metrics endpoint (":2112" = loopback); empty = off' },
+  { key: "exposeDataFolder", kind: "string", default: () => "", help: "host:port of a read-only HTTP view of subscribersDataFolder; empty = off" },
+  { key: "auditLogFolder", kind: "string", default: () => "./var/log", help: "folder of audit.log: every message accepted and executed, as JSON lines" },
+  { key: "auditLogMaxBytes", kind: "int", default: () => 10 * 1024 * 1024, help: "size at which audit.log is rotated (5 files are kept)" },
   ...METHOD_NAMES.map(
     (m): Setting => ({
       key: startSubKey(m),
