@@ -277,11 +277,10 @@ describe("fields and defaults (DESIGN §2)", () => {
     assert.deepEqual(m.operation, { opCmd: "ps", opArg: {} });
   });
 
-  test("schedule [interval, total] is accepted and carried", {
-    todo: "schedule is refused as 'not available yet' (DESIGN §2 lists it)",
-  }, () => {
+  test("schedule [interval, total] is accepted and carried; a malformed one is refused", () => {
     const m = one({ ...base, schedule: [10, 60] });
     assert.deepEqual(m.schedule, [10, 60]);
+    for (const bad of [[0, 60], [10], "10,60", [1.5, 3], [-1, 5]]) assertFieldError(refused({ ...base, schedule: bad }), "schedule");
   });
 
   test("a client-chosen id with one target is kept as is", () => {
@@ -380,22 +379,22 @@ describe("seed method names", () => {
     assert.equal(one({ toNode: "ship1", method: "REQHttpGet", methodArgs: ["https://example.com/"] }).method, "httpGet");
   });
 
-  const later: [string, string][] = [
+  for (const [seed, canonical] of [
     ["REQOpProcessList", "opProcessList"],
     ["REQOpProcessStart", "opProcessStart"],
     ["REQOpProcessStop", "opProcessStop"],
-  ];
-  for (const [seed, canonical] of later) {
-    test(`${seed} is ${canonical}`, { todo: `${canonical} is not implemented yet (DESIGN §4)` }, () => {
-      const m = one({ toNode: "ship1", method: seed, methodArgs: ["x"] });
-      assert.equal(m.method, canonical);
+  ]) {
+    test(`${seed} is ${canonical}`, () => {
+      assert.equal(one({ toNode: "ship1", method: seed, methodArgs: ["x"] }).method, canonical);
     });
   }
 
-  test("a method of a later release is refused with a message that says so", () => {
-    const err = refused({ toNode: "ship1", method: "REQOpProcessList", methodArgs: [] });
-    assertFieldError(err, "method");
-    assert.match(err.message, /not available/);
+  test("REQOpCommand with an operation is the op method it stands for", () => {
+    assert.equal(one({ toNode: "ship1", method: "REQOpCommand", operation: { opCmd: "ps" } }).method, "opProcessList");
+    const start = one({ toNode: "ship1", method: "REQOpCommand", operation: { opCmd: "startProc", opArg: { method: "REQHttpGet", allowedNodes: ["central"] } } });
+    assert.equal(start.method, "opProcessStart");
+    assert.deepEqual(start.methodArgs, ["REQHttpGet", "central"]);
+    assertFieldError(refused({ toNode: "ship1", method: "REQOpCommand" }), "operation");
   });
 });
 

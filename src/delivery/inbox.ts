@@ -82,7 +82,7 @@ export class Inbox {
           // Gone meanwhile.
         }
       }
-      this.spawn(rec.envelope, rec.state === "running");
+      this.spawn(rec.envelope, rec.state === "running", rec.receivedAt);
     }
     return unfinished.length;
   }
@@ -175,12 +175,12 @@ export class Inbox {
     }
   }
 
-  private spawn(env: Envelope, rerun: boolean): void {
+  private spawn(env: Envelope, rerun: boolean, receivedAt = Date.now()): void {
     const key = `${env.fromNode}/${env.id}`;
     if (this.closed || this.running.has(key)) return;
     const ac = new AbortController();
     this.running.set(key, ac);
-    const task = this.execute(env, rerun, ac)
+    const task = this.execute(env, rerun, ac, receivedAt)
       .catch((err) => this.o.log.error("message task failed", { id: env.id, reason: errorText(err) }))
       .finally(() => {
         this.running.delete(key);
@@ -189,7 +189,7 @@ export class Inbox {
     this.tasks.add(task);
   }
 
-  private async execute(env: Envelope, rerun: boolean, ac: AbortController): Promise<void> {
+  private async execute(env: Envelope, rerun: boolean, ac: AbortController, receivedAt: number): Promise<void> {
     const { store, log } = this.o;
     const method = canonicalMethod(env.method) as MethodName;
     const isReply = env.requestId !== undefined;
@@ -197,38 +197,30 @@ export class Inbox {
     store.startRun(env);
     if (!isReply) this.o.transport.publish(stateSubject(env.fromNode), encode({ id: env.id, state: "running" } satisfies StateNotice));
 
-    const timeout =
-      env.methodTimeout >= 0
-        ? setTimeout(() => ac.abort(new Error(`method timed out after ${env.methodTimeout}s (methodTimeout)`)), env.methodTimeout * 1000)
-        : undefined;
-    let output: MethodOutput = {};
-    let error: string | undefined;
     let parts = 0;
-    try {
-      output = await METHODS[method]({
-        nodeName: this.o.nodeName,
-        dataFolder: this.o.dataFolder,
-        message: env,
-        ...(request && { request }),
-        maxOutput: this.o.maxOutput,
-        signal: ac.signal,
-        log,
-        subscribers: this.subscribers,
-        onSpawn: (pgid) => store.recordProcess(env, pgid, processStartTime(pgid)),
-        ...(!isReply && wantsReply(method) && { emit: (data: string) => this.sendPart(env, data, ++parts, rerun) }),
-      });
-    } catch (err) {
-      error = err instanceof MethodError ? err.message : `${method}: ${errorText(err)}`;
-      output = (err as { output?: MethodOutput }).output ?? {};
-    } finally {
-      clearTimeout(timeout);
+    const emit = !isReply && wantsReply(method) ? (data: string) => this.sendPart(env, { data, exitCode: null }, undefined, ++parts, rerun) : undefined;
+    let { output, error } = await this.runOnce(env, method, request, ac.signal, emit);
+
+    // schedule [interval, total]: run again every interval until total has passed since the message arrived;
+    // each run replies. After a restart, what is left of the schedule runs.
+    if (!isReply && env.schedule) {
+      const [interval, total] = env.schedule;
+      const end = receivedAt + total * 1000;
+      let next = receivedAt + interval * 1000 * Math.max(1, Math.ceil((Date.now() - receivedAt) / (interval * 1000)));
+      while (next < end && !ac.signal.aborted) {
+        this.sendPart(env, output, error, ++parts, rerun);
+        await abortableSleep(next - Date.now(), ac.signal);
+        if (ac.signal.aborted) break;
+        ({ output, error } = await this.runOnce(env, method, request, ac.signal, emit));
+        next += interval * 1000;
+      }
     }
     if (this.closed && ac.signal.aborted) return; // Shutting down: it stays "running" and is re-run at next start.
 
     if (isReply && env.result?.partial) {
-      // A part of a streamed result: written by the reply method above; the request is still running.
+      // A part of a streamed or scheduled result: written by the reply method above; the request runs on.
       const requestId = env.requestId as string;
-      store.completeRun(env, undefined, () => store.markRunning(requestId));
+      store.completeRun(env, undefined, () => store.progress(requestId, { ...env.result, ...(env.data !== undefined && { data: env.data }) }));
       if (error) log.warn("reply method failed on a streamed part", { id: env.id, requestId, reason: error });
       return;
     }
@@ -262,9 +254,47 @@ export class Inbox {
     }
   }
 
-  /** Send one part of a streamed result now, stored first like every reply. */
-  private sendPart(env: Envelope, data: string, seq: number, rerun: boolean): void {
-    const part = this.buildReply(env, { data, exitCode: null }, undefined, rerun, { seq, partial: true });
+  /** Run the method once, with its own methodTimeout; the node's shutdown (`signal`) aborts it too. */
+  private async runOnce(
+    env: Envelope,
+    method: MethodName,
+    request: Envelope | undefined,
+    signal: AbortSignal,
+    emit: ((data: string) => void) | undefined,
+  ): Promise<{ output: MethodOutput; error: string | undefined }> {
+    const run = new AbortController();
+    const onShutdown = () => run.abort(signal.reason);
+    signal.addEventListener("abort", onShutdown, { once: true });
+    const timeout =
+      env.methodTimeout >= 0
+        ? setTimeout(() => run.abort(new Error(`method timed out after ${env.methodTimeout}s (methodTimeout)`)), env.methodTimeout * 1000)
+        : undefined;
+    try {
+      const output = await METHODS[method]({
+        nodeName: this.o.nodeName,
+        dataFolder: this.o.dataFolder,
+        message: env,
+        ...(request && { request }),
+        maxOutput: this.o.maxOutput,
+        signal: run.signal,
+        log: this.o.log,
+        subscribers: this.subscribers,
+        onSpawn: (pgid) => this.o.store.recordProcess(env, pgid, processStartTime(pgid)),
+        ...(emit && { emit }),
+      });
+      return { output, error: undefined };
+    } catch (err) {
+      const error = err instanceof MethodError ? err.message : `${method}: ${errorText(err)}`;
+      return { output: (err as { output?: MethodOutput }).output ?? {}, error };
+    } finally {
+      clearTimeout(timeout);
+      signal.removeEventListener("abort", onShutdown);
+    }
+  }
+
+  /** Send one part of a streamed or scheduled result now, stored first like every reply. */
+  private sendPart(env: Envelope, output: MethodOutput, error: string | undefined, seq: number, rerun: boolean): void {
+    const part = this.buildReply(env, output, error, rerun, { seq, partial: true });
     try {
       if (this.o.store.addOutgoing(part)) this.o.outbox.deliver({ envelope: part, attempt: 0 });
     } catch (err) {
@@ -325,6 +355,18 @@ export class Inbox {
     await Promise.race([Promise.allSettled([...this.tasks]), grace]);
     clearTimeout(timer);
   }
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, Math.min(ms, 2_147_483_647)));
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 /**

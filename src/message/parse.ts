@@ -272,8 +272,12 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   const dataEncoding = str("dataEncoding");
   if (dataEncoding !== undefined && dataEncoding !== "base64") fail("dataEncoding", `only "base64" is known`);
 
+  let schedule: [number, number] | undefined;
   if (o.schedule !== undefined && o.schedule !== null) {
-    fail("schedule", "scheduled methods are not available on this version of Steward yet; send the message once per run");
+    const v = o.schedule;
+    const ok = Array.isArray(v) && v.length === 2 && v.every((n) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= MAX_SECONDS);
+    if (!ok || (v[0] as number) < 1) fail("schedule", `expected [interval, total] in whole seconds, interval 1 or more, e.g. [60, 3600]; got ${describe(v)}`);
+    schedule = v as [number, number];
   }
   if (o.operation !== undefined && o.operation !== null && (typeof o.operation !== "object" || Array.isArray(o.operation))) {
     fail("operation", `expected an object like {"opCmd": "ps"}, got ${describe(o.operation)}`);
@@ -304,6 +308,7 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
     ...(data !== undefined && { data }),
     ...(dataEncoding === "base64" && { dataEncoding: "base64" as const }),
     ...(o.operation ? { operation: o.operation as Record<string, unknown> } : {}),
+    ...(schedule && { schedule }),
   };
   return targets.map((node) => ({
     id: idRaw === undefined ? newId() : targets.length === 1 ? idRaw : `${idRaw}@${node}`,

@@ -43,6 +43,7 @@ export interface IncomingRecord {
   runs: number;
   pgid: number | null;
   pstart: string | null;
+  receivedAt: number;
   envelope: Envelope;
 }
 
@@ -212,6 +213,11 @@ export class Store {
     this.move(id, "running", MOVES_FROM.running);
   }
 
+  /** A part of a streamed or scheduled result is back: the message runs on; keep the latest part. */
+  progress(id: string, result: unknown): void {
+    this.move(id, "running", [...MOVES_FROM.running, "running"], { result });
+  }
+
   /** Move to a final state; false when the message already had one. */
   finish(
     id: string,
@@ -341,6 +347,7 @@ interface InboxRow {
   runs: number;
   pgid: number | null;
   pstart: string | null;
+  received_at: number;
   envelope: string;
 }
 
@@ -352,6 +359,7 @@ function toIncoming(row: InboxRow): IncomingRecord {
     runs: row.runs,
     pgid: row.pgid,
     pstart: row.pstart,
+    receivedAt: row.received_at,
     envelope: JSON.parse(row.envelope) as Envelope,
   };
 }
