@@ -82,6 +82,27 @@ export async function demoCommand(argv: string[]): Promise<number> {
     say(`results written on central: ${join(central.dataFolder, "demo", "<node>", "hello.result")}`);
     say(`  ship1's file says: ${readFileSync(join(central.dataFolder, "demo", "ship1", "hello.result"), "utf8").trim()}`);
 
+    step("central → ship1: cliCommandCont, output streamed back while the command runs");
+    const [streamId] = await acceptAll(
+      central.socketPath,
+      JSON.stringify({
+        toNode: "ship1",
+        method: "REQnCliCommandCont",
+        methodArgs: ["bash", "-c", 'for i in 1 2 3; do echo "tick $i from $STEWARD_NODE_NAME"; sleep 0.8; done'],
+        replyMethod: "REQToFileAppend",
+        directory: "demo",
+        fileName: "stream.log",
+        methodTimeout: 10,
+      }),
+    );
+    if (!streamId) throw new Error("central did not accept the message");
+    const streamed = await waitForFinal(central.socketPath, [streamId], {
+      timeoutMs: 20_000,
+      onChange: (m) => say(`state on central: ${stateText(m)}`),
+    });
+    showResult(streamed.get(streamId) as MessageView);
+    say(`streamed file on central: ${readFileSync(join(central.dataFolder, "demo", "ship1", "stream.log"), "utf8").trim().replace(/\n/g, " | ")}`);
+
     step("Stopping ship2: it goes offline");
     await ship2.stop();
     say("ship2 stopped");
@@ -124,7 +145,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       ).replace(/\n/g, "\n  "),
     );
 
-    const ok = [...first.values(), result].every((m) => m.state === "done" && m.exitCode === 0);
+    const ok = [...first.values(), ...streamed.values(), result].every((m) => m.state === "done" && m.exitCode === 0);
     step(`${ok ? "Demo complete" : "Demo finished with failures"} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     if (keep) say(`files kept in ${dir}`);
     return ok ? 0 : 1;

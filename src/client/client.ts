@@ -19,6 +19,8 @@ export interface MessageView {
   createdAt: string;
   updatedAt: string;
   rerun?: boolean;
+  /** While a streamed or scheduled method runs: how many parts are back. */
+  parts?: number;
   result?: { data?: string; stderr?: string; error?: string; exitCode: number | null; rerun?: boolean; truncated?: number };
 }
 
@@ -105,7 +107,7 @@ export async function waitForFinal(
       const prev = latest.get(id);
       if (prev && FINAL.includes(prev.state)) continue;
       const m = await messageStatus(socketPath, id);
-      if (!prev || prev.state !== m.state || prev.attempt !== m.attempt) opts.onChange?.(m);
+      if (!prev || prev.state !== m.state || prev.attempt !== m.attempt || prev.parts !== m.parts) opts.onChange?.(m);
       latest.set(id, m);
     }
     const allFinal = ids.every((id) => {

@@ -28,6 +28,10 @@ import type { Envelope } from "../message/message.js";
 import { METHOD_NAMES } from "../message/methods.js";
 import { parseMessages } from "../message/parse.js";
 import { errorLine } from "../methods/errorLog.js";
+import { AuditLog } from "../observe/audit.js";
+import { startDataFolderServer } from "../observe/dataFolderServer.js";
+import { StewardMetrics } from "../observe/metrics.js";
+import { startMetricsServer } from "../observe/metricsServer.js";
 import { type OutgoingRecord, Store } from "../store/store.js";
 import { type Config, socketPath, startSubKey } from "./config.js";
 import { createLogger, type Level, type Logger } from "./log.js";
@@ -43,6 +47,8 @@ export class StewardNode {
   private transport: Transport;
   private outbox: Outbox;
   private inbox: Inbox;
+  private readonly metrics: StewardMetrics;
+  private readonly audit: AuditLog;
   /** The listening inputs: unix socket, TCP, HTTP. */
   private servers: (Server | HttpServer)[] = [];
   private readFolder: ReadFolderInput | undefined;
@@ -56,6 +62,12 @@ export class StewardNode {
   ) {
     this.log = log ?? createLogger(config.nodeName, config.logLevel as Level);
     this.store = new Store(config.databaseFolder, config.nodeName);
+    this.metrics = new StewardMetrics({
+      inFlight: () => this.outbox.inFlight,
+      brokerConnected: () => this.transport.state === "up",
+      lastHellos: () => this.store.listNodes(),
+    });
+    this.audit = new AuditLog(config.auditLogFolder, config.auditLogMaxBytes, this.log);
     this.transport = new Transport({
       brokerAddress: config.brokerAddress,
       nodeName: config.nodeName,
@@ -63,7 +75,10 @@ export class StewardNode {
       log: this.log,
     });
     this.outbox = new Outbox(this.store, this.transport, this.log, {
+      onSent: (env, attempt) => this.metrics.sent(env, attempt),
+      onAcked: (env) => this.metrics.acked(env),
       onFailed: (env, reason) => {
+        this.metrics.failed(env);
         // An error report that cannot be delivered is not reported again (no loops).
         if (env.method !== "errorLog")
           this.reportError({ toNode: env.toNode, fromNode: this.config.nodeName, method: env.method, id: env.id, reason });
@@ -82,6 +97,10 @@ export class StewardNode {
       onHello: (node) => {
         this.store.recordHello(node);
         this.outbox.wake(node);
+      },
+      onExecuted: (env, output, error, rerun, durationMs) => {
+        this.metrics.executed(env, durationMs);
+        this.audit.executed(env, { exitCode: output.exitCode ?? (error ? null : 0), ...(error !== undefined && { error }), rerun, durationMs });
       },
     });
   }
@@ -112,6 +131,8 @@ export class StewardNode {
     this.servers.push(await startSocketInput({ path: socketPath(c), acceptor: this, query, log: this.log, maxBytes, source: "socket" }));
     if (c.tcpListener) this.servers.push(await startTcpListener(c.tcpListener, { acceptor: this, log: this.log, maxBytes }));
     if (c.httpListener) this.servers.push(await startHttpListener(c.httpListener, { acceptor: this, query, log: this.log, maxBytes }));
+    if (c.promHostAndPort) this.servers.push(await startMetricsServer(c.promHostAndPort, this.metrics, this.log));
+    if (c.exposeDataFolder) this.servers.push(await startDataFolderServer(c.exposeDataFolder, resolve(c.subscribersDataFolder), this.log));
     this.readFolder = new ReadFolderInput(resolve(c.readFolder), this, this.log);
     this.readFolder.start();
     const resent = this.outbox.resume();
@@ -133,6 +154,8 @@ export class StewardNode {
       startupMessages: startup,
       ...(c.tcpListener && { tcpListener: c.tcpListener }),
       ...(c.httpListener && { httpListener: c.httpListener }),
+      ...(c.promHostAndPort && { promHostAndPort: c.promHostAndPort }),
+      ...(c.exposeDataFolder && { exposeDataFolder: c.exposeDataFolder }),
     });
   }
 
@@ -164,6 +187,8 @@ export class StewardNode {
           continue;
         }
         if (fresh) {
+          this.metrics.accepted(env);
+          this.audit.accepted(env);
           this.outbox.deliver({ envelope: env, attempt: 0 });
           this.log.debug("accepted", { id: env.id, toNode: env.toNode, method: env.method, source });
         }
@@ -284,6 +309,8 @@ export function messageView(rec: OutgoingRecord, withResult: boolean): Record<st
     createdAt: new Date(rec.createdAt).toISOString(),
     updatedAt: new Date(rec.updatedAt).toISOString(),
     ...(r?.rerun && { rerun: true }),
+    // Streamed and scheduled results come back in parts; the latest part's number shows progress.
+    ...(rec.state === "running" && r?.seq && { parts: r.seq }),
     ...(withResult && r && { result: r }),
   };
 }
