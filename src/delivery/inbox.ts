@@ -41,6 +41,8 @@ export interface InboxOptions {
   reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void;
   /** A node said hello (central). */
   onHello(node: string): void;
+  /** A method ran here (not a reply), once per message: metrics and the audit log. */
+  onExecuted?(env: Envelope, output: MethodOutput, error: string | undefined, rerun: boolean, durationMs: number): void;
 }
 
 export class Inbox {
@@ -197,6 +199,7 @@ export class Inbox {
     store.startRun(env);
     if (!isReply) this.o.transport.publish(stateSubject(env.fromNode), encode({ id: env.id, state: "running" } satisfies StateNotice));
 
+    const started = Date.now();
     let parts = 0;
     const emit = !isReply && wantsReply(method) ? (data: string) => this.sendPart(env, { data, exitCode: null }, undefined, ++parts, rerun) : undefined;
     let { output, error } = await this.runOnce(env, method, request, ac.signal, emit);
@@ -246,6 +249,7 @@ export class Inbox {
     const reply = wantsReply(method) ? this.buildReply(env, output, error, rerun, parts > 0 ? { seq: parts + 1, partial: false } : undefined) : undefined;
     store.completeRun(env, reply);
     if (reply) this.o.outbox.deliver({ envelope: reply, attempt: 0 });
+    this.o.onExecuted?.(env, output, error, rerun, Date.now() - started);
     if (error) {
       log.warn("method failed", { id: env.id, method, fromNode: env.fromNode, reason: error });
       if (method !== "errorLog") this.o.reportError({ toNode: this.o.nodeName, fromNode: env.fromNode, method, id: env.id, reason: error });

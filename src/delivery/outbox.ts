@@ -24,12 +24,19 @@ import { type Ack, decodeJson, encode } from "./wire.js";
 export interface OutboxHooks {
   /** Retries spent or refused: report to central's error log. */
   onFailed(env: Envelope, reason: string): void;
+  /** An attempt went out (attempt 1 is the first send, higher ones are re-sends): metrics. */
+  onSent?(env: Envelope, attempt: number): void;
+  /** The receiver ACKed it: metrics. */
+  onAcked?(env: Envelope): void;
 }
 
 interface Waiter {
   node: string;
   wake: () => void;
 }
+
+/** How long a delivery task that failed on a store write waits before it starts again. */
+const RETRY_FAILED_TASK_MS = 2000;
 
 export class Outbox {
   private active = new Set<string>();
@@ -50,11 +57,22 @@ export class Outbox {
     if (this.closed || this.active.has(env.id)) return;
     this.active.add(env.id);
     const task = this.run(env, record.attempt)
-      .catch((err) => this.log.error("delivery task failed", { id: env.id, reason: (err as Error).message }))
-      .finally(() => {
+      .then(() => false)
+      .catch(async (err) => {
+        // A store write failed (disk full, say): the message is still stored, so try again in a moment
+        // rather than leave it queued until the next start.
+        this.log.error("delivery task failed; trying again", { id: env.id, reason: (err as Error).message });
+        await this.sleep(env.toNode, RETRY_FAILED_TASK_MS);
+        return true;
+      })
+      .then((again) => {
         this.active.delete(env.id);
         this.tasks.delete(task);
-      });
+        if (!again || this.closed) return;
+        const rec = this.store.getOutgoing(env.id);
+        if (rec && (rec.state === "queued" || rec.state === "sent")) this.deliver(rec);
+      })
+      .catch((err) => this.log.error("cannot restart a delivery task", { id: env.id, reason: (err as Error).message }));
     this.tasks.add(task);
   }
 
@@ -94,14 +112,19 @@ export class Outbox {
       this.store.markSent(env.id, attempt);
       if (env.ACKTimeout === 0) {
         // Fire and forget: the reply, if any, moves it on.
-        if (this.transport.publish(subject, bytes)) return;
+        if (this.transport.publish(subject, bytes)) {
+          this.hooks.onSent?.(env, attempt);
+          return;
+        }
         attempt--;
         continue;
       }
+      this.hooks.onSent?.(env, attempt);
       const started = Date.now();
       try {
         const ack = decodeJson(await this.transport.request(subject, bytes, env.ACKTimeout * 1000)) as Ack;
         if ("ack" in ack && ack.ack === env.id) {
+          this.hooks.onAcked?.(env);
           // A reply, a hello or an error report gets no reply back: for them, delivered is done.
           if (wantsReply(env.method) && env.requestId === undefined) this.store.markAcked(env.id);
           else this.store.finish(env.id, "done", { exitCode: 0 });

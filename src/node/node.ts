@@ -73,6 +73,11 @@ export class StewardNode {
       nodeName: config.nodeName,
       retryInterval: config.natsConnectRetryInterval,
       log: this.log,
+      nkeySeedFile: config.nkeySeedFile,
+      credsFile: config.natsCredsFile,
+      rootCAPath: config.rootCAPath,
+      tlsCertFile: config.tlsCertFile,
+      tlsKeyFile: config.tlsKeyFile,
     });
     this.outbox = new Outbox(this.store, this.transport, this.log, {
       onSent: (env, attempt) => this.metrics.sent(env, attempt),

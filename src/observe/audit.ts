@@ -1,0 +1,106 @@
+/**
+ * The audit log: one JSON line per message accepted at this node's inputs
+ * and per message executed here, in <auditLogFolder>/audit.log.
+ *
+ *   {"time", "event": "accepted", "message": <the Envelope as stored>}
+ *   {"time", "event": "executed", "fromNode", "id", "method", "exitCode", "error"?, "rerun"?, "durationMs"}
+ *
+ * An accepted line holds everything needed to send the message again (drop
+ * `fromNode` and `attempt`; keep `id` to make the re-send idempotent, drop it
+ * for a new message). Rotated by size: audit.log → audit.log.1 … audit.log.5,
+ * the oldest dropped. Writes are synchronous so that the line is on disk when
+ * the input answers; a failing write is logged once and never stops the node.
+ */
+import { appendFileSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { errorText } from "../errors.js";
+import type { Envelope } from "../message/message.js";
+import type { Logger } from "../node/log.js";
+
+/** Rotated files kept beside audit.log. */
+export const AUDIT_KEEP = 5;
+
+export interface ExecutedEntry {
+  exitCode: number | null;
+  error?: string;
+  rerun?: boolean;
+  durationMs: number;
+}
+
+export class AuditLog {
+  /** Where the log is written; empty when the audit log is off (auditLogFolder ""). */
+  readonly path: string;
+  private size: number | undefined;
+  private failing = false;
+
+  constructor(
+    folder: string,
+    private readonly maxBytes: number,
+    private readonly log: Logger,
+  ) {
+    this.path = folder ? join(resolve(folder), "audit.log") : "";
+  }
+
+  accepted(message: Envelope): void {
+    this.write({ time: new Date().toISOString(), event: "accepted", message });
+  }
+
+  executed(env: Envelope, e: ExecutedEntry): void {
+    this.write({
+      time: new Date().toISOString(),
+      event: "executed",
+      fromNode: env.fromNode,
+      id: env.id,
+      method: env.method,
+      exitCode: e.exitCode,
+      ...(e.error !== undefined && { error: e.error }),
+      ...(e.rerun && { rerun: true }),
+      durationMs: e.durationMs,
+    });
+  }
+
+  private write(entry: Record<string, unknown>): void {
+    if (!this.path) return;
+    const line = `${JSON.stringify(entry)}\n`;
+    const bytes = Buffer.byteLength(line);
+    try {
+      if (this.size === undefined) {
+        mkdirSync(resolve(this.path, ".."), { recursive: true });
+        this.size = Math.max(0, fileSize(this.path));
+      }
+      if (this.size > 0 && this.size + bytes > this.maxBytes) {
+        this.rotate();
+        this.size = 0;
+      }
+      appendFileSync(this.path, line);
+      this.size += bytes;
+      if (this.failing) {
+        this.failing = false;
+        this.log.info("audit log writable again", { path: this.path });
+      }
+    } catch (err) {
+      this.size = undefined; // Look at the file afresh next time.
+      if (!this.failing) {
+        this.failing = true;
+        this.log.error("cannot write the audit log; entries are lost until it is writable again", { path: this.path, reason: errorText(err) });
+      }
+    }
+  }
+
+  private rotate(): void {
+    rmSync(`${this.path}.${AUDIT_KEEP}`, { force: true });
+    for (let i = AUDIT_KEEP - 1; i >= 1; i--) {
+      if (fileSize(`${this.path}.${i}`) >= 0) renameSync(`${this.path}.${i}`, `${this.path}.${i + 1}`);
+    }
+    renameSync(this.path, `${this.path}.1`);
+  }
+}
+
+/** Size in bytes; -1 when there is no such file (0 would mean an empty one). */
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return -1;
+  }
+}
