@@ -175,18 +175,29 @@ export class StewardNode {
       retries: c.defaultMessageRetries,
       methodTimeout: c.defaultMethodTimeout,
     });
+    // The whole document in one transaction: one disk sync for a fan-out to a thousand nodes.
+    // Should that fail, each message is tried on its own so that each gets its own answer.
+    const envs = outcomes.flatMap((o) => ("messages" in o ? o.messages.map((m): Envelope => ({ ...m, fromNode: c.nodeName, attempt: 0 })) : []));
+    let batch: boolean[] | undefined;
+    try {
+      batch = this.store.addOutgoingMany(envs);
+    } catch (err) {
+      this.log.warn("storing a batch failed; storing its messages one by one", { source, reason: errorText(err) });
+    }
     const answers: AcceptAnswer[] = [];
+    let next = 0;
     for (const outcome of outcomes) {
       if ("error" in outcome) {
         answers.push({ ok: false, error: outcome.error.message, ...(outcome.index !== undefined && { index: outcome.index }) });
         this.log.warn("refused input", { source, reason: outcome.error.message });
         continue;
       }
-      for (const msg of outcome.messages) {
-        const env: Envelope = { ...msg, fromNode: c.nodeName, attempt: 0 };
+      for (const _msg of outcome.messages) {
+        const at = next++;
+        const env = envs[at] as Envelope;
         let fresh: boolean;
         try {
-          fresh = this.store.addOutgoing(env);
+          fresh = batch ? (batch[at] as boolean) : this.store.addOutgoing(env);
         } catch (err) {
           answers.push({ ok: false, index: outcome.index, error: `message ${outcome.index}: not accepted, ${errorText(err)}` });
           continue;

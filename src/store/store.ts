@@ -186,6 +186,11 @@ export class Store {
     });
   }
 
+  /** Store a whole batch in one transaction (one disk sync); false for ids already stored. */
+  addOutgoingMany(envs: Envelope[]): boolean[] {
+    return this.write(this.db.transaction(() => envs.map((env) => this.addOutgoing(env))));
+  }
+
   getOutgoing(id: string): OutgoingRecord | undefined {
     const row = this.stmts.getOut.get(id) as OutboxRow | undefined;
     return row && toOutgoing(row);
