@@ -115,6 +115,6 @@ export async function waitForFinal(
       return m !== undefined && FINAL.includes(m.state);
     });
     if (allFinal || Date.now() >= deadline) return latest;
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 150));
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
   }
 }

@@ -22,7 +22,7 @@ import type { Logger } from "../node/log.js";
 import { type AllowedNodes, Subscribers } from "../node/subscribers.js";
 import type { Store } from "../store/store.js";
 import type { Outbox } from "./outbox.js";
-import { ANY_ONLINE, stateSubject } from "./subjects.js";
+import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import { type Ack, decodeJson, encode, envelopeProblem, type StateNotice } from "./wire.js";
 
@@ -62,10 +62,6 @@ export class Inbox {
       if (allowed) this.subscribers.start(method as MethodName, allowed);
     }
     transport.subscribe(stateSubject(nodeName), (msg) => this.onNotice(msg));
-    transport.subscribe(ANY_ONLINE, (msg) => {
-      const node = msg.subject.split(".")[0];
-      if (node && node !== nodeName) this.o.outbox.wake(node);
-    });
   }
 
   /** Run every received message that did not finish before the last stop (DESIGN §3.5). */

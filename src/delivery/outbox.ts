@@ -17,7 +17,7 @@ import type { Envelope } from "../message/message.js";
 import { wantsReply } from "../message/methods.js";
 import type { Logger } from "../node/log.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
-import { methodSubject } from "./subjects.js";
+import { methodSubject, onlineSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import { type Ack, decodeJson, encode } from "./wire.js";
 
@@ -41,6 +41,7 @@ const RETRY_FAILED_TASK_MS = 2000;
 export class Outbox {
   private active = new Set<string>();
   private waiters = new Set<Waiter>();
+  private watching = new Map<string, { count: number; end: () => void }>();
   private tasks = new Set<Promise<void>>();
   private closed = false;
 
@@ -165,12 +166,33 @@ export class Outbox {
         wake: () => {
           clearTimeout(timer);
           this.waiters.delete(waiter);
+          this.unwatch(node);
           resolve();
         },
       };
       const timer = setTimeout(waiter.wake, Math.min(ms, 2_147_483_647)); // Node's timer limit
       this.waiters.add(waiter);
+      this.watch(node);
     });
+  }
+
+  /**
+   * Listen for `<node>._online` only while messages wait for that node: a
+   * fleet-wide reconnect then costs each node the announcements of the peers
+   * it has pending messages for, not those of the whole fleet.
+   */
+  private watch(node: string): void {
+    const w = this.watching.get(node);
+    if (w) w.count++;
+    else this.watching.set(node, { count: 1, end: this.transport.subscribe(onlineSubject(node), () => this.wake(node)) });
+  }
+
+  private unwatch(node: string): void {
+    const w = this.watching.get(node);
+    if (!w) return;
+    if (--w.count > 0) return;
+    w.end();
+    this.watching.delete(node);
   }
 
   /** Stop all tasks; their messages stay in the store and resume at the next start. */

@@ -4,11 +4,11 @@
  *
  *   <toNode>.<method>   a message for a method on a node (request/reply carries the ACK)
  *   <toNode>._state     best-effort progress notices for messages that node sent
- *   <node>._online      a node announcing it is (back) on the broker: senders flush to it
+ *   <node>._online      a node announcing it is (back) on the broker: senders with messages
+ *                       waiting for it listen while they wait, and re-send at once
  */
 import type { MethodName } from "../message/methods.js";
 
 export const methodSubject = (node: string, method: MethodName): string => `${node}.${method}`;
 export const stateSubject = (node: string): string => `${node}._state`;
 export const onlineSubject = (node: string): string => `${node}._online`;
-export const ANY_ONLINE = "*._online";
