@@ -24,6 +24,8 @@ export async function errorLog(ctx: MethodContext): Promise<MethodOutput> {
 
 /** One error line, the seeds' way. */
 export function errorLine(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): string {
-  const when = new Date().toString().replace(/ GMT.*$/, "");
+  // "Tue Sep 21 09:17:55 2021", local time, as in the seeds.
+  const [wd, mon, day, year, time] = new Date().toString().split(" ");
+  const when = `${wd} ${mon} ${day} ${time} ${year}`;
   return `${when}, error: toNode: ${e.toNode}, fromNode: ${e.fromNode}, method: ${e.method}${e.id ? `, id: ${e.id}` : ""}: ${e.reason}`;
 }

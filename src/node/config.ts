@@ -95,7 +95,12 @@ export const SETTINGS: Setting[] = [
   },
   { key: "startPubREQHello", kind: "int", default: () => 30, help: "seconds between hellos to central; 0 = no hellos" },
   { key: "errorMessageTimeout", kind: "int", default: () => 10, help: "seconds to wait for central's ACK of an error report" },
-  { key: "errorMessageRetries", kind: "int", default: () => 10, help: "re-sends of an error report to central" },
+  {
+    key: "errorMessageRetries",
+    kind: "int",
+    default: () => -1,
+    help: "re-sends of an error report to central; -1 = until central has it (a node cut off from central keeps its errors)",
+  },
   { key: "natsConnectRetryInterval", kind: "int", default: () => 2, help: "seconds between attempts to reach the broker" },
   { key: "maxMessageSize", kind: "int", default: () => 64 * 1024 * 1024, help: "most bytes of a method's output kept for the reply" },
   { key: "logLevel", kind: "string", default: () => "info", help: "debug, info, warn or error" },
@@ -246,7 +251,8 @@ function validate(c: Config): void {
   if (bad) throw new ConfigError("nodeName", `node name ${bad}; node names are NATS subject tokens`);
   const badCentral = badTokenReason(c.centralNodeName);
   if (badCentral) throw new ConfigError("centralNodeName", `node name ${badCentral}`);
-  for (const k of ["defaultMessageTimeout", "defaultMessageRetries", "startPubREQHello", "natsConnectRetryInterval", "errorMessageTimeout", "errorMessageRetries"] as const) {
+  if (c.errorMessageRetries < -1) throw new ConfigError("errorMessageRetries", "must be -1 (until delivered) or more");
+  for (const k of ["defaultMessageTimeout", "defaultMessageRetries", "startPubREQHello", "natsConnectRetryInterval", "errorMessageTimeout"] as const) {
     if (c[k] < 0) throw new ConfigError(k, `must be 0 or more, got ${c[k]}`);
   }
   for (const k of ["defaultMessageTimeout", "defaultMethodTimeout", "startPubREQHello", "natsConnectRetryInterval", "errorMessageTimeout"] as const) {

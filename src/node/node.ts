@@ -26,7 +26,7 @@ import { startTcpListener } from "../inputs/tcpListener.js";
 import { newId } from "../message/id.js";
 import type { Envelope } from "../message/message.js";
 import { METHOD_NAMES } from "../message/methods.js";
-import { parseMessages } from "../message/parse.js";
+import { MAX_SECONDS, parseMessages } from "../message/parse.js";
 import { errorLine } from "../methods/errorLog.js";
 import { AuditLog } from "../observe/audit.js";
 import { startDataFolderServer } from "../observe/dataFolderServer.js";
@@ -245,7 +245,9 @@ export class StewardNode {
   /** Queue an error for central's error log (DESIGN §3.3). */
   reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void {
     const c = this.config;
-    const env = this.toCentral("errorLog", { ACKTimeout: c.errorMessageTimeout, retries: c.errorMessageRetries, data: errorLine(e) });
+    // -1: keep re-sending until central has it; attempts only count while this node's link is up.
+    const retries = c.errorMessageRetries < 0 ? MAX_SECONDS : c.errorMessageRetries;
+    const env = this.toCentral("errorLog", { ACKTimeout: Math.max(1, c.errorMessageTimeout), retries, retryWait: 5, data: errorLine(e) });
     try {
       if (this.store.addOutgoing(env)) this.outbox.deliver({ envelope: env, attempt: 0 });
     } catch (err) {
