@@ -101,43 +101,20 @@ describe("environment variables", () => {
   });
 
   test("every setting is read from its environment variable", () => {
-    const { env } = fresh({
-      NODE_NAME: "envnode",
-      BROKER_ADDRESS: "nats://10.0.0.1:4222",
-      CENTRAL_NODE_NAME: "hq",
-      SOCKET_FOLDER: "/s",
-      DATABASE_FOLDER: "/d",
-      SUBSCRIBERS_DATA_FOLDER: "/sd",
-      READ_FOLDER: "/r",
-      DEFAULT_MESSAGE_TIMEOUT: "11",
-      DEFAULT_MESSAGE_RETRIES: "12",
-      DEFAULT_METHOD_TIMEOUT: "-1",
-      START_PUB_REQ_HELLO: "7",
-      NATS_CONNECT_RETRY_INTERVAL: "3",
-      MAX_MESSAGE_SIZE: "1000",
-      LOG_LEVEL: "debug",
-    });
-    const c = loadConfig({}, { env });
-    assert.deepEqual(
-      { ...c, configFolder: undefined },
-      {
-        nodeName: "envnode",
-        brokerAddress: "nats://10.0.0.1:4222",
-        centralNodeName: "hq",
-        configFolder: undefined,
-        socketFolder: "/s",
-        databaseFolder: "/d",
-        subscribersDataFolder: "/sd",
-        readFolder: "/r",
-        defaultMessageTimeout: 11,
-        defaultMessageRetries: 12,
-        defaultMethodTimeout: -1,
-        startPubREQHello: 7,
-        natsConnectRetryInterval: 3,
-        maxMessageSize: 1000,
-        logLevel: "debug",
-      },
-    );
+    // A valid value that differs from the default, per setting: the test follows SETTINGS as it grows.
+    const special: Record<string, string> = { nodeName: "envnode", centralNodeName: "hq", logLevel: "debug", defaultMethodTimeout: "-1" };
+    const wanted = new Map<string, string | number>();
+    const vars: Record<string, string> = {};
+    for (const s of SETTINGS) {
+      if (s.key === "configFolder") continue;
+      const raw = special[s.key] ?? (s.kind === "int" ? "7" : s.key.startsWith("startSub") ? "central,ship1" : `/env/${s.key}`);
+      vars[envName(s.key)] = raw;
+      wanted.set(s.key, s.kind === "int" ? Number(raw) : raw);
+    }
+    const { env } = fresh(vars);
+    const c = loadConfig({}, { env }) as unknown as Record<string, unknown>;
+    for (const [key, value] of wanted) assert.equal(c[key], value, `${key} from ${envName(key)}`);
+    assert.ok(wanted.size >= 40, `all settings covered (${wanted.size})`);
   });
 
   test("CONFIG_FOLDER says where config.json is", () => {
