@@ -5,7 +5,7 @@
  * node's stdout and central's error log.
  */
 import assert from "node:assert/strict";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connect } from "@nats-io/transport-node";
@@ -419,6 +419,19 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
       );
       assert.ok(typeof refusal.refused === "string", `refused: ${JSON.stringify(refusal)}`);
       assert.notEqual((await fleet.status("central", id as string)).state, "done");
+      // From the target, but as another method than the reply method asked for: refused, nothing runs.
+      const pwned = join(fleet.dir, marker("pwned"));
+      const asCommand = { ...forged(ghost), method: "cliCommand", methodArgs: ["touch", pwned] };
+      const refusedCommand = JSON.parse(
+        new TextDecoder().decode((await nc.request("central.cliCommand", JSON.stringify(asCommand), { timeout: 5_000 })).data),
+      );
+      assert.ok(typeof refusedCommand.refused === "string", `refused: ${JSON.stringify(refusedCommand)}`);
+      // A fromNode that is a path is refused before anything is stored or written.
+      const traversal = { ...forged(ghost), fromNode: "../../escape" };
+      const refusedPath = JSON.parse(
+        new TextDecoder().decode((await nc.request("central.file", JSON.stringify(traversal), { timeout: 5_000 })).data),
+      );
+      assert.match(String(refusedPath.refused), /fromNode/);
       // From the target: taken, but written where the stored request says.
       const right = forged(ghost);
       const ack = JSON.parse(new TextDecoder().decode((await nc.request("central.file", JSON.stringify(right), { timeout: 5_000 })).data));
@@ -430,6 +443,7 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
     assert.equal(m.state, "done", JSON.stringify(m));
     assert.equal(readIfExists(join(data("central"), dir, ghost, "real.txt")), "forged\n");
     assert.ok(!existsSync(evil), "the directory on the wire is ignored");
+    assert.ok(readdirSync(fleet.dir).every((f) => !f.startsWith("pwned")), "a forged reply never runs a command");
   });
 
   test("replyMethod none writes no file, the state is still done with the result data", async () => {

@@ -6,7 +6,7 @@
 import { createConnection } from "node:net";
 import { NodeQueryError, NodeUnreachableError } from "../errors.js";
 import { type AcceptAnswer, parseAnswerLine, QUERY_PREFIX } from "../inputs/protocol.js";
-import type { MessageState } from "../message/message.js";
+import { FINAL_STATES, type MessageState } from "../message/message.js";
 
 export interface MessageView {
   id: string;
@@ -89,7 +89,6 @@ export async function health(socketPath: string): Promise<Health> {
   return query(socketPath, "health");
 }
 
-const FINAL: readonly MessageState[] = ["done", "failed", "expired", "cancelled"];
 
 /**
  * Poll the node until every message is in a final state (or the time is up).
@@ -105,14 +104,14 @@ export async function waitForFinal(
   for (;;) {
     for (const id of ids) {
       const prev = latest.get(id);
-      if (prev && FINAL.includes(prev.state)) continue;
+      if (prev && FINAL_STATES.includes(prev.state)) continue;
       const m = await messageStatus(socketPath, id);
       if (!prev || prev.state !== m.state || prev.attempt !== m.attempt || prev.parts !== m.parts) opts.onChange?.(m);
       latest.set(id, m);
     }
     const allFinal = ids.every((id) => {
       const m = latest.get(id);
-      return m !== undefined && FINAL.includes(m.state);
+      return m !== undefined && FINAL_STATES.includes(m.state);
     });
     if (allFinal || Date.now() >= deadline) return latest;
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));

@@ -128,9 +128,16 @@ export class Inbox {
       return;
     }
     if (env.requestId !== undefined) {
+      // A reply may only run the reply method this node asked for, from the node it asked:
+      // never a way for a peer to run any other method here.
       const request = this.o.store.getOutgoing(env.requestId);
-      if (!request || request.toNode !== env.fromNode) {
-        this.refuse(msg, `reply ${env.id} from ${env.fromNode} answers no request of ${this.o.nodeName} (${env.requestId})`, env);
+      if (
+        !request ||
+        request.requestId !== null ||
+        request.toNode !== env.fromNode ||
+        canonicalMethod(request.envelope.replyMethod) !== method
+      ) {
+        this.refuse(msg, `reply ${env.id} from ${env.fromNode} answers no ${method} request of ${this.o.nodeName} (${env.requestId})`, env);
         return;
       }
     }
@@ -143,8 +150,9 @@ export class Inbox {
       this.o.log.error("cannot store a received message; not ACKing it", { id: env.id, reason: errorText(err) });
       return;
     }
-    if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
+    // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
     if (fresh) this.spawn(env, false);
+    if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
     else this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
   }
 
@@ -192,7 +200,7 @@ export class Inbox {
     const method = canonicalMethod(env.method) as MethodName;
     const isReply = env.requestId !== undefined;
     const request = isReply ? store.getOutgoing(env.requestId as string)?.envelope : undefined;
-    store.startRun(env);
+    await this.persist(env, () => store.startRun(env));
     if (!isReply) this.o.transport.publish(stateSubject(env.fromNode), encode({ id: env.id, state: "running" } satisfies StateNotice));
 
     const started = Date.now();
@@ -219,7 +227,7 @@ export class Inbox {
     if (isReply && env.result?.partial) {
       // A part of a streamed or scheduled result: written by the reply method above; the request runs on.
       const requestId = env.requestId as string;
-      store.completeRun(env, undefined, () => store.progress(requestId, { ...env.result, ...(env.data !== undefined && { data: env.data }) }));
+      await this.persist(env, () => store.completeRun(env, undefined, () => store.progress(requestId, { ...env.result, ...(env.data !== undefined && { data: env.data }) })));
       if (error) log.warn("reply method failed on a streamed part", { id: env.id, requestId, reason: error });
       return;
     }
@@ -228,13 +236,15 @@ export class Inbox {
       const r = env.result;
       const failed = Boolean(r?.error) || error !== undefined;
       const reason = r?.error ?? (error ? `the reply arrived but ${error}` : null);
-      store.completeRun(env, undefined, () => {
-        store.settle(requestId, failed ? "failed" : "done", {
-          reason,
-          exitCode: r?.exitCode ?? null,
-          result: { ...r, ...(env.data !== undefined && { data: env.data }) },
-        });
-      });
+      await this.persist(env, () =>
+        store.completeRun(env, undefined, () => {
+          store.settle(requestId, failed ? "failed" : "done", {
+            reason,
+            exitCode: r?.exitCode ?? null,
+            result: { ...r, ...(env.data !== undefined && { data: env.data }) },
+          });
+        }),
+      );
       if (error) {
         log.warn("reply method failed", { id: env.id, requestId, reason: error });
         this.o.reportError({ toNode: this.o.nodeName, fromNode: env.fromNode, method, id: requestId, reason: error });
@@ -243,7 +253,7 @@ export class Inbox {
     }
 
     const reply = wantsReply(method) ? this.buildReply(env, output, error, rerun, parts > 0 ? { seq: parts + 1, partial: false } : undefined) : undefined;
-    store.completeRun(env, reply);
+    await this.persist(env, () => store.completeRun(env, reply));
     if (reply) this.o.outbox.deliver({ envelope: reply, attempt: 0 });
     this.o.onExecuted?.(env, output, error, rerun, Date.now() - started);
     if (error) {
@@ -251,6 +261,24 @@ export class Inbox {
       if (method !== "errorLog") this.o.reportError({ toNode: this.o.nodeName, fromNode: env.fromNode, method, id: env.id, reason: error });
     } else {
       log.debug("method done", { id: env.id, method, fromNode: env.fromNode, exitCode: output.exitCode });
+    }
+  }
+
+  /**
+   * A store write a message cannot go on without (disk full, say): try again every 2 s until it is
+   * stored, rather than leave the message half-done until the next start. On shutdown it gives up;
+   * the message is then resumed at the next start.
+   */
+  private async persist(env: Envelope, write: () => void): Promise<void> {
+    for (;;) {
+      try {
+        write();
+        return;
+      } catch (err) {
+        if (this.closed) throw err;
+        this.o.log.error("cannot store a message's progress; trying again", { id: env.id, reason: errorText(err) });
+        await new Promise((r) => setTimeout(r, 2000));
+      }
     }
   }
 
@@ -275,11 +303,19 @@ export class Inbox {
         dataFolder: this.o.dataFolder,
         message: env,
         ...(request && { request }),
-        maxOutput: this.o.maxOutput,
+        // What the broker cannot carry in one reply is cut anyway: keep no more than that.
+        maxOutput: Math.min(this.o.maxOutput, this.o.transport.maxPayload),
         signal: run.signal,
         log: this.o.log,
         subscribers: this.subscribers,
-        onSpawn: (pgid) => this.o.store.recordProcess(env, pgid, processStartTime(pgid)),
+        onSpawn: (pgid) => {
+          try {
+            this.o.store.recordProcess(env, pgid, processStartTime(pgid));
+          } catch (err) {
+            // Only for ending a crash's leftovers: never worth failing the run (or losing its timeout) over.
+            this.o.log.warn("cannot record a run's process group", { id: env.id, pgid, reason: errorText(err) });
+          }
+        },
         ...(emit && { emit }),
       });
       return { output, error: undefined };

@@ -35,6 +35,9 @@ interface Waiter {
   wake: () => void;
 }
 
+/** How long a reply whose retries are spent waits between further attempts (an _online announcement cuts it short). */
+const REPLY_PARKED_MS = 60_000;
+
 /** How long a delivery task that failed on a store write waits before it starts again. */
 const RETRY_FAILED_TASK_MS = 2000;
 
@@ -139,11 +142,19 @@ export class Outbox {
       } catch (err) {
         lastReason = (err as Error).message;
       }
-      if (attempt >= maxAttempts) break;
-      this.log.debug("no ACK, will re-send", { id: env.id, toNode: env.toNode, attempt, reason: lastReason });
       // A "no subscriber" answer comes back at once: still wait out the ACK window, then retryWait.
-      const wait = Math.max(0, env.ACKTimeout * 1000 - (Date.now() - started)) + env.retryWait * 1000;
+      let wait = Math.max(0, env.ACKTimeout * 1000 - (Date.now() - started)) + env.retryWait * 1000;
+      if (attempt >= maxAttempts) {
+        // A reply whose retries are spent is not dropped: the origin would never learn how its request
+        // went. It waits for the origin to come back (its _online announcement) or a minute, then goes again.
+        if (env.requestId === undefined) break;
+        wait = Math.max(wait, REPLY_PARKED_MS);
+      }
+      this.log.debug("no ACK, will re-send", { id: env.id, toNode: env.toNode, attempt, reason: lastReason });
       await this.sleep(env.toNode, wait);
+      // The state may have moved on meanwhile (the reply came back though this ACK was lost): stop re-sending.
+      const now = this.store.getOutgoing(env.id)?.state;
+      if (now !== "queued" && now !== "sent") return;
     }
     if (this.closed) return;
     this.fail(

@@ -330,8 +330,13 @@ export class Transport {
   publish(subject: string, data: Uint8Array): boolean {
     const nc = this.nc;
     if (!nc || this.state !== "up") return false;
-    nc.publish(subject, data);
-    return true;
+    try {
+      nc.publish(subject, data);
+      return true;
+    } catch (err) {
+      this.opts.log.warn("cannot publish", { subject, reason: (err as Error).message });
+      return false;
+    }
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@
  * sender), the ACK bound to one message id, and progress notices.
  */
 import type { Envelope } from "../message/message.js";
+import { badTokenReason } from "../message/parse.js";
 
 /** The receiver's answer to a message: stored (ACK, naming the id) or refused (never retried). */
 export type Ack = { ack: string } | { refused: string; id?: string };
@@ -29,6 +30,11 @@ export function envelopeProblem(v: unknown): string | undefined {
   const e = v as Partial<Envelope>;
   for (const f of ["id", "fromNode", "toNode", "method"] as const) {
     if (typeof e[f] !== "string" || e[f] === "") return `field ${f} missing or not a string`;
+  }
+  // Node names become subject tokens and folder names: "../x" or "a b" from a peer is refused here.
+  for (const f of ["fromNode", "toNode"] as const) {
+    const bad = badTokenReason(e[f] as string);
+    if (bad) return `${f} ${bad}`;
   }
   if (!Array.isArray(e.methodArgs)) return "field methodArgs missing or not an array";
   for (const f of ["ACKTimeout", "retries", "methodTimeout"] as const) {

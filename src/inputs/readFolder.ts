@@ -14,6 +14,8 @@ import type { Logger } from "../node/log.js";
 import { type Acceptor, answerLine } from "./protocol.js";
 
 const SETTLE_MS = 300;
+/** Prefix of a file being taken in. */
+const TAKING = ".taking-";
 const SCAN_MS = 500;
 
 export class ReadFolderInput {
@@ -25,12 +27,21 @@ export class ReadFolderInput {
     private readonly folder: string,
     private readonly acceptor: Acceptor,
     private readonly log: Logger,
+    private readonly maxBytes = 64 * 1024 * 1024,
   ) {
     this.failedFolder = join(folder, "failed");
   }
 
   start(): void {
     mkdirSync(this.folder, { recursive: true });
+    // A file claimed when the node stopped may or may not have been taken in: set it aside, with a note.
+    for (const name of readdirSync(this.folder)) {
+      if (!name.startsWith(TAKING)) continue;
+      const moved = this.moveAside(join(this.folder, name), name.slice(TAKING.length), [
+        "error the node stopped while taking this file in; check with `steward status` which of its messages were accepted before handing it in again",
+      ]);
+      this.log.warn("a read folder file was being taken in when the node stopped; moved aside", { movedTo: moved });
+    }
     try {
       this.watcher = watch(this.folder, () => this.schedule(SETTLE_MS));
       this.watcher.on("error", () => undefined);
@@ -68,7 +79,15 @@ export class ReadFolderInput {
     }
   }
 
-  private take(path: string, name: string): void {
+  private take(original: string, name: string): void {
+    if (statSync(original).size > this.maxBytes) {
+      this.moveAside(original, name, [`error file larger than ${this.maxBytes} bytes; split it into several files`]);
+      return;
+    }
+    // Claim the file first (scans skip dot-files): if it cannot be claimed it is never read, and once
+    // read it can never be read again — its messages run once, not at every scan.
+    const path = join(this.folder, `${TAKING}${name}`);
+    renameSync(original, path);
     const text = readFileSync(path, "utf8");
     const answers = this.acceptor.accept(text, `readFolder:${name}`);
     const refused = answers.filter((a) => !a.ok);
@@ -77,17 +96,23 @@ export class ReadFolderInput {
       this.log.info("took in a file from the read folder", { file: name, messages: answers.length });
       return;
     }
-    mkdirSync(this.failedFolder, { recursive: true });
-    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-    const moved = join(this.failedFolder, `${stamp}-${name}`);
-    renameSync(path, moved);
-    writeFileSync(`${moved}.error`, `${answers.map(answerLine).join("\n")}\n`);
+    const moved = this.moveAside(path, name, answers.map(answerLine));
     this.log.warn("read folder file had bad messages; moved aside with an error file", {
       file: name,
       movedTo: moved,
       accepted: answers.length - refused.length,
       refused: refused.length,
     });
+  }
+
+  /** Move a file to failed/ with a <name>.error beside it; returns where it went. */
+  private moveAside(path: string, name: string, lines: string[]): string {
+    mkdirSync(this.failedFolder, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    const moved = join(this.failedFolder, `${stamp}-${name}`);
+    renameSync(path, moved);
+    writeFileSync(`${moved}.error`, `${lines.join("\n")}\n`);
+    return moved;
   }
 
   close(): void {

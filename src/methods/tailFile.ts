@@ -27,40 +27,53 @@ export async function tailFile(ctx: MethodContext): Promise<MethodOutput> {
   let pos = st.size;
   let partialLine = "";
   const batcher = new StreamBatcher(ctx);
+  try {
+    await follow();
+  } finally {
+    // Whatever ended the tail, no batch is sent after the last reply.
+    partialLine = batcher.rest() + partialLine;
+  }
+  return { data: partialLine, exitCode: 0 };
 
-  while (!ctx.signal.aborted) {
-    await sleep(POLL_MS, ctx.signal);
-    let now;
-    try {
-      now = await stat(path);
-    } catch {
-      continue; // Between rotation steps the name may be missing for a moment.
-    }
-    if (now.ino !== ino) {
-      // Rotated: finish nothing more from the old file, read the new one from its start.
-      ino = now.ino;
-      pos = 0;
-    } else if (now.size < pos) {
-      pos = 0; // Truncated.
-    }
-    if (now.size <= pos) continue;
-    const fh = await open(path, "r");
-    try {
-      const buf = Buffer.alloc(READ_CHUNK);
-      while (pos < now.size && !ctx.signal.aborted) {
-        const { bytesRead } = await fh.read(buf, 0, Math.min(READ_CHUNK, now.size - pos), pos);
-        if (bytesRead === 0) break;
-        pos += bytesRead;
-        const text = partialLine + buf.subarray(0, bytesRead).toString("utf8");
-        const cut = text.lastIndexOf("\n") + 1;
-        partialLine = text.slice(cut);
-        if (cut > 0) batcher.push(text.slice(0, cut));
+  async function follow(): Promise<void> {
+    while (!ctx.signal.aborted) {
+      await sleep(POLL_MS, ctx.signal);
+      let now;
+      try {
+        now = await stat(path);
+      } catch {
+        continue; // Between rotation steps the name may be missing for a moment.
       }
-    } finally {
-      await fh.close();
+      if (now.ino !== ino) {
+        // Rotated: finish nothing more from the old file, read the new one from its start.
+        ino = now.ino;
+        pos = 0;
+      } else if (now.size < pos) {
+        pos = 0; // Truncated.
+      }
+      if (now.size <= pos) continue;
+      let fh;
+      try {
+        fh = await open(path, "r");
+      } catch {
+        continue; // Rotated between stat and open: the next poll finds the new file.
+      }
+      try {
+        const buf = Buffer.alloc(READ_CHUNK);
+        while (pos < now.size && !ctx.signal.aborted) {
+          const { bytesRead } = await fh.read(buf, 0, Math.min(READ_CHUNK, now.size - pos), pos);
+          if (bytesRead === 0) break;
+          pos += bytesRead;
+          const text = partialLine + buf.subarray(0, bytesRead).toString("utf8");
+          const cut = text.lastIndexOf("\n") + 1;
+          partialLine = text.slice(cut);
+          if (cut > 0) batcher.push(text.slice(0, cut));
+        }
+      } finally {
+        await fh.close();
+      }
     }
   }
-  return { data: batcher.rest() + partialLine, exitCode: 0 };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

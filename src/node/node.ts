@@ -138,7 +138,7 @@ export class StewardNode {
     if (c.httpListener) this.servers.push(await startHttpListener(c.httpListener, { acceptor: this, query, log: this.log, maxBytes }));
     if (c.promHostAndPort) this.servers.push(await startMetricsServer(c.promHostAndPort, this.metrics, this.log));
     if (c.exposeDataFolder) this.servers.push(await startDataFolderServer(c.exposeDataFolder, resolve(c.subscribersDataFolder), this.log));
-    this.readFolder = new ReadFolderInput(resolve(c.readFolder), this, this.log);
+    this.readFolder = new ReadFolderInput(resolve(c.readFolder), this, this.log, maxBytes);
     this.readFolder.start();
     const resent = this.outbox.resume();
     const startup = runStartupFolder(resolve(c.startupFolder), this, this.log);

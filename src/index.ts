@@ -1,0 +1,17 @@
+/**
+ * Steward's public surface for programs: run a node, talk to one, parse
+ * messages. Values first, then types; nothing else is public.
+ */
+export { health, listMessages, listNodes, messageStatus, submit, waitForFinal } from "./client/client.js";
+export { ConfigError, MessageInputError, MethodError, NodeQueryError, NodeUnreachableError, StoreError } from "./errors.js";
+export { FINAL_STATES, isFinal } from "./message/message.js";
+export { canonicalMethod, METHOD_NAMES } from "./message/methods.js";
+export { parseMessages } from "./message/parse.js";
+export { loadConfig, parseSettingFlags, SETTINGS } from "./node/config.js";
+export { StewardNode } from "./node/node.js";
+
+export type { Health, MessageView, NodeView } from "./client/client.js";
+export type { AcceptAnswer } from "./inputs/protocol.js";
+export type { Envelope, Message, MessageState, MethodResult } from "./message/message.js";
+export type { MethodName } from "./message/methods.js";
+export type { Config } from "./node/config.js";
