@@ -48,6 +48,7 @@ export interface Config {
   tlsCertFile: string;
   tlsKeyFile: string;
   promHostAndPort: string;
+  profilingPort: string;
   exposeDataFolder: string;
   auditLogFolder: string;
   auditLogMaxBytes: number;
@@ -110,6 +111,12 @@ export const SETTINGS: Setting[] = [
   { key: "tlsCertFile", kind: "string", default: () => "", help: "client certificate (PEM) for TLS to the broker" },
   { key: "tlsKeyFile", kind: "string", default: () => "", help: "key (PEM) of the client certificate" },
   { key: "promHostAndPort", kind: "string", default: () => "", help: 'host:port of the Prometheus metrics endpoint (":2112" = loopback); empty = off' },
+  {
+    key: "profilingPort",
+    kind: "string",
+    default: () => "",
+    help: "the seeds' Go pprof port: not served by this Node.js version (a warning says so); profile with NODE_OPTIONS=--cpu-prof",
+  },
   { key: "exposeDataFolder", kind: "string", default: () => "", help: "host:port of a read-only HTTP view of subscribersDataFolder; empty = off" },
   { key: "auditLogFolder", kind: "string", default: () => "./var/log", help: "folder of audit.log: every message accepted and executed, as JSON lines" },
   { key: "auditLogMaxBytes", kind: "int", default: () => 10 * 1024 * 1024, help: "size at which audit.log is rotated (5 files are kept)" },

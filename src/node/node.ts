@@ -148,6 +148,11 @@ export class StewardNode {
       this.helloTimer = setInterval(() => this.sendHello(), c.startPubREQHello * 1000);
       this.helloTimer.unref();
     }
+    if (c.profilingPort) {
+      this.log.warn("profilingPort is a setting of the Go seeds; this version serves no profiler there", {
+        instead: "NODE_OPTIONS=--cpu-prof or --heap-prof when starting steward",
+      });
+    }
     this.lifecycle = "running";
     this.log.info("ready", {
       socket: socketPath(c),
