@@ -1,0 +1,13 @@
+/** Every chaos scenario, in the order of issue #4. */
+import type { Scenario } from "../lib/scenario.js";
+import { brokerKill } from "./brokerKill.js";
+import { clusterFailover } from "./clusterFailover.js";
+import { diskTrouble } from "./diskTrouble.js";
+import { fuzz } from "./fuzz.js";
+import { leafCut } from "./leafCut.js";
+import { receiverKill } from "./receiverKill.js";
+import { senderKill } from "./senderKill.js";
+import { slowMethods } from "./slowMethods.js";
+import { targetOffline } from "./targetOffline.js";
+
+export const SCENARIOS: Scenario[] = [brokerKill, receiverKill, senderKill, targetOffline, clusterFailover, leafCut, fuzz, diskTrouble, slowMethods];
