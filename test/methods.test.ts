@@ -439,7 +439,9 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
     } finally {
       await nc.close();
     }
-    const m = await fleet.waitState("central", id as string);
+    // The request itself may already have failed ("no subscriber" on ghost comes back at once);
+    // the reply, the receiver's word, settles it: wait for that, not for the first final state.
+    const m = await fleet.waitState("central", id as string, "done");
     assert.equal(m.state, "done", JSON.stringify(m));
     assert.equal(readIfExists(join(data("central"), dir, ghost, "real.txt")), "forged\n");
     assert.ok(!existsSync(evil), "the directory on the wire is ignored");
