@@ -198,6 +198,9 @@ export async function startInProcessNode(
       databaseFolder: join(dir, "var"),
       subscribersDataFolder: join(dir, "data"),
       readFolder: join(dir, "readfolder"),
+      // In-process nodes share the bench's working folder: every folder a node writes goes under its own dir.
+      startupFolder: join(dir, "startup"),
+      auditLogFolder: join(dir, "log"),
       natsConnectRetryInterval: "1",
       startPubREQHello: "0",
       logLevel: "warn",
