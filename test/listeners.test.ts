@@ -4,26 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parseAnswerLine } from "../src/inputs/protocol.js";
 import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { freePort } from "../chaos/lib/net.js";
 
 let fleet: Fleet;
 let tcpPort: number;
 let httpPort: number;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      s.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
-}
 
 function tcpSend(port: number, text: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -6,26 +6,15 @@
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { freePort } from "../chaos/lib/net.js";
 
 let fleet: Fleet;
 let centralProm: number;
 let ship1Prom: number;
 let dataPort: number;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      s.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
-}
 
 /** An HTTP request with the path sent exactly as given (fetch would normalise "../" away). */
 function raw(port: number, path: string, method = "GET"): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
