@@ -25,6 +25,7 @@ import type { Outbox } from "./outbox.js";
 import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import { type Ack, decodeJson, encode, envelopeProblem, type StateNotice } from "./wire.js";
+import { abortableSleep } from "../timers.js";
 
 export interface InboxOptions {
   nodeName: string;
@@ -391,18 +392,6 @@ export class Inbox {
     await Promise.race([Promise.allSettled([...this.tasks]), grace]);
     clearTimeout(timer);
   }
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, Math.min(ms, 2_147_483_647)));
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**

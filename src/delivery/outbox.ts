@@ -20,6 +20,7 @@ import type { OutgoingRecord, Store } from "../store/store.js";
 import { methodSubject, onlineSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import { type Ack, decodeJson, encode } from "./wire.js";
+import { MAX_TIMER_MS } from "../timers.js";
 
 export interface OutboxHooks {
   /** Retries spent or refused: report to central's error log. */
@@ -181,7 +182,7 @@ export class Outbox {
           resolve();
         },
       };
-      const timer = setTimeout(waiter.wake, Math.min(ms, 2_147_483_647)); // Node's timer limit
+      const timer = setTimeout(waiter.wake, Math.min(ms, MAX_TIMER_MS));
       this.waiters.add(waiter);
       this.watch(node);
     });

@@ -6,9 +6,7 @@
  */
 import { MethodError } from "../errors.js";
 import type { MethodContext, MethodOutput } from "./method.js";
-import { Capture, runTree } from "./processTree.js";
-
-const STDERR_LIMIT = 64 * 1024;
+import { Capture, runTree, STDERR_LIMIT } from "./processTree.js";
 
 export async function cliCommand(ctx: MethodContext): Promise<MethodOutput> {
   const stdout = new Capture(ctx.maxOutput);

@@ -5,10 +5,8 @@
  * to stop, so it is not an error; the result says so.
  */
 import type { MethodContext, MethodOutput } from "./method.js";
-import { Capture, runTree } from "./processTree.js";
+import { Capture, runTree, STDERR_LIMIT } from "./processTree.js";
 import { StreamBatcher } from "./stream.js";
-
-const STDERR_LIMIT = 64 * 1024;
 
 export async function cliCommandCont(ctx: MethodContext): Promise<MethodOutput> {
   const batcher = new StreamBatcher(ctx);

@@ -7,6 +7,9 @@ import { spawn } from "node:child_process";
 import { MethodError } from "../errors.js";
 import type { MethodContext } from "./method.js";
 
+/** Most bytes of a command's stderr kept with its result. */
+export const STDERR_LIMIT = 64 * 1024;
+
 export interface TreeExit {
   code: number | null;
   /** Set when the run was ended by ctx.signal (methodTimeout, shutdown). */

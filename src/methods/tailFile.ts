@@ -9,6 +9,7 @@ import { isAbsolute, resolve } from "node:path";
 import { MethodError } from "../errors.js";
 import type { MethodContext, MethodOutput } from "./method.js";
 import { StreamBatcher } from "./stream.js";
+import { abortableSleep } from "../timers.js";
 
 const POLL_MS = 250;
 const READ_CHUNK = 64 * 1024;
@@ -37,7 +38,7 @@ export async function tailFile(ctx: MethodContext): Promise<MethodOutput> {
 
   async function follow(): Promise<void> {
     while (!ctx.signal.aborted) {
-      await sleep(POLL_MS, ctx.signal);
+      await abortableSleep(POLL_MS, ctx.signal);
       let now;
       try {
         now = await stat(path);
@@ -74,16 +75,4 @@ export async function tailFile(ctx: MethodContext): Promise<MethodOutput> {
       }
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -273,16 +273,7 @@ export class Store {
     this.write(
       this.db.transaction(() => {
         this.stmts.finishRun.run(Date.now(), env.fromNode, env.id);
-        if (reply) {
-          this.stmts.insertOut.run({
-            id: reply.id,
-            toNode: reply.toNode,
-            method: reply.method,
-            requestId: reply.requestId ?? null,
-            now: Date.now(),
-            envelope: JSON.stringify(reply),
-          });
-        }
+        if (reply) this.addOutgoing(reply);
         originUpdate?.();
       }),
     );
