@@ -28,7 +28,7 @@ export async function fanout(opts: FanoutOptions = {}): Promise<Row[]> {
 
     const once = async (n: number): Promise<number> => {
       const t0 = now();
-      const ids = a.accept({ toNodes: names.slice(0, n), method: "ping" });
+      const ids = await a.accept({ toNodes: names.slice(0, n), method: "ping" });
       const states = await Promise.all(ids.map((id) => a.final(id, 120_000)));
       const bad = states.filter((s) => s.state !== "done").length;
       if (bad > 0) throw new Error(`fan-out to ${n}: ${bad} messages did not end done`);

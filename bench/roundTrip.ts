@@ -27,13 +27,13 @@ export async function roundTrip(opts: RoundTripOptions = {}): Promise<Row[]> {
 
     const ping = async (): Promise<number> => {
       const t0 = now();
-      const [id] = a.accept({ toNode: "b", method: "ping" });
+      const [id] = await a.accept({ toNode: "b", method: "ping" });
       const s = await a.final(id as string);
       if (s.state !== "done") throw new Error(`ping ${s.id} ended ${s.state}`);
       return msSince(t0);
     };
     // The baseline carries as many bytes as a ping does.
-    const [firstId] = a.accept({ toNode: "b", method: "ping" });
+    const [firstId] = await a.accept({ toNode: "b", method: "ping" });
     await a.final(firstId as string);
     const size = JSON.stringify(a.node.store.getOutgoing(firstId as string)?.envelope ?? {}).length;
     const payload = rawPayload(size);

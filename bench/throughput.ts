@@ -47,7 +47,7 @@ export async function throughput(opts: ThroughputOptions = {}): Promise<Row[]> {
 
     let failed = 0;
     const ping = async () => {
-      const [id] = a.accept({ toNode: "b", method: "ping" });
+      const [id] = await a.accept({ toNode: "b", method: "ping" });
       if ((await a.final(id as string)).state !== "done") failed++;
     };
     const raw = async () => {

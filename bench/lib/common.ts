@@ -121,7 +121,8 @@ export interface Settled {
  * A node of this process whose final states can be awaited. The benchmark
  * hooks the node's own store calls that write a final state (`settle` for a
  * reply that came back, `finish` for a delivery that failed), so that the
- * time measured ends when the state is written — no polling delay.
+ * time measured ends when the state is written and on disk (`durable()`) —
+ * no polling delay.
  */
 export class WatchedNode {
   private waiting = new Map<string, (s: Settled) => void>();
@@ -144,6 +145,11 @@ export class WatchedNode {
   }
 
   private settled(id: string, state: MessageState): void {
+    const done = () => this.onDisk(id, state);
+    this.node.store.durable().then(done, done);
+  }
+
+  private onDisk(id: string, state: MessageState): void {
     const w = this.waiting.get(id);
     if (w) {
       this.waiting.delete(id);
@@ -152,8 +158,8 @@ export class WatchedNode {
   }
 
   /** Hand a document to the node as its inputs do; returns the accepted ids. */
-  accept(doc: unknown): string[] {
-    const answers = this.node.accept(JSON.stringify(doc), "bench");
+  async accept(doc: unknown): Promise<string[]> {
+    const answers = await this.node.accept(JSON.stringify(doc), "bench");
     return answers.map((a) => {
       if (!a.ok) throw new Error(`refused: ${a.error}`);
       return a.id;

@@ -152,9 +152,16 @@ export class Inbox {
       return;
     }
     // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
+    // The run itself waits for the disk: its first step, startRun, awaits the store's sync.
     if (fresh) this.spawn(env, false);
-    if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
     else this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
+    // ACK only once it is on disk (DESIGN §3.2); a duplicate's first copy may still be on its way there.
+    this.o.store.durable().then(
+      () => {
+        if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
+      },
+      (err: unknown) => this.o.log.error("a received message is not confirmed on disk; not ACKing it", { id: env.id, reason: errorText(err) }),
+    );
   }
 
   private refuse(msg: Msg, reason: string, value?: unknown): void {
@@ -271,9 +278,12 @@ export class Inbox {
    * the message is then resumed at the next start.
    */
   private async persist(env: Envelope, write: () => void): Promise<void> {
+    let written = false;
     for (;;) {
       try {
-        write();
+        if (!written) write();
+        written = true;
+        await this.o.store.durable();
         return;
       } catch (err) {
         if (this.closed) throw err;
@@ -332,10 +342,12 @@ export class Inbox {
   /** Send one part of a streamed or scheduled result now, stored first like every reply. */
   private sendPart(env: Envelope, output: MethodOutput, error: string | undefined, seq: number, rerun: boolean): void {
     const part = this.buildReply(env, output, error, rerun, { seq, partial: true });
+    const failed = (err: unknown) => this.o.log.error("cannot store a part of a streamed result", { id: env.id, seq, reason: errorText(err) });
     try {
-      if (this.o.store.addOutgoing(part)) this.o.outbox.deliver({ envelope: part, attempt: 0 });
+      // Sent once on disk, like every reply (parts of one run reach the disk, and so the outbox, in order).
+      if (this.o.store.addOutgoing(part)) this.o.store.durable().then(() => this.o.outbox.deliver({ envelope: part, attempt: 0 }), failed);
     } catch (err) {
-      this.o.log.error("cannot store a part of a streamed result", { id: env.id, seq, reason: errorText(err) });
+      failed(err);
     }
   }
 

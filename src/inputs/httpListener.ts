@@ -44,7 +44,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, o: HttpListenerO
   if (parts[0] === "messages" && parts.length === 1 && req.method === "POST") {
     const body = await readBody(req, o.maxBytes);
     if (body === undefined) return send(res, 413, { error: `body larger than ${o.maxBytes} bytes; split it into several requests` });
-    const results = o.acceptor.accept(body, "httpListener");
+    const results = await o.acceptor.accept(body, "httpListener");
     return send(res, results.every((r) => r.ok) ? 200 : 422, { results });
   }
   if (req.method !== "GET") return send(res, 405, { error: `${req.method} ${url.pathname} is not served; see GET /health` });

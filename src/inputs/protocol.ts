@@ -31,6 +31,6 @@ export function parseAnswerLine(line: string): AcceptAnswer {
 
 /** An input hands documents to the node through this. */
 export interface Acceptor {
-  /** Parse, check and store every message of a document; never throws for bad input. */
-  accept(text: string, source: string): AcceptAnswer[];
+  /** Parse, check and store every message of a document; answers once they are on disk; never rejects for bad input. */
+  accept(text: string, source: string): Promise<AcceptAnswer[]>;
 }

@@ -22,6 +22,8 @@ export class ReadFolderInput {
   private timer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
   private failedFolder: string;
+  private scanning = false;
+  private closed = false;
 
   constructor(
     private readonly folder: string,
@@ -54,12 +56,25 @@ export class ReadFolderInput {
   private schedule(ms: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
-      this.scan();
-      this.schedule(SCAN_MS);
+      // One scan at a time: the next is scheduled when this one has taken its files in.
+      this.timer = undefined;
+      void this.scan().finally(() => {
+        if (!this.closed && this.timer === undefined) this.schedule(SCAN_MS);
+      });
     }, ms);
   }
 
-  private scan(): void {
+  private async scan(): Promise<void> {
+    if (this.scanning) return;
+    this.scanning = true;
+    try {
+      await this.scanOnce();
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  private async scanOnce(): Promise<void> {
     let names: string[];
     try {
       names = readdirSync(this.folder);
@@ -72,14 +87,14 @@ export class ReadFolderInput {
       try {
         const st = statSync(path);
         if (!st.isFile() || Date.now() - st.mtimeMs < SETTLE_MS) continue;
-        this.take(path, name);
+        await this.take(path, name);
       } catch (err) {
         this.log.warn("cannot read a file in the read folder", { file: path, reason: (err as Error).message });
       }
     }
   }
 
-  private take(original: string, name: string): void {
+  private async take(original: string, name: string): Promise<void> {
     if (statSync(original).size > this.maxBytes) {
       this.moveAside(original, name, [`error file larger than ${this.maxBytes} bytes; split it into several files`]);
       return;
@@ -89,7 +104,8 @@ export class ReadFolderInput {
     const path = join(this.folder, `${TAKING}${name}`);
     renameSync(original, path);
     const text = readFileSync(path, "utf8");
-    const answers = this.acceptor.accept(text, `readFolder:${name}`);
+    // Removed only once its messages are on disk: accept() answers after the store's sync.
+    const answers = await this.acceptor.accept(text, `readFolder:${name}`);
     const refused = answers.filter((a) => !a.ok);
     if (refused.length === 0) {
       unlinkSync(path);
@@ -116,6 +132,7 @@ export class ReadFolderInput {
   }
 
   close(): void {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.watcher?.close();
   }

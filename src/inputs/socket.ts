@@ -37,7 +37,8 @@ export async function startSocketInput(o: SocketInputOptions): Promise<Server> {
     }
     unlinkSync(o.path); // Left behind by a node that was killed.
   }
-  const server = createServer((socket) => handleConnection(socket, o));
+  // Half-open: a client that ends its side (nc -N) still gets the answer, which waits for the disk.
+  const server = createServer({ allowHalfOpen: true }, (socket) => handleConnection(socket, o));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.path, () => {
@@ -52,14 +53,19 @@ export async function startSocketInput(o: SocketInputOptions): Promise<Server> {
 export function handleConnection(socket: Socket, o: ConnectionOptions): void {
   let buf = "";
   const jsonEnd = new JsonEnd();
+  /** Set once the answer is decided or on its way: no more input is read. */
   let done = false;
   let idle: NodeJS.Timeout | undefined;
-  const finish = (reply: string) => {
+  const finishLater = (reply: Promise<string>) => {
     if (done) return;
     done = true;
     clearTimeout(idle);
-    socket.end(reply);
+    reply.then(
+      (text) => socket.end(text),
+      (err: unknown) => socket.end(`error not accepted: ${(err as Error).message}\n`),
+    );
   };
+  const finish = (reply: string) => finishLater(Promise.resolve(reply));
   const processDocument = () => {
     if (done) return;
     if (o.query && buf.startsWith(QUERY_PREFIX)) {
@@ -73,8 +79,8 @@ export function handleConnection(socket: Socket, o: ConnectionOptions): void {
       finish(`${JSON.stringify(value)}\n`);
       return;
     }
-    const answers = o.acceptor.accept(buf, o.source);
-    finish(answers.map((a) => `${answerLine(a)}\n`).join(""));
+    // The answer waits for the store's disk sync (DESIGN §3.1).
+    finishLater(o.acceptor.accept(buf, o.source).then((answers) => answers.map((a) => `${answerLine(a)}\n`).join("")));
   };
 
   socket.setEncoding("utf8");

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Logger } from "../node/log.js";
 import { type Acceptor, answerLine } from "./protocol.js";
 
-export function runStartupFolder(folder: string, acceptor: Acceptor, log: Logger): number {
+export async function runStartupFolder(folder: string, acceptor: Acceptor, log: Logger): Promise<number> {
   mkdirSync(folder, { recursive: true });
   let accepted = 0;
   for (const name of readdirSync(folder).sort()) {
@@ -17,7 +17,7 @@ export function runStartupFolder(folder: string, acceptor: Acceptor, log: Logger
     const path = join(folder, name);
     try {
       if (!statSync(path).isFile()) continue;
-      const answers = acceptor.accept(readFileSync(path, "utf8"), `startupFolder:${name}`);
+      const answers = await acceptor.accept(readFileSync(path, "utf8"), `startupFolder:${name}`);
       accepted += answers.filter((a) => a.ok).length;
       for (const a of answers) if (!a.ok) log.warn("startup folder: message refused", { file: path, answer: answerLine(a) });
     } catch (err) {

@@ -18,7 +18,8 @@ export function listenAddress(value: string, setting: string): { host: string; p
 
 export async function startTcpListener(address: string, o: Omit<ConnectionOptions, "query" | "source">): Promise<Server> {
   const { host, port } = listenAddress(address, "tcpListener");
-  const server = createServer((socket) => handleConnection(socket, { ...o, source: "tcpListener" }));
+  // Half-open: a client that ends its side still gets the answer, which waits for the disk.
+  const server = createServer({ allowHalfOpen: true }, (socket) => handleConnection(socket, { ...o, source: "tcpListener" }));
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) => reject(new Error(`tcpListener cannot listen on ${host}:${port}: ${err.message}`)));
     server.listen(port, host, () => resolve());

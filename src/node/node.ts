@@ -141,7 +141,7 @@ export class StewardNode {
     this.readFolder = new ReadFolderInput(resolve(c.readFolder), this, this.log, maxBytes);
     this.readFolder.start();
     const resent = this.outbox.resume();
-    const startup = runStartupFolder(resolve(c.startupFolder), this, this.log);
+    const startup = await runStartupFolder(resolve(c.startupFolder), this, this.log);
     const rerun = this.inbox.resume();
     this.linkTask = this.transport.run();
     if (c.startPubREQHello > 0) {
@@ -169,8 +169,8 @@ export class StewardNode {
     });
   }
 
-  /** Parse, check and store every message of a document (DESIGN §3.1: stored before "accepted"). */
-  accept(text: string, source: string): AcceptAnswer[] {
+  /** Parse, check and store every message of a document; answers once they are on disk (DESIGN §3.1). */
+  async accept(text: string, source: string): Promise<AcceptAnswer[]> {
     const c = this.config;
     if (this.lifecycle === "closing" || this.lifecycle === "closed") {
       return [{ ok: false, error: "node is shutting down; send again once it has restarted" }];
@@ -190,6 +190,7 @@ export class StewardNode {
       this.log.warn("storing a batch failed; storing its messages one by one", { source, reason: errorText(err) });
     }
     const answers: AcceptAnswer[] = [];
+    const fresh: Envelope[] = [];
     let next = 0;
     for (const outcome of outcomes) {
       if ("error" in outcome) {
@@ -200,23 +201,36 @@ export class StewardNode {
       for (const _msg of outcome.messages) {
         const at = next++;
         const env = envs[at] as Envelope;
-        let fresh: boolean;
+        let stored: boolean;
         try {
-          fresh = batch ? (batch[at] as boolean) : this.store.addOutgoing(env);
+          stored = batch ? (batch[at] as boolean) : this.store.addOutgoing(env);
         } catch (err) {
           answers.push({ ok: false, index: outcome.index, error: `message ${outcome.index}: not accepted, ${errorText(err)}` });
           continue;
         }
-        if (fresh) {
-          this.metrics.accepted(env);
-          this.audit.accepted(env);
-          this.outbox.deliver({ envelope: env, attempt: 0 });
-          this.log.debug("accepted", { id: env.id, toNode: env.toNode, method: env.method, source });
-        }
-        answers.push({ ok: true, id: env.id, toNode: env.toNode, method: env.method, ...(!fresh && { duplicate: true }) });
+        if (stored) fresh.push(env);
+        answers.push({ ok: true, id: env.id, toNode: env.toNode, method: env.method, ...(!stored && { duplicate: true }) });
       }
     }
-    return answers;
+    // "accepted" only once it is on disk; a duplicate's first copy may still be on its way there too.
+    let unsynced: string | undefined;
+    await this.store.durable().catch((err: unknown) => {
+      unsynced = errorText(err);
+    });
+    for (const env of fresh) {
+      this.metrics.accepted(env);
+      this.audit.accepted(env);
+      // Stored either way: it is delivered, and `steward status` shows it, even when the sync failed.
+      this.outbox.deliver({ envelope: env, attempt: 0 });
+      this.log.debug("accepted", { id: env.id, toNode: env.toNode, method: env.method, source });
+    }
+    if (unsynced === undefined) return answers;
+    this.log.error("accepted messages may not be on disk", { source, reason: unsynced });
+    return answers.map((a) =>
+      a.ok
+        ? { ok: false, error: `message stored as ${a.id} but not confirmed on disk (${unsynced}); check "steward status ${a.id}" before sending it again` }
+        : a,
+    );
   }
 
   /** Answers the CLI's questions over the socket. */
