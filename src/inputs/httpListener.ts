@@ -11,7 +11,7 @@
  *
  * Binds to loopback unless a host is given.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Logger } from "../node/log.js";
 import type { Acceptor } from "./protocol.js";
 import { listenAddress } from "./tcpListener.js";
@@ -24,6 +24,8 @@ export interface HttpListenerOptions {
 }
 
 export async function startHttpListener(address: string, o: HttpListenerOptions): Promise<Server> {
+  // node:http is loaded only when this input is configured: most nodes never serve HTTP (start time, memory).
+  const { createServer } = await import("node:http");
   const { host, port } = listenAddress(address, "httpListener");
   const server = createServer((req, res) => {
     serve(req, res, o).catch((err: unknown) => {

@@ -1,36 +1,30 @@
-/** The method table: canonical name → handler. One file per method beside this one. */
+/**
+ * The method table: canonical name → handler. One file per method beside this one.
+ * Each method's code is loaded on its first run: a node loads the methods it
+ * runs, not all fifteen (resident memory and start time, issue #5).
+ */
 import type { MethodName } from "../message/methods.js";
-import { cliCommand } from "./cliCommand.js";
-import { cliCommandCont } from "./cliCommandCont.js";
-import { consoleMethod } from "./console.js";
-import { errorLog } from "./errorLog.js";
-import { file } from "./file.js";
-import { fileAppend } from "./fileAppend.js";
-import { hello } from "./hello.js";
-import { httpGet } from "./httpGet.js";
 import type { MethodHandler } from "./method.js";
-import { none } from "./none.js";
-import { opProcessList } from "./opProcessList.js";
-import { opProcessStart } from "./opProcessStart.js";
-import { opProcessStop } from "./opProcessStop.js";
-import { ping } from "./ping.js";
-import { pong } from "./pong.js";
-import { tailFile } from "./tailFile.js";
+
+function lazy(load: () => Promise<MethodHandler>): MethodHandler {
+  let handler: Promise<MethodHandler> | undefined;
+  return async (ctx) => (await (handler ??= load()))(ctx);
+}
 
 export const METHODS: Record<MethodName, MethodHandler> = {
-  cliCommand,
-  cliCommandCont,
-  tailFile,
-  httpGet,
-  console: consoleMethod,
-  file,
-  fileAppend,
-  none,
-  ping,
-  pong,
-  hello,
-  errorLog,
-  opProcessList,
-  opProcessStart,
-  opProcessStop,
+  cliCommand: lazy(async () => (await import("./cliCommand.js")).cliCommand),
+  cliCommandCont: lazy(async () => (await import("./cliCommandCont.js")).cliCommandCont),
+  tailFile: lazy(async () => (await import("./tailFile.js")).tailFile),
+  httpGet: lazy(async () => (await import("./httpGet.js")).httpGet),
+  console: lazy(async () => (await import("./console.js")).consoleMethod),
+  file: lazy(async () => (await import("./file.js")).file),
+  fileAppend: lazy(async () => (await import("./fileAppend.js")).fileAppend),
+  none: lazy(async () => (await import("./none.js")).none),
+  ping: lazy(async () => (await import("./ping.js")).ping),
+  pong: lazy(async () => (await import("./pong.js")).pong),
+  hello: lazy(async () => (await import("./hello.js")).hello),
+  errorLog: lazy(async () => (await import("./errorLog.js")).errorLog),
+  opProcessList: lazy(async () => (await import("./opProcessList.js")).opProcessList),
+  opProcessStart: lazy(async () => (await import("./opProcessStart.js")).opProcessStart),
+  opProcessStop: lazy(async () => (await import("./opProcessStop.js")).opProcessStop),
 };

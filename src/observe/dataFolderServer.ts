@@ -12,13 +12,15 @@
  */
 import { createReadStream } from "node:fs";
 import { open, readdir, realpath, stat } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { isAbsolute, relative, resolve, sep } from "node:path";
 import { errorText } from "../errors.js";
 import { listenAddress } from "../inputs/tcpListener.js";
 import type { Logger } from "../node/log.js";
 
 export async function startDataFolderServer(address: string, folder: string, log: Logger): Promise<Server> {
+  // node:http is loaded only when the view is configured: most nodes never serve HTTP (start time, memory).
+  const { createServer } = await import("node:http");
   const { host, port } = listenAddress(address, "exposeDataFolder");
   const root = resolve(folder);
   const server = createServer((req, res) => {

@@ -3,12 +3,14 @@
  * the node's metrics in the text exposition format; every other path is 404.
  * Binds to loopback unless a host is given.
  */
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { errorText } from "../errors.js";
 import { listenAddress } from "../inputs/tcpListener.js";
 import type { Logger } from "../node/log.js";
 
 export async function startMetricsServer(address: string, metrics: { text(): string }, log: Logger): Promise<Server> {
+  // node:http is loaded only when the endpoint is configured: most nodes never serve HTTP (start time, memory).
+  const { createServer } = await import("node:http");
   const { host, port } = listenAddress(address, "promHostAndPort");
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
