@@ -37,10 +37,13 @@ export class ConfigError extends Error {
 /** The local store (SQLite) could not be opened or written. */
 export class StoreError extends Error {
   readonly path: string;
-  constructor(path: string, reason: string, cause?: unknown) {
+  /** The write is known not to be stored (its transaction was rolled back); without it, it may be. */
+  readonly lost: boolean;
+  constructor(path: string, reason: string, cause?: unknown, lost = false) {
     super(`store ${path}: ${reason}`, { cause });
     this.name = "StoreError";
     this.path = path;
+    this.lost = lost;
   }
 }
 

@@ -12,10 +12,10 @@
  */
 import { readFileSync } from "node:fs";
 import type { Msg } from "@nats-io/transport-node";
-import { errorText, MethodError } from "../errors.js";
+import { errorText, MethodError, StoreError } from "../errors.js";
 import { newId } from "../message/id.js";
 import type { Envelope, MethodResult } from "../message/message.js";
-import { canonicalMethod, type MethodName, wantsReply } from "../message/methods.js";
+import { canonicalMethod, type MethodName, RUN_TWICE_HARMLESS, wantsReply } from "../message/methods.js";
 import { METHODS } from "../methods/index.js";
 import type { MethodOutput } from "../methods/method.js";
 import type { Logger } from "../node/log.js";
@@ -151,16 +151,19 @@ export class Inbox {
       this.o.log.error("cannot store a received message; not ACKing it", { id: env.id, reason: errorText(err) });
       return;
     }
-    // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
-    // The run itself waits for the disk: its first step, startRun, awaits the store's sync.
-    if (fresh) this.spawn(env, false);
-    else this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
-    // ACK only once it is on disk (DESIGN §3.2); a duplicate's first copy may still be on its way there.
+    if (!fresh) this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
+    // Run and ACK only once it is on disk (DESIGN §3.2); a duplicate's first copy may still be on its way there.
     this.o.store.durable().then(
       () => {
+        // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
+        if (fresh) this.spawn(env, false);
         if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
       },
-      (err: unknown) => this.o.log.error("a received message is not confirmed on disk; not ACKing it", { id: env.id, reason: errorText(err) }),
+      (err: unknown) => {
+        // Not ACKed: the sender re-sends. Known to be lost (rolled back): the re-send is stored afresh and run then.
+        this.o.log.error("a received message is not confirmed on disk; not ACKing it", { id: env.id, reason: errorText(err) });
+        if (fresh && !(err instanceof StoreError && err.lost)) this.spawn(env, false);
+      },
     );
   }
 
@@ -208,7 +211,10 @@ export class Inbox {
     const method = canonicalMethod(env.method) as MethodName;
     const isReply = env.requestId !== undefined;
     const request = isReply ? store.getOutgoing(env.requestId as string)?.envelope : undefined;
-    await this.persist(env, () => store.startRun(env));
+    // The run's start is on disk before anything runs that a re-run would repeat visibly (§3.5).
+    // For the rest it goes to disk with the run's end, in one sync: what the ACK waits for anyway.
+    if (isReply || RUN_TWICE_HARMLESS.includes(method)) void this.persist(env, () => store.startRun(env)).catch(() => undefined);
+    else await this.persist(env, () => store.startRun(env));
     if (!isReply) this.o.transport.publish(stateSubject(env.fromNode), encode({ id: env.id, state: "running" } satisfies StateNotice));
 
     const started = Date.now();
@@ -286,6 +292,8 @@ export class Inbox {
         await this.o.store.durable();
         return;
       } catch (err) {
+        // Rolled back (disk full at commit): write it again. A failed sync: the write stands, sync again.
+        if (err instanceof StoreError && err.lost) written = false;
         if (this.closed) throw err;
         this.o.log.error("cannot store a message's progress; trying again", { id: env.id, reason: errorText(err) });
         await new Promise((r) => setTimeout(r, 2000));

@@ -70,13 +70,12 @@ export function handleConnection(socket: Socket, o: ConnectionOptions): void {
     if (done) return;
     if (o.query && buf.startsWith(QUERY_PREFIX)) {
       const [command = "", ...args] = buf.slice(QUERY_PREFIX.length).trim().split(/\s+/);
-      let value: unknown;
-      try {
-        value = o.query(command, args);
-      } catch (err) {
-        value = { error: (err as Error).message };
-      }
-      finish(`${JSON.stringify(value)}\n`);
+      // A query may answer later (wait): its answer is sent when it comes.
+      finishLater(
+        new Promise<unknown>((resolve) => resolve(o.query?.(command, args)))
+          .catch((err: unknown) => ({ error: (err as Error).message }))
+          .then((value) => `${JSON.stringify(value)}\n`),
+      );
       return;
     }
     // The answer waits for the store's disk sync (DESIGN §3.1).

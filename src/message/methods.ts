@@ -21,6 +21,15 @@ export const METHOD_NAMES = [
 
 export type MethodName = (typeof METHOD_NAMES)[number];
 
+/**
+ * Methods whose run changes nothing on the node, so that running one again
+ * after a power cut is invisible: their start need not reach the disk before
+ * they run (DESIGN §3.5 marks re-runs so the user sees a side effect twice;
+ * these have none). A reply's run on its origin is the same: it records the
+ * result, and the request's state shows it once.
+ */
+export const RUN_TWICE_HARMLESS: readonly MethodName[] = ["ping"];
+
 /** Methods that make sense on the sender for a reply's data. */
 export const REPLY_METHODS: readonly MethodName[] = ["fileAppend", "file", "console", "none", "pong"];
 

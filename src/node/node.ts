@@ -16,7 +16,7 @@ import { Outbox } from "../delivery/outbox.js";
 import { methodSubject, onlineSubject } from "../delivery/subjects.js";
 import { Transport } from "../delivery/transport.js";
 import { encode } from "../delivery/wire.js";
-import { errorText } from "../errors.js";
+import { errorText, StoreError } from "../errors.js";
 import type { AcceptAnswer } from "../inputs/protocol.js";
 import { ReadFolderInput } from "../inputs/readFolder.js";
 import { startHttpListener } from "../inputs/httpListener.js";
@@ -24,7 +24,7 @@ import { startSocketInput } from "../inputs/socket.js";
 import { runStartupFolder } from "../inputs/startupFolder.js";
 import { startTcpListener } from "../inputs/tcpListener.js";
 import { newId } from "../message/id.js";
-import type { Envelope } from "../message/message.js";
+import { type Envelope, isFinal } from "../message/message.js";
 import { METHOD_NAMES } from "../message/methods.js";
 import { MAX_SECONDS, parseMessages } from "../message/parse.js";
 import { errorLine } from "../methods/errorLog.js";
@@ -55,6 +55,8 @@ export class StewardNode {
   private helloTimer: NodeJS.Timeout | undefined;
   private linkTask: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
+  /** Pending `wait` queries: each ends its wait when called. */
+  private waits = new Set<() => void>();
 
   private constructor(
     readonly config: Config,
@@ -214,9 +216,16 @@ export class StewardNode {
     }
     // "accepted" only once it is on disk; a duplicate's first copy may still be on its way there too.
     let unsynced: string | undefined;
-    await this.store.durable().catch((err: unknown) => {
+    try {
+      await this.store.durable();
+    } catch (err) {
+      if (err instanceof StoreError && err.lost) {
+        // Rolled back (disk full at commit, say): none of them is stored.
+        this.log.warn("messages not stored", { source, reason: errorText(err) });
+        return answers.map((a) => (a.ok ? { ok: false, error: `message ${a.id} not accepted, ${errorText(err)}` } : a));
+      }
       unsynced = errorText(err);
-    });
+    }
     for (const env of fresh) {
       this.metrics.accepted(env);
       this.audit.accepted(env);
@@ -236,6 +245,14 @@ export class StewardNode {
   /** Answers the CLI's questions over the socket. */
   query(command: string, args: string[]): unknown {
     switch (command) {
+      case "wait": {
+        const [ms = "", ...ids] = args;
+        const limit = Number(ms);
+        if (!Number.isInteger(limit) || limit < 0 || ids.length === 0) return { error: "wait needs MS ID...: the longest wait in milliseconds, then message ids" };
+        const unknown = ids.find((id) => !this.store.getOutgoing(id));
+        if (unknown) return { error: `no message with id ${unknown} was sent from ${this.config.nodeName}` };
+        return this.waitFinal(ids, Math.min(limit, 60_000));
+      }
       case "status": {
         const id = args[0] ?? "";
         const rec = this.store.getOutgoing(id);
@@ -257,8 +274,33 @@ export class StewardNode {
           inFlight: this.outbox.inFlight,
         };
       default:
-        return { error: `unknown query "${command}"; use status ID, list [LIMIT], nodes or health` };
+        return { error: `unknown query "${command}"; use status ID, list [LIMIT], wait MS ID..., nodes or health` };
     }
+  }
+
+  /**
+   * The messages, in full, once every one of them is final (and that is on disk), or after `ms`
+   * as they are then: the CLI's --wait learns of a result the moment it is stored, without polling.
+   */
+  private async waitFinal(ids: string[], ms: number): Promise<{ messages: Record<string, unknown>[] }> {
+    const open = new Set(ids.filter((id) => !isFinal(this.store.getOutgoing(id)?.state ?? "queued")));
+    if (open.size > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          stop();
+          this.waits.delete(done);
+          resolve();
+        };
+        this.waits.add(done); // a stopping node answers at once rather than hold its socket open
+        const timer = setTimeout(done, ms);
+        const stop = this.store.onFinal((id) => {
+          if (open.delete(id) && open.size === 0) done();
+        });
+      });
+    }
+    await this.store.durable().catch(() => undefined); // a final state is reported once it is stored for good
+    return { messages: ids.map((id) => this.store.getOutgoing(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])) };
   }
 
   /** Queue an error for central's error log (DESIGN §3.3). */
@@ -320,6 +362,7 @@ export class StewardNode {
     };
     if (this.helloTimer) clearInterval(this.helloTimer);
     await step("read folder", () => this.readFolder?.close());
+    for (const answerNow of [...this.waits]) answerNow();
     await step("listeners", () => Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))));
     await step("inbox", () => this.inbox.close());
     const outboxDone = this.outbox.close();

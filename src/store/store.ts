@@ -10,18 +10,19 @@
  *              received → running → done
  *  nodes   — last hello per node (central), for `steward nodes`.
  *
- * Group commit. Every write is its own SQLite transaction, committed at once
- * (synchronous=NORMAL): a crash of the process loses nothing, since a commit
- * is in the WAL file, in the kernel's hands, before the call returns. What a
- * power cut could still take is made safe by `durable()`: one fdatasync of the
- * WAL file, run off the event loop, covers every commit made before it, so
- * two hundred messages in flight share one disk sync instead of paying one
- * each. Whoever is about to tell the world something is stored — an input
- * answering "accepted" (§3.1), the inbox ACKing (§3.2), a run starting
- * (§3.5), a reply going out or being ACKed (§3.6) — awaits `durable()` first.
- * Progress-only writes (sent, acked, running) need no sync: lost in a power
- * cut they move a state back, and the re-send is ACKed without running
- * again (§3.4).
+ * Group commit. The writes of one turn of the event loop share one SQLite
+ * transaction, committed on setImmediate (synchronous=NORMAL: the commit puts
+ * the pages in the WAL file, in the kernel's hands, without a disk sync).
+ * `durable()` resolves once every write made before it is committed and on
+ * disk: one fdatasync of the WAL file, run off the event loop, covers every
+ * commit before it, so two hundred messages in flight share a commit and a
+ * disk sync instead of paying for one each. Whoever is about to tell the world
+ * something is stored — an input answering "accepted" (§3.1), the inbox ACKing
+ * (§3.2), a run starting (§3.5), a reply going out or being ACKed (§3.6) —
+ * awaits `durable()` first. Progress-only writes (sent, acked, running) need
+ * no wait: lost in a crash they move a state back, and the re-send is ACKed
+ * without running again (§3.4). A write is seen at once by this node's own
+ * reads (the same connection), by other processes once committed.
  *
  * Why this is as safe as synchronous=FULL: in WAL mode SQLite writes the
  * database file only in a checkpoint, and a checkpoint syncs the WAL before
@@ -35,7 +36,7 @@ import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { StoreError } from "../errors.js";
-import type { Envelope, MessageState, MethodResult } from "../message/message.js";
+import { type Envelope, FINAL_STATES, type MessageState, type MethodResult } from "../message/message.js";
 
 export interface OutgoingRecord {
   id: string;
@@ -142,10 +143,12 @@ export class Store {
   private moveStmts = new Map<string, Database.Statement>();
   /** The WAL file, opened for fdatasync (see durable()). */
   private walFd: number | undefined;
-  /** Writes made so far, and how many of them the last finished sync covered. */
+  /** Writes made so far; how many of them are committed; how many of them the last finished sync covered. */
   private written = 0;
+  private committed = 0;
   private synced = 0;
   private syncing = false;
+  private finalListeners = new Set<(id: string) => void>();
   /** Disk syncs done so far: with many messages in flight, far fewer than writes. */
   syncs = 0;
   private syncWaiters: { upTo: number; resolve: () => void; reject: (err: Error) => void }[] = [];
@@ -287,6 +290,8 @@ export class Store {
   /** Remember the process group a run started (see `pgid` in the schema). */
   recordProcess(env: Envelope, pgid: number, pstart: string | null): void {
     this.write(() => this.stmts.recordProcess.run(pgid, pstart, env.fromNode, env.id));
+    // Committed at once, not at the end of the turn: the process runs already, and a crash must find it.
+    this.commit();
   }
 
   startRun(env: Envelope): void {
@@ -331,6 +336,44 @@ export class Store {
     });
   }
 
+  /** Commit this turn's transaction now (it commits on setImmediate anyway). */
+  commit(): void {
+    if (!this.db.open || !this.db.inTransaction) return;
+    try {
+      this.db.exec("COMMIT");
+      this.committed = this.written;
+    } catch (err) {
+      this.lost(err);
+      return;
+    }
+    this.syncNext();
+  }
+
+  /**
+   * The open transaction was rolled back (a failed COMMIT, or SQLite undoing it after
+   * SQLITE_FULL/IOERR): every write since the last commit is gone, and so whoever waits
+   * on one of them is told so.
+   */
+  private lost(err: unknown): void {
+    if (this.db.open && this.db.inTransaction) {
+      try {
+        this.db.exec("ROLLBACK");
+      } catch {
+        // Already undone.
+      }
+    }
+    const error = new StoreError(this.path, `write not stored: ${(err as Error).message}; check free space and permissions of databaseFolder`, err, true);
+    const first = this.committed;
+    this.committed = this.written;
+    const waiting = this.syncWaiters;
+    this.syncWaiters = [];
+    for (const w of waiting) {
+      if (w.upTo > first) w.reject(error);
+      else this.syncWaiters.push(w);
+    }
+    this.syncNext();
+  }
+
   private syncNext(): void {
     if (this.syncing || this.syncWaiters.length === 0) return;
     const fd = this.walFd;
@@ -338,8 +381,10 @@ export class Store {
       this.settleWaiters(new StoreError(this.path, "store is closed; the message was not confirmed on disk"));
       return;
     }
+    // Only committed writes can be synced; the commit at the end of this turn calls again.
+    if (this.committed <= this.synced) return;
     this.syncing = true;
-    const upTo = this.written;
+    const upTo = this.committed;
     this.syncs++;
     fdatasync(fd, (err) => {
       this.syncing = false;
@@ -365,7 +410,14 @@ export class Store {
     }
   }
 
+  /** Call `fn` with the id of every message that moves to a final state; returns the way to stop. */
+  onFinal(fn: (id: string) => void): () => void {
+    this.finalListeners.add(fn);
+    return () => this.finalListeners.delete(fn);
+  }
+
   close(): void {
+    this.commit();
     if (this.walFd !== undefined) {
       const fd = this.walFd;
       this.walFd = undefined;
@@ -407,14 +459,22 @@ export class Store {
       this.moveStmts.set(sql, stmt);
     }
     const prepared = stmt;
-    return this.write(() => prepared.run(params).changes === 1);
+    const changed = this.write(() => prepared.run(params).changes === 1);
+    if (changed && FINAL_STATES.includes(state)) for (const fn of this.finalListeners) fn(id);
+    return changed;
   }
 
   private write<T>(fn: () => T): T {
     try {
+      if (!this.db.inTransaction) {
+        this.db.exec("BEGIN");
+        setImmediate(() => this.commit());
+      }
       this.written++;
       return fn();
     } catch (err) {
+      // SQLite undoes the whole transaction after some errors (SQLITE_FULL, IOERR): the turn's other writes are gone too.
+      if (!this.db.inTransaction) this.lost(err);
       throw new StoreError(this.path, `write failed: ${(err as Error).message}; check free space and permissions of databaseFolder`, err);
     }
   }
