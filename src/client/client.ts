@@ -90,30 +90,50 @@ export async function health(socketPath: string): Promise<Health> {
 }
 
 
+/** Ask the node for the messages once all are final, or after `ms` as they are then (the node's `wait` query). */
+export async function waitQuery(socketPath: string, ids: string[], ms: number): Promise<MessageView[]> {
+  return (await query<{ messages: MessageView[] }>(socketPath, `wait ${Math.max(0, Math.round(ms))} ${ids.join(" ")}`)).messages;
+}
+
 /**
- * Poll the node until every message is in a final state (or the time is up).
- * `onChange` sees each message whenever its state moves.
+ * Wait until every message is in a final state (or the time is up). The node
+ * answers the moment the last one is stored final; until then it answers every
+ * `progressMs` (default 1 s) so that `onChange` sees each message whenever its
+ * state moved. A node too old for the `wait` query is polled instead.
  */
 export async function waitForFinal(
   socketPath: string,
   ids: string[],
-  opts: { timeoutMs: number; intervalMs?: number; onChange?: (m: MessageView) => void },
+  opts: { timeoutMs: number; progressMs?: number; onChange?: (m: MessageView) => void },
 ): Promise<Map<string, MessageView>> {
   const latest = new Map<string, MessageView>();
   const deadline = Date.now() + opts.timeoutMs;
+  let canWait = true;
   for (;;) {
-    for (const id of ids) {
-      const prev = latest.get(id);
-      if (prev && FINAL_STATES.includes(prev.state)) continue;
-      const m = await messageStatus(socketPath, id);
+    const left = deadline - Date.now();
+    let views: MessageView[];
+    if (canWait) {
+      try {
+        views = await waitQuery(socketPath, ids, Math.min(left, opts.progressMs ?? 1000));
+      } catch (err) {
+        if (!(err instanceof NodeQueryError && err.message.includes("unknown query"))) throw err;
+        canWait = false;
+        continue;
+      }
+    } else {
+      views = [];
+      for (const id of ids) views.push(await messageStatus(socketPath, id));
+    }
+    for (const m of views) {
+      const prev = latest.get(m.id);
       if (!prev || prev.state !== m.state || prev.attempt !== m.attempt || prev.parts !== m.parts) opts.onChange?.(m);
-      latest.set(id, m);
+      latest.set(m.id, m);
     }
     const allFinal = ids.every((id) => {
       const m = latest.get(id);
       return m !== undefined && FINAL_STATES.includes(m.state);
     });
     if (allFinal || Date.now() >= deadline) return latest;
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
+    if (!canWait) await new Promise((r) => setTimeout(r, 100));
   }
 }

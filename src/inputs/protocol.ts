@@ -8,7 +8,9 @@
  *
  * A connection that starts with "STEWARD/1 " is a query from the CLI instead
  * of a message document: "STEWARD/1 status ID", "STEWARD/1 list [LIMIT]",
- * "STEWARD/1 nodes", "STEWARD/1 health"; the answer is one JSON value.
+ * "STEWARD/1 nodes", "STEWARD/1 health", "STEWARD/1 wait MS ID..." (answers
+ * once every message is final, or after MS milliseconds); the answer is one
+ * JSON value.
  */
 export type AcceptAnswer =
   | { ok: true; id: string; toNode: string; method: string; duplicate?: boolean }
