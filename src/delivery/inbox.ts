@@ -46,6 +46,9 @@ export interface InboxOptions {
   onExecuted?(env: Envelope, output: MethodOutput, error: string | undefined, rerun: boolean, durationMs: number): void;
 }
 
+/** How long a run goes before its origin is told it is running. */
+const RUNNING_NOTICE_MS = 100;
+
 export class Inbox {
   private running = new Map<string, AbortController>();
   private tasks = new Set<Promise<void>>();
@@ -152,17 +155,21 @@ export class Inbox {
       return;
     }
     if (!fresh) this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
-    // Run and ACK only once it is on disk (DESIGN §3.2); a duplicate's first copy may still be on its way there.
+    // A run that may happen twice unseen starts at once: its end, stored with the message again, goes to
+    // disk in the same sync as its arrival (see execute). Every other run starts once the message is on disk.
+    const early = startsEarly(env, method);
+    if (fresh && early) this.spawn(env, false);
+    // ACK only once it is on disk (DESIGN §3.2); a duplicate's first copy may still be on its way there.
     this.o.store.durable().then(
       () => {
         // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
-        if (fresh) this.spawn(env, false);
+        if (fresh && !early) this.spawn(env, false);
         if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
       },
       (err: unknown) => {
         // Not ACKed: the sender re-sends. Known to be lost (rolled back): the re-send is stored afresh and run then.
         this.o.log.error("a received message is not confirmed on disk; not ACKing it", { id: env.id, reason: errorText(err) });
-        if (fresh && !(err instanceof StoreError && err.lost)) this.spawn(env, false);
+        if (fresh && !early && !(err instanceof StoreError && err.lost)) this.spawn(env, false);
       },
     );
   }
@@ -212,10 +219,27 @@ export class Inbox {
     const isReply = env.requestId !== undefined;
     const request = isReply ? store.getOutgoing(env.requestId as string)?.envelope : undefined;
     // The run's start is on disk before anything runs that a re-run would repeat visibly (§3.5).
-    // For the rest it goes to disk with the run's end, in one sync: what the ACK waits for anyway.
-    if (isReply || RUN_TWICE_HARMLESS.includes(method)) void this.persist(env, () => store.startRun(env)).catch(() => undefined);
-    else await this.persist(env, () => store.startRun(env));
-    if (!isReply) this.o.transport.publish(stateSubject(env.fromNode), encode({ id: env.id, state: "running" } satisfies StateNotice));
+    // An early run (see receive) does not wait: its start is noted in passing, and its end is stored
+    // together with the message itself (again, idempotent), so that the end stands even if the turn
+    // that stored the message was rolled back (disk full) — the sender's re-send is then a duplicate.
+    const early = startsEarly(env, method);
+    if (early) {
+      try {
+        store.startRun(env);
+      } catch {
+        // Only a note: the run's end is what counts for an early run.
+      }
+    } else await this.persist(env, () => store.startRun(env));
+    const complete = (write: () => void) =>
+      this.persist(env, () => {
+        if (early) store.addIncoming(env);
+        write();
+      });
+    // "running" is news only for a run that lasts: a quick one's reply follows at once and says more,
+    // so the notice waits a moment (a message and a store write less per quick message on both sides).
+    const notice = isReply
+      ? undefined
+      : setTimeout(() => this.o.transport.publish(stateSubject(env.fromNode), encode({ id: env.id, state: "running" } satisfies StateNotice)), RUNNING_NOTICE_MS);
 
     const started = Date.now();
     let parts = 0;
@@ -236,12 +260,13 @@ export class Inbox {
         next += interval * 1000;
       }
     }
+    clearTimeout(notice);
     if (this.closed && ac.signal.aborted) return; // Shutting down: it stays "running" and is re-run at next start.
 
     if (isReply && env.result?.partial) {
       // A part of a streamed or scheduled result: written by the reply method above; the request runs on.
       const requestId = env.requestId as string;
-      await this.persist(env, () => store.completeRun(env, undefined, () => store.progress(requestId, { ...env.result, ...(env.data !== undefined && { data: env.data }) })));
+      await complete(() => store.completeRun(env, undefined, () => store.progress(requestId, { ...env.result, ...(env.data !== undefined && { data: env.data }) })));
       if (error) log.warn("reply method failed on a streamed part", { id: env.id, requestId, reason: error });
       return;
     }
@@ -250,7 +275,7 @@ export class Inbox {
       const r = env.result;
       const failed = Boolean(r?.error) || error !== undefined;
       const reason = r?.error ?? (error ? `the reply arrived but ${error}` : null);
-      await this.persist(env, () =>
+      await complete(() =>
         store.completeRun(env, undefined, () => {
           store.settle(requestId, failed ? "failed" : "done", {
             reason,
@@ -267,7 +292,7 @@ export class Inbox {
     }
 
     const reply = wantsReply(method) ? this.buildReply(env, output, error, rerun, parts > 0 ? { seq: parts + 1, partial: false } : undefined) : undefined;
-    await this.persist(env, () => store.completeRun(env, reply));
+    await complete(() => store.completeRun(env, reply));
     if (reply) this.o.outbox.deliver({ envelope: reply, attempt: 0 });
     this.o.onExecuted?.(env, output, error, rerun, Date.now() - started);
     if (error) {
@@ -441,4 +466,12 @@ function fitPayload(reply: Envelope, maxPayload: number): Envelope {
   const dropped = data.length - Buffer.byteLength(kept);
   const result = { ...(reply.result as MethodResult), truncated: (reply.result?.truncated ?? 0) + dropped };
   return { ...reply, data: kept, result };
+}
+
+/**
+ * Runs that start before the message is on disk: a reply (its run records the result; the request's
+ * state shows it once) and the methods whose second run nobody could see (RUN_TWICE_HARMLESS).
+ */
+function startsEarly(env: Envelope, method: MethodName): boolean {
+  return env.requestId !== undefined || RUN_TWICE_HARMLESS.includes(method);
 }

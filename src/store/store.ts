@@ -141,6 +141,8 @@ export class Store {
   private db: Database.Database;
   private stmts;
   private moveStmts = new Map<string, Database.Statement>();
+  /** Run `fn` all or nothing (a savepoint inside the turn's transaction). */
+  private atomically: <T>(fn: () => T) => T;
   /** The WAL file, opened for fdatasync (see durable()). */
   private walFd: number | undefined;
   /** Writes made so far; how many of them are committed; how many of them the last finished sync covered. */
@@ -173,6 +175,9 @@ export class Store {
       );
     }
     const db = this.db;
+    // One wrapper, made once: better-sqlite3 builds a new one per db.transaction() call (a profile's 6 %).
+    const atomic = db.transaction((fn: () => unknown) => fn());
+    this.atomically = <T>(fn: () => T): T => atomic(fn) as T;
     this.stmts = {
       insertOut: db.prepare(
         `INSERT OR IGNORE INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope)
@@ -220,7 +225,7 @@ export class Store {
 
   /** Store a whole batch in one transaction (one disk sync); false for ids already stored. */
   addOutgoingMany(envs: Envelope[]): boolean[] {
-    return this.write(this.db.transaction(() => envs.map((env) => this.addOutgoing(env))));
+    return this.write(() => this.atomically(() => envs.map((env) => this.addOutgoing(env))));
   }
 
   getOutgoing(id: string): OutgoingRecord | undefined {
@@ -304,8 +309,8 @@ export class Store {
    * "run again" or "reply stored", never "ran, reply lost".
    */
   completeRun(env: Envelope, reply: Envelope | undefined, originUpdate?: () => void): void {
-    this.write(
-      this.db.transaction(() => {
+    this.write(() =>
+      this.atomically(() => {
         this.stmts.finishRun.run(Date.now(), env.fromNode, env.id);
         if (reply) this.addOutgoing(reply);
         originUpdate?.();
