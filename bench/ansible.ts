@@ -50,8 +50,8 @@ export async function ansible(opts: AnsibleOptions = {}): Promise<Row[]> {
     const op = await bench.processNode("op", "op");
     await Promise.all(targets.map((t) => bench.processNode(t, "op")));
     const stewardArgs = [STEWARD_BIN, "send", `--socket-folder=${join(op.opts.dir, "tmp")}`, ...targets.flatMap((t) => ["--to", t]), "--wait", "--", "uname", "-a"];
-    const viaSteward = async () => {
-      const r = await timed(process.execPath, stewardArgs);
+    const viaSteward = async (env: NodeJS.ProcessEnv = process.env) => {
+      const r = await timed(process.execPath, stewardArgs, env);
       const results = r.out.split("\n").filter((l) => l.startsWith("== ")).length;
       if (r.code !== 0 || results !== count) throw new Error(`steward send: exit ${r.code}, ${results} results:\n${r.out}`);
       return r.ms;
@@ -87,6 +87,21 @@ export async function ansible(opts: AnsibleOptions = {}): Promise<Row[]> {
     }
     const s = median(steward);
     const b = median(baseline);
+    // What the CLI's own start costs here: Node reads the file NODE_EXTRA_CA_CERTS names at every start
+    // (this machine sets it), so every `steward send` pays it and Ansible (Python) does not.
+    const nodeStart = median([await timed(process.execPath, ["-e", "0"]), await timed(process.execPath, ["-e", "0"]), await timed(process.execPath, ["-e", "0"])].map((r) => r.ms));
+    const extraCerts = process.env.NODE_EXTRA_CA_CERTS;
+    const notes: string[] = [`node -e 0 takes ${fmt(nodeStart, 0)} ms here: the floor of any Node CLI`];
+    if (extraCerts) {
+      const plain = { ...process.env };
+      delete plain.NODE_EXTRA_CA_CERTS;
+      const bare = median([await timed(process.execPath, ["-e", "0"], plain), await timed(process.execPath, ["-e", "0"], plain), await timed(process.execPath, ["-e", "0"], plain)].map((r) => r.ms));
+      const without = [await viaSteward(plain), await viaSteward(plain), await viaSteward(plain)];
+      notes.push(
+        `this machine sets NODE_EXTRA_CA_CERTS=${extraCerts}, which Node loads at every start (node -e 0: ${fmt(nodeStart, 0)} ms with it, ${fmt(bare, 0)} ms without); ` +
+          `steward send without it: ${without.map((x) => fmt(x, 0)).join(", ")} ms (${fmt(b / median(without), 1)}× faster than Ansible) — for information, the row above is as measured`,
+      );
+    }
     return [
       {
         name,
@@ -98,6 +113,7 @@ export async function ansible(opts: AnsibleOptions = {}): Promise<Row[]> {
         notes: [
           `ansible: ${rounds} alternating rounds: steward send ${steward.map((x) => fmt(x, 0)).join(", ")} ms; ` +
             `ansible ${baseline.map((x) => fmt(x, 0)).join(", ")} ms (-f ${count}, connection local)`,
+          ...notes,
         ],
       },
     ];

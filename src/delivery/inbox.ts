@@ -131,15 +131,17 @@ export class Inbox {
       if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
       return;
     }
+    let request: Envelope | undefined;
     if (env.requestId !== undefined) {
       // A reply may only run the reply method this node asked for, from the node it asked:
       // never a way for a peer to run any other method here.
-      const request = this.o.store.getOutgoing(env.requestId);
+      const stored = this.o.store.getOutgoing(env.requestId);
+      request = stored?.envelope;
       if (
-        !request ||
-        request.requestId !== null ||
-        request.toNode !== env.fromNode ||
-        canonicalMethod(request.envelope.replyMethod) !== method
+        !stored ||
+        stored.requestId !== null ||
+        stored.toNode !== env.fromNode ||
+        canonicalMethod(stored.envelope.replyMethod) !== method
       ) {
         this.refuse(msg, `reply ${env.id} from ${env.fromNode} answers no ${method} request of ${this.o.nodeName} (${env.requestId})`, env);
         return;
@@ -158,18 +160,18 @@ export class Inbox {
     // A run that may happen twice unseen starts at once: its end, stored with the message again, goes to
     // disk in the same sync as its arrival (see execute). Every other run starts once the message is on disk.
     const early = startsEarly(env, method);
-    if (fresh && early) this.spawn(env, false);
+    if (fresh && early) this.spawn(env, false, Date.now(), request);
     // ACK only once it is on disk (DESIGN §3.2); a duplicate's first copy may still be on its way there.
     this.o.store.durable().then(
       () => {
         // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
-        if (fresh && !early) this.spawn(env, false);
+        if (fresh && !early) this.spawn(env, false, Date.now(), request);
         if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
       },
       (err: unknown) => {
         // Not ACKed: the sender re-sends. Known to be lost (rolled back): the re-send is stored afresh and run then.
         this.o.log.error("a received message is not confirmed on disk; not ACKing it", { id: env.id, reason: errorText(err) });
-        if (fresh && !early && !(err instanceof StoreError && err.lost)) this.spawn(env, false);
+        if (fresh && !early && !(err instanceof StoreError && err.lost)) this.spawn(env, false, Date.now(), request);
       },
     );
   }
@@ -199,12 +201,13 @@ export class Inbox {
     }
   }
 
-  private spawn(env: Envelope, rerun: boolean, receivedAt = Date.now()): void {
+  /** Run a stored message in its own task; a reply comes with its request, when the caller has read it already. */
+  private spawn(env: Envelope, rerun: boolean, receivedAt = Date.now(), request?: Envelope): void {
     const key = `${env.fromNode}/${env.id}`;
     if (this.closed || this.running.has(key)) return;
     const ac = new AbortController();
     this.running.set(key, ac);
-    const task = this.execute(env, rerun, ac, receivedAt)
+    const task = this.execute(env, rerun, ac, receivedAt, request)
       .catch((err) => this.o.log.error("message task failed", { id: env.id, reason: errorText(err) }))
       .finally(() => {
         this.running.delete(key);
@@ -213,11 +216,11 @@ export class Inbox {
     this.tasks.add(task);
   }
 
-  private async execute(env: Envelope, rerun: boolean, ac: AbortController, receivedAt: number): Promise<void> {
+  private async execute(env: Envelope, rerun: boolean, ac: AbortController, receivedAt: number, known?: Envelope): Promise<void> {
     const { store, log } = this.o;
     const method = canonicalMethod(env.method) as MethodName;
     const isReply = env.requestId !== undefined;
-    const request = isReply ? store.getOutgoing(env.requestId as string)?.envelope : undefined;
+    const request = isReply ? (known ?? store.getOutgoing(env.requestId as string)?.envelope) : undefined;
     // The run's start is on disk before anything runs that a re-run would repeat visibly (§3.5).
     // An early run (see receive) does not wait: its start is noted in passing, and its end is stored
     // together with the message itself (again, idempotent), so that the end stands even if the turn
