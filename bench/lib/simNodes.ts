@@ -49,7 +49,8 @@ export class SimFleet {
   }
 
   private spawnOne(dir: string, brokerAddress: string, central: string, names: string[]): Promise<void> {
-    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/lib/simNodes.ts"), dir, brokerAddress, central, names.join(",")], {
+    const prof = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+    const child = spawn(process.execPath, [...prof, "--import", "tsx", join(ROOT, "bench/lib/simNodes.ts"), dir, brokerAddress, central, names.join(",")], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "inherit"],
     });

@@ -179,6 +179,9 @@ export class Store {
     const atomic = db.transaction((fn: () => unknown) => fn());
     this.atomically = <T>(fn: () => T): T => atomic(fn) as T;
     this.stmts = {
+      // Prepared once: exec() would parse them again at every turn.
+      begin: db.prepare("BEGIN"),
+      commit: db.prepare("COMMIT"),
       insertOut: db.prepare(
         `INSERT OR IGNORE INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope)
          VALUES (@id, @toNode, @method, 'queued', 0, @requestId, @now, @now, @envelope)`,
@@ -345,7 +348,7 @@ export class Store {
   commit(): void {
     if (!this.db.open || !this.db.inTransaction) return;
     try {
-      this.db.exec("COMMIT");
+      this.stmts.commit.run();
       this.committed = this.written;
     } catch (err) {
       this.lost(err);
@@ -472,7 +475,7 @@ export class Store {
   private write<T>(fn: () => T): T {
     try {
       if (!this.db.inTransaction) {
-        this.db.exec("BEGIN");
+        this.stmts.begin.run();
         setImmediate(() => this.commit());
       }
       this.written++;
