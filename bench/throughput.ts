@@ -58,9 +58,23 @@ export async function throughput(opts: ThroughputOptions = {}): Promise<Row[]> {
 
     const steward: number[] = [];
     const baseline: number[] = [];
+    // CPU of this process (node a, or the raw requester) per message: where the limit is when it is busy all the time.
+    const cpuPer = async (count: number, run: () => Promise<number>): Promise<{ rate: number; us: number; busy: number }> => {
+      const c0 = process.cpuUsage();
+      const t0 = now();
+      const rate = await run();
+      const c = process.cpuUsage(c0);
+      return { rate, us: (c.user + c.system) / count, busy: (c.user + c.system) / 1000 / msSince(t0) };
+    };
+    const stewardCpu: { us: number; busy: number }[] = [];
+    const rawCpu: { us: number; busy: number }[] = [];
     for (let r = 0; r < rounds; r++) {
-      steward.push(await pipelined(messages, window, ping));
-      baseline.push(await pipelined(rawMessages, window, raw));
+      const sr = await cpuPer(messages, () => pipelined(messages, window, ping));
+      steward.push(sr.rate);
+      stewardCpu.push(sr);
+      const rr = await cpuPer(rawMessages, () => pipelined(rawMessages, window, raw));
+      baseline.push(rr.rate);
+      rawCpu.push(rr);
     }
     if (failed > 0) throw new Error(`${failed} pings did not end done`);
     const s = median(steward);
@@ -76,6 +90,8 @@ export async function throughput(opts: ThroughputOptions = {}): Promise<Row[]> {
         notes: [
           `throughput: ${window} in flight; ${rounds} alternating rounds of ${messages} pings and ${rawMessages} raw requests; ` +
             `Steward rounds ${steward.map((x) => fmt(x)).join(", ")} msg/s; raw rounds ${baseline.map((x) => fmt(x)).join(", ")} msg/s`,
+          `throughput: CPU per message in the sending process — node a: ${stewardCpu.map((x) => `${fmt(x.us, 0)} µs (busy ${fmt(100 * x.busy, 0)}%)`).join(", ")}; ` +
+            `raw requester: ${rawCpu.map((x) => `${fmt(x.us, 0)} µs (busy ${fmt(100 * x.busy, 0)}%)`).join(", ")}`,
         ],
       },
     ];

@@ -62,7 +62,8 @@ export class RawResponder {
 
 /** The requesting side of the baseline, in this process. */
 export async function rawClient(url: string): Promise<NatsConnection> {
-  return connect({ servers: url, name: "bench-raw-requester" });
+  // The same connection options as Steward's own link (no async stack traces per request): a fair baseline.
+  return connect({ servers: url, name: "bench-raw-requester", noAsyncTraces: true });
 }
 
 /** A request of about the size of a Steward ping on the wire, so both carry the same bytes. */
