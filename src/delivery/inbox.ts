@@ -46,6 +46,13 @@ export interface InboxOptions {
   onExecuted?(env: Envelope, output: MethodOutput, error: string | undefined, rerun: boolean, durationMs: number): void;
 }
 
+/** A received message whose store turn was rolled back (disk full at commit): it must not run. */
+class NotStored extends Error {
+  constructor(env: Envelope) {
+    super(`message ${env.id} from ${env.fromNode} is not in the store`);
+  }
+}
+
 /** How long a run goes before its origin is told it is running. */
 const RUNNING_NOTICE_MS = 100;
 
@@ -157,22 +164,17 @@ export class Inbox {
       return;
     }
     if (!fresh) this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
-    // A run that may happen twice unseen starts at once: its end, stored with the message again, goes to
-    // disk in the same sync as its arrival (see execute). Every other run starts once the message is on disk.
-    const early = startsEarly(env, method);
-    if (fresh && early) this.spawn(env, false, Date.now(), request);
+    // Its task starts now and writes the run's start in this same turn, so that one disk sync covers
+    // the message and its start; the run itself waits for that sync (see execute).
+    // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
+    if (fresh) this.spawn(env, false, Date.now(), request);
     // ACK only once it is on disk (DESIGN §3.2); a duplicate's first copy may still be on its way there.
     this.o.store.durable().then(
       () => {
-        // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
-        if (fresh && !early) this.spawn(env, false, Date.now(), request);
         if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
       },
-      (err: unknown) => {
-        // Not ACKed: the sender re-sends. Known to be lost (rolled back): the re-send is stored afresh and run then.
-        this.o.log.error("a received message is not confirmed on disk; not ACKing it", { id: env.id, reason: errorText(err) });
-        if (fresh && !early && !(err instanceof StoreError && err.lost)) this.spawn(env, false, Date.now(), request);
-      },
+      // Not ACKed: the sender re-sends. If the turn was rolled back, the task finds its message gone and does not run it.
+      (err: unknown) => this.o.log.error("a received message is not confirmed on disk; not ACKing it", { id: env.id, reason: errorText(err) }),
     );
   }
 
@@ -208,7 +210,11 @@ export class Inbox {
     const ac = new AbortController();
     this.running.set(key, ac);
     const task = this.execute(env, rerun, ac, receivedAt, request)
-      .catch((err) => this.o.log.error("message task failed", { id: env.id, reason: errorText(err) }))
+      .catch((err: unknown) =>
+        err instanceof NotStored
+          ? this.o.log.warn("a received message was rolled back before it ran (disk trouble); not run, not ACKed: its sender sends it again", { id: env.id })
+          : this.o.log.error("message task failed", { id: env.id, reason: errorText(err) }),
+      )
       .finally(() => {
         this.running.delete(key);
         this.tasks.delete(task);
@@ -222,7 +228,7 @@ export class Inbox {
     const isReply = env.requestId !== undefined;
     const request = isReply ? (known ?? store.getOutgoing(env.requestId as string)?.envelope) : undefined;
     // The run's start is on disk before anything runs that a re-run would repeat visibly (§3.5).
-    // An early run (see receive) does not wait: its start is noted in passing, and its end is stored
+    // An early run (startsEarly) does not wait: its start is noted in passing, and its end is stored
     // together with the message itself (again, idempotent), so that the end stands even if the turn
     // that stored the message was rolled back (disk full) — the sender's re-send is then a duplicate.
     const early = startsEarly(env, method);
@@ -232,7 +238,10 @@ export class Inbox {
       } catch {
         // Only a note: the run's end is what counts for an early run.
       }
-    } else await this.persist(env, () => store.startRun(env));
+    } else
+      await this.persist(env, () => {
+        if (!store.startRun(env)) throw new NotStored(env);
+      });
     const complete = (write: () => void) =>
       this.persist(env, () => {
         if (early) store.addIncoming(env);
@@ -320,6 +329,7 @@ export class Inbox {
         await this.o.store.durable();
         return;
       } catch (err) {
+        if (err instanceof NotStored) throw err;
         // Rolled back (disk full at commit): write it again. A failed sync: the write stands, sync again.
         if (err instanceof StoreError && err.lost) written = false;
         if (this.closed) throw err;

@@ -302,8 +302,9 @@ export class Store {
     this.commit();
   }
 
-  startRun(env: Envelope): void {
-    this.write(() => this.stmts.startRun.run(Date.now(), env.fromNode, env.id));
+  /** Mark a received message running; false when it is not in the store (its turn was rolled back). */
+  startRun(env: Envelope): boolean {
+    return this.write(() => this.stmts.startRun.run(Date.now(), env.fromNode, env.id).changes === 1);
   }
 
   /**
