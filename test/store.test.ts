@@ -108,7 +108,56 @@ describe("store: group commit", () => {
   });
 });
 
-describe("store: 'accepted' is said only after the disk sync (strace)", { skip: spawnSync("strace", ["-V"]).status !== 0 && "strace is not installed" }, () => {
+/** A node run under `strace -f`, tracing its reads, writes and disk syncs into `trace`. */
+function tracedNode(dir: string, nodeName: string, brokerAddress: string, trace: string) {
+  const flags = {
+    nodeName,
+    centralNodeName: "central",
+    brokerAddress,
+    configFolder: join(dir, nodeName, "etc"),
+    socketFolder: join(dir, nodeName, "sock"),
+    databaseFolder: join(dir, nodeName, "var"),
+    subscribersDataFolder: join(dir, nodeName, "data"),
+    readFolder: join(dir, nodeName, "readfolder"),
+    logLevel: "error",
+  };
+  // -f: the sync runs on a libuv worker thread; strace writes the lines of all threads in the order they happened.
+  const child = spawn(
+    "strace",
+    ["-f", "-e", "trace=fdatasync,read,write", "-s", "400", "-o", trace, process.execPath, STEWARD_BIN, "start", ...Object.entries(flags).map(([k, v]) => `--${k}=${v}`)],
+    // Its own process group: strace blocks SIGTERM while it traces (-o FILE PROG), so the group is signalled.
+    { cwd: dir, stdio: "ignore", detached: true },
+  );
+  return {
+    socketPath: join(flags.socketFolder, "steward.sock"),
+    async stop(): Promise<void> {
+      const exited = new Promise((r) => child.once("exit", r));
+      process.kill(-(child.pid as number), "SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/**
+ * In a trace, between the first line that matches `from` and the first later one that matches
+ * `to`: did a disk sync start after `from` and finish before `to`? Returns the lines between when not.
+ */
+function syncBetween(trace: string, from: RegExp, to: RegExp): string | undefined {
+  const lines = readFileSync(trace, "utf8").split("\n");
+  const start = lines.findIndex((l) => from.test(l));
+  const end = start < 0 ? -1 : lines.findIndex((l, i) => i > start && to.test(l));
+  assert.ok(start > 0 && end > start, `the trace holds ${from} and then ${to}`);
+  const between = lines.slice(start + 1, end);
+  const synced = between.some((l, i) => {
+    const begun = /^(\d+) +fdatasync\(\d+(.*)$/.exec(l);
+    if (!begun) return false;
+    if (!begun[2]?.includes("unfinished")) return true;
+    return between.slice(i + 1).some((m) => m.startsWith(`${begun[1]} `) && m.includes("fdatasync resumed"));
+  });
+  return synced ? undefined : between.join("\n");
+}
+
+describe("store: 'accepted' and the ACK are said only after the disk sync (strace)", { skip: spawnSync("strace", ["-V"]).status !== 0 && "strace is not installed" }, () => {
   let broker: LocalNatsServer;
   let dir: string;
   before(async () => {
@@ -117,57 +166,49 @@ describe("store: 'accepted' is said only after the disk sync (strace)", { skip: 
   });
   after(async () => {
     await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (!process.env.KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
   });
 
-  test("the node's fdatasync of its WAL comes before the answer is written to the socket", async () => {
-    const trace = join(dir, "trace.txt");
-    const socketFolder = join(dir, "sock");
-    // -f: the sync runs on a libuv worker thread; -tt orders the lines by time across threads.
-    const flags = {
-      nodeName: "central",
-      centralNodeName: "central",
-      brokerAddress: broker.url,
-      configFolder: join(dir, "etc"),
-      socketFolder,
-      databaseFolder: join(dir, "var"),
-      subscribersDataFolder: join(dir, "data"),
-      readFolder: join(dir, "readfolder"),
-      logLevel: "error",
-    };
-    // -f: the sync runs on a libuv worker thread; strace writes the lines of all threads in the order they happened.
-    const child = spawn(
-      "strace",
-      ["-f", "-e", "trace=fdatasync,read,write", "-s", "80", "-o", trace, process.execPath, STEWARD_BIN, "start", ...Object.entries(flags).map(([k, v]) => `--${k}=${v}`)],
-      // Its own process group: strace blocks SIGTERM while it traces (-o FILE PROG), so the group is signalled.
-      { cwd: dir, stdio: "ignore", detached: true },
-    );
+  const accept = async (socketPath: string, doc: unknown): Promise<boolean> => {
     try {
-      const sock = join(socketFolder, "steward.sock");
-      await sleepUntil(async () => {
-        try {
-          return (await submit(sock, JSON.stringify({ toNode: "nowhere", method: "ping", ACKTimeout: 1, retries: 0, id: "traced-1" })))[0]?.ok === true;
-        } catch {
-          return false;
-        }
-      }, { timeoutMs: 15_000, what: "the traced node to accept a message" });
-      const lines = readFileSync(trace, "utf8").split("\n");
-      const read = lines.findIndex((l) => / read\(\d+, ".*traced-1/.test(l));
-      const answered = lines.findIndex((l) => l.includes("accepted traced-1"));
-      assert.ok(read > 0 && answered > read, "the document's read and the answer are in the trace, in that order");
-      // A sync that started after the document was read and ended before the answer was written.
-      const between = lines.slice(read + 1, answered);
-      const synced = between.some((l, i) => {
-        const start = /^(\d+) +fdatasync\(\d+(.*)$/.exec(l);
-        if (!start) return false;
-        if (!start[2]?.includes("unfinished")) return true;
-        return between.slice(i + 1).some((m) => m.startsWith(`${start[1]} `) && m.includes("fdatasync resumed"));
+      return (await submit(socketPath, JSON.stringify(doc)))[0]?.ok === true;
+    } catch {
+      return false; // not listening yet
+    }
+  };
+
+  test("§3.1: the node's fdatasync of its WAL comes before 'accepted' is written to the socket", async () => {
+    const trace = join(dir, "central.trace");
+    const central = tracedNode(dir, "central", broker.url, trace);
+    try {
+      await sleepUntil(() => accept(central.socketPath, { toNode: "nowhere", method: "ping", ACKTimeout: 1, retries: 0, id: "traced-1" }), {
+        timeoutMs: 15_000,
+        what: "the traced node to accept a message",
       });
-      assert.ok(synced, `no disk sync between reading the document and answering it:\n${between.join("\n")}`);
+      const gap = syncBetween(trace, / read\(\d+, ".*traced-1/, /accepted traced-1/);
+      assert.equal(gap, undefined, `no disk sync between reading the document and answering it:\n${gap}`);
     } finally {
-      const exited = new Promise((r) => child.once("exit", r));
-      process.kill(-(child.pid as number), "SIGTERM");
-      await exited;
+      await central.stop();
+    }
+  });
+
+  test("§3.2: the receiver's fdatasync comes after the message arrives and before its ACK leaves", async () => {
+    const centralTrace = join(dir, "central2.trace");
+    const shipTrace = join(dir, "ship1.trace");
+    const central = tracedNode(dir, "central2", broker.url, centralTrace);
+    const ship1 = tracedNode(dir, "ship1", broker.url, shipTrace);
+    try {
+      // A cliCommand: its run must wait for the sync as well, so that a crash's re-run is marked (§3.5).
+      await sleepUntil(() => accept(central.socketPath, { toNode: "ship1", method: "cliCommand", methodArgs: ["true"], id: "traced-2", ACKTimeout: 5, retries: 5 }), {
+        timeoutMs: 15_000,
+        what: "the traced central to accept a message",
+      });
+      // strace shows the quotes of the ACK escaped.
+      await sleepUntil(() => /\\"ack\\":\\"traced-2\\"/.test(readFileSync(shipTrace, "utf8")), { timeoutMs: 20_000, what: "ship1 to ACK traced-2" });
+      const gap = syncBetween(shipTrace, / read\(\d+, "MSG ship1\.cliCommand.*traced-2/, /\\"ack\\":\\"traced-2\\"/);
+      assert.equal(gap, undefined, `no disk sync between the message's arrival and its ACK:\n${gap}`);
+    } finally {
+      await Promise.all([central.stop(), ship1.stop()]);
     }
   });
 });
