@@ -316,9 +316,10 @@ export class Inbox {
   }
 
   /**
-   * A store write a message cannot go on without (disk full, say): try again every 2 s until it is
-   * stored, rather than leave the message half-done until the next start. On shutdown it gives up;
-   * the message is then resumed at the next start.
+   * A store write a message cannot go on without, resolved once it is on disk (store.durable()).
+   * When that fails (disk full, say) it tries again every 2 s — the write itself again only if its
+   * turn was rolled back — rather than leave the message half-done until the next start. On
+   * shutdown it gives up; the message is then resumed at the next start.
    */
   private async persist(env: Envelope, write: () => void): Promise<void> {
     let written = false;
