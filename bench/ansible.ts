@@ -16,7 +16,11 @@ export interface AnsibleOptions {
   rounds?: number;
 }
 
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ ms: number; out: string; code: number | null }> {
+function timed(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ ms: number; out: string; code: number | null }> {
   return new Promise((resolve, reject) => {
     const t0 = now();
     const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
@@ -49,17 +53,29 @@ export async function ansible(opts: AnsibleOptions = {}): Promise<Row[]> {
   try {
     const op = await bench.processNode("op", "op");
     await Promise.all(targets.map((t) => bench.processNode(t, "op")));
-    const stewardArgs = [STEWARD_BIN, "send", `--socket-folder=${join(op.opts.dir, "tmp")}`, ...targets.flatMap((t) => ["--to", t]), "--wait", "--", "uname", "-a"];
+    const stewardArgs = [
+      STEWARD_BIN,
+      "send",
+      `--socket-folder=${join(op.opts.dir, "tmp")}`,
+      ...targets.flatMap((t) => ["--to", t]),
+      "--wait",
+      "--",
+      "uname",
+      "-a",
+    ];
     const viaSteward = async (env: NodeJS.ProcessEnv = process.env) => {
       const r = await timed(process.execPath, stewardArgs, env);
       const results = r.out.split("\n").filter((l) => l.startsWith("== ")).length;
-      if (r.code !== 0 || results !== count) throw new Error(`steward send: exit ${r.code}, ${results} results:\n${r.out}`);
+      if (r.code !== 0 || results !== count)
+        throw new Error(`steward send: exit ${r.code}, ${results} results:\n${r.out}`);
       return r.ms;
     };
 
     if (!ansibleInstalled()) {
       const s = median([await viaSteward(), await viaSteward(), await viaSteward()]);
-      return [{ name, steward: fmt(s, 0), baseline: "Ansible not installed", ratio: "—", target: "≥ 20× faster", met: false }];
+      return [
+        { name, steward: fmt(s, 0), baseline: "Ansible not installed", ratio: "—", target: "≥ 20× faster", met: false },
+      ];
     }
     const home = join(bench.dir, "ansible");
     mkdirSync(home, { recursive: true });
@@ -89,13 +105,25 @@ export async function ansible(opts: AnsibleOptions = {}): Promise<Row[]> {
     const b = median(baseline);
     // What the CLI's own start costs here: Node reads the file NODE_EXTRA_CA_CERTS names at every start
     // (this machine sets it), so every `steward send` pays it and Ansible (Python) does not.
-    const nodeStart = median([await timed(process.execPath, ["-e", "0"]), await timed(process.execPath, ["-e", "0"]), await timed(process.execPath, ["-e", "0"])].map((r) => r.ms));
+    const nodeStart = median(
+      [
+        await timed(process.execPath, ["-e", "0"]),
+        await timed(process.execPath, ["-e", "0"]),
+        await timed(process.execPath, ["-e", "0"]),
+      ].map((r) => r.ms),
+    );
     const extraCerts = process.env.NODE_EXTRA_CA_CERTS;
     const notes: string[] = [`node -e 0 takes ${fmt(nodeStart, 0)} ms here: the floor of any Node CLI`];
     if (extraCerts) {
       const plain = { ...process.env };
       delete plain.NODE_EXTRA_CA_CERTS;
-      const bare = median([await timed(process.execPath, ["-e", "0"], plain), await timed(process.execPath, ["-e", "0"], plain), await timed(process.execPath, ["-e", "0"], plain)].map((r) => r.ms));
+      const bare = median(
+        [
+          await timed(process.execPath, ["-e", "0"], plain),
+          await timed(process.execPath, ["-e", "0"], plain),
+          await timed(process.execPath, ["-e", "0"], plain),
+        ].map((r) => r.ms),
+      );
       const without = [await viaSteward(plain), await viaSteward(plain), await viaSteward(plain)];
       notes.push(
         `this machine sets NODE_EXTRA_CA_CERTS=${extraCerts}, which Node loads at every start (node -e 0: ${fmt(nodeStart, 0)} ms with it, ${fmt(bare, 0)} ms without); ` +

@@ -36,7 +36,13 @@ export async function commands(opts: CommandsOptions = {}): Promise<Row[]> {
 
     const viaSteward = async (): Promise<number> => {
       const t0 = now();
-      const ids = await a.accept(Array.from({ length: count }, (_, i) => ({ toNode: "b", method: "cliCommand", methodArgs: ["echo", String(i)] })));
+      const ids = await a.accept(
+        Array.from({ length: count }, (_, i) => ({
+          toNode: "b",
+          method: "cliCommand",
+          methodArgs: ["echo", String(i)],
+        })),
+      );
       const states = await Promise.all(ids.map((id) => a.final(id)));
       const bad = states.filter((s) => s.state !== "done");
       if (bad.length > 0) throw new Error(`${bad.length} commands did not end done`);

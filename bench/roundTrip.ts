@@ -65,7 +65,9 @@ export async function roundTrip(opts: RoundTripOptions = {}): Promise<Row[]> {
         ratio: `${fmt(s50 / b50)}×`,
         target: "≤ 3×",
         met: s50 / b50 <= 3,
-        notes: [`round trip: ${count} each, alternating, after ${warmup} warm-up; ping envelope ${size} bytes, raw request the same size`],
+        notes: [
+          `round trip: ${count} each, alternating, after ${warmup} warm-up; ping envelope ${size} bytes, raw request the same size`,
+        ],
       },
       {
         name: "Round trip p99 (ms)",

@@ -34,7 +34,14 @@ function option(argv: string[], name: string): string | undefined {
 
 function table(rows: Row[]): string {
   const head = ["Measurement", "Steward", "Baseline", "Ratio", "Target", "Met?"];
-  const cells = rows.map((r) => [r.name, r.steward, r.baseline, r.ratio, r.target, r.met === undefined ? "—" : r.met ? "yes" : "**no**"]);
+  const cells = rows.map((r) => [
+    r.name,
+    r.steward,
+    r.baseline,
+    r.ratio,
+    r.target,
+    r.met === undefined ? "—" : r.met ? "yes" : "**no**",
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] as string).length)));
   const line = (c: string[]) => `| ${c.map((x, i) => x.padEnd(widths[i] as number)).join(" | ")} |`;
   return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...cells.map(line)].join("\n");
@@ -43,11 +50,14 @@ function table(rows: Row[]): string {
 async function main(argv: string[]): Promise<void> {
   const only = option(argv, "only")?.split(",");
   const unknown = only?.filter((n) => !(n in BENCHES)) ?? [];
-  if (unknown.length > 0) throw new Error(`unknown benchmark ${unknown.join(", ")}; known: ${Object.keys(BENCHES).join(", ")}`);
+  if (unknown.length > 0)
+    throw new Error(`unknown benchmark ${unknown.join(", ")}; known: ${Object.keys(BENCHES).join(", ")}`);
   const m = machine();
-  process.stderr.write(`machine: ${Object.entries(m)
-    .map(([k, v]) => `${k} ${v}`)
-    .join("; ")}\n`);
+  process.stderr.write(
+    `machine: ${Object.entries(m)
+      .map(([k, v]) => `${k} ${v}`)
+      .join("; ")}\n`,
+  );
   const rows: Row[] = [];
   for (const [name, run] of Object.entries(BENCHES)) {
     if (only && !only.includes(name)) continue;
@@ -58,14 +68,24 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write(`${fmt(msSince(t0) / 1000, 1)} s\n`);
     } catch (err) {
       process.stderr.write(`failed: ${(err as Error).message}\n`);
-      rows.push({ name, steward: "error", baseline: "—", ratio: "—", target: "—", met: false, notes: [`${name}: ${(err as Error).message}`] });
+      rows.push({
+        name,
+        steward: "error",
+        baseline: "—",
+        ratio: "—",
+        target: "—",
+        met: false,
+        notes: [`${name}: ${(err as Error).message}`],
+      });
     }
   }
   process.stdout.write(`\n${table(rows)}\n\n`);
   for (const r of rows) for (const n of r.notes ?? []) process.stdout.write(`- ${n}\n`);
-  process.stdout.write(`\nMachine: ${Object.entries(m)
-    .map(([k, v]) => `${k}: ${v}`)
-    .join("; ")}\n`);
+  process.stdout.write(
+    `\nMachine: ${Object.entries(m)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join("; ")}\n`,
+  );
   const json = option(argv, "json");
   if (json) writeFileSync(json, `${JSON.stringify({ machine: m, rows }, null, 2)}\n`);
 }

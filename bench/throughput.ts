@@ -59,7 +59,10 @@ export async function throughput(opts: ThroughputOptions = {}): Promise<Row[]> {
     const steward: number[] = [];
     const baseline: number[] = [];
     // CPU of this process (node a, or the raw requester) per message: where the limit is when it is busy all the time.
-    const cpuPer = async (count: number, run: () => Promise<number>): Promise<{ rate: number; us: number; busy: number }> => {
+    const cpuPer = async (
+      count: number,
+      run: () => Promise<number>,
+    ): Promise<{ rate: number; us: number; busy: number }> => {
       const c0 = process.cpuUsage();
       const t0 = now();
       const rate = await run();

@@ -4,9 +4,9 @@
  * `npm run chaos -- brokerKill leafCut` runs only the named scenarios.
  * Exit status 1 when any message was lost or run twice.
  */
-import { SCENARIOS } from "./scenarios/index.js";
 import { table } from "./lib/report.js";
 import type { Figures } from "./lib/tally.js";
+import { SCENARIOS } from "./scenarios/index.js";
 
 const args = process.argv.slice(2);
 const short = args.includes("--short");
@@ -23,5 +23,7 @@ for (const s of chosen) {
   process.stderr.write(`   ${fig.seconds}s\n`);
 }
 const command = `npm run chaos${args.length ? ` -- ${args.join(" ")}` : ""}`;
-process.stdout.write(`\n${table(results)}\n\nCommand: \`${command}\` — ${Math.round((Date.now() - t0) / 1000)} s in all, ${new Date().toISOString()}\n`);
+process.stdout.write(
+  `\n${table(results)}\n\nCommand: \`${command}\` — ${Math.round((Date.now() - t0) / 1000)} s in all, ${new Date().toISOString()}\n`,
+);
 process.exitCode = results.some((f) => !f.skipped && (f.lost > 0 || f.double > 0 || !f.answering)) ? 1 : 0;

@@ -3,11 +3,18 @@
  * messages. Values first, then types; nothing else is public.
  */
 export { health, listMessages, listNodes, messageStatus, submit, waitForFinal } from "./client/client.js";
-export { ConfigError, MessageInputError, MethodError, NodeQueryError, NodeUnreachableError, StoreError } from "./errors.js";
+export {
+  ConfigError,
+  MessageInputError,
+  MethodError,
+  NodeQueryError,
+  NodeUnreachableError,
+  StoreError,
+} from "./errors.js";
 export { FINAL_STATES, isFinal } from "./message/message.js";
-export { canonicalMethod, METHOD_NAMES } from "./message/methods.js";
+export { METHOD_NAMES, canonicalMethod } from "./message/methods.js";
 export { parseMessages } from "./message/parse.js";
-export { loadConfig, parseSettingFlags, SETTINGS } from "./node/config.js";
+export { SETTINGS, loadConfig, parseSettingFlags } from "./node/config.js";
 export { StewardNode } from "./node/node.js";
 
 export type { Health, MessageView, NodeView } from "./client/client.js";

@@ -21,7 +21,9 @@ for (const scenario of SCENARIOS) {
       t.skip(fig.skipped);
       return;
     }
-    t.diagnostic(`recover ${fig.recoverS ?? "–"} s, drain ${fig.drainS ?? "–"} s, ${fig.seconds} s in all; ${fig.notes.join("; ")}`);
+    t.diagnostic(
+      `recover ${fig.recoverS ?? "–"} s, drain ${fig.drainS ?? "–"} s, ${fig.seconds} s in all; ${fig.notes.join("; ")}`,
+    );
     assert.equal(fig.lost, 0, `lost: ${fig.problems.join(" | ")}`);
     assert.equal(fig.double, 0, `run twice: ${fig.problems.join(" | ")}`);
     assert.ok(fig.answering, "every node still answers");

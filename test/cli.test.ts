@@ -25,7 +25,10 @@ before(async () => {
 after(() => fleet.close());
 
 /** Run steward from a neutral folder, pointing at central's socket. */
-function steward(args: string[], opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+function steward(
+  args: string[],
+  opts: { input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliResult> {
   return runCli(args, {
     cwd: opts.cwd ?? fleet.dir,
     ...(opts.env && { env: opts.env }),
@@ -53,7 +56,19 @@ function resultBlocks(stdout: string): Map<string, { head: string; body: string 
 
 describe("steward send", () => {
   test("--to ship1 --to ship2 --wait -- echo hello: exit 0, each node's result printed", async () => {
-    const r = await steward(["send", "--to", "ship1", "--to", "ship2", "--wait", "--socket-folder", socketFolder, "--", "echo", "hello"]);
+    const r = await steward([
+      "send",
+      "--to",
+      "ship1",
+      "--to",
+      "ship2",
+      "--wait",
+      "--socket-folder",
+      socketFolder,
+      "--",
+      "echo",
+      "hello",
+    ]);
     assert.equal(r.code, 0, show(r));
     assert.equal(acceptedIds(r.stdout).length, 2, show(r));
     const blocks = resultBlocks(r.stdout);
@@ -296,18 +311,34 @@ describe("the node's wait query (what --wait uses instead of polling)", () => {
     });
 
   test("answers with the results once every message is final, long before its limit", async () => {
-    const ids = await accept({ toNodes: ["ship1", "ship2"], method: "cliCommand", methodArgs: ["bash", "-c", "sleep 0.5; echo waited"] });
+    const ids = await accept({
+      toNodes: ["ship1", "ship2"],
+      method: "cliCommand",
+      methodArgs: ["bash", "-c", "sleep 0.5; echo waited"],
+    });
     const t0 = Date.now();
     const views = await waitQuery(sock(), ids, 30_000);
     const took = Date.now() - t0;
-    assert.deepEqual(views.map((v) => v.state), ["done", "done"]);
-    assert.deepEqual(views.map((v) => v.result?.data?.trim()), ["waited", "waited"]);
+    assert.deepEqual(
+      views.map((v) => v.state),
+      ["done", "done"],
+    );
+    assert.deepEqual(
+      views.map((v) => v.result?.data?.trim()),
+      ["waited", "waited"],
+    );
     // Not a speed test: a node that only answered at its limit would take 30 s.
     assert.ok(took < 25_000, `answered after ${took} ms`);
   });
 
   test("answers after its limit with the states as they are when a message is not final", async () => {
-    const [id] = await accept({ toNode: "nosuchnode", method: "cliCommand", methodArgs: ["true"], ACKTimeout: 5, retries: 3 });
+    const [id] = await accept({
+      toNode: "nosuchnode",
+      method: "cliCommand",
+      methodArgs: ["true"],
+      ACKTimeout: 5,
+      retries: 3,
+    });
     const views = await waitQuery(sock(), [id as string], 300);
     assert.equal(views.length, 1);
     assert.ok(["queued", "sent"].includes(views[0]?.state ?? ""), `state ${views[0]?.state}`);
@@ -331,9 +362,12 @@ describe("from the node's own folder, no flags", () => {
   });
 
   test("--config-folder etc", async () => {
-    const r = await steward(["send", "--config-folder", "etc", "--to", "ship2", "--wait", "--", "echo", "via-config-folder"], {
-      cwd: centralDir,
-    });
+    const r = await steward(
+      ["send", "--config-folder", "etc", "--to", "ship2", "--wait", "--", "echo", "via-config-folder"],
+      {
+        cwd: centralDir,
+      },
+    );
     assert.equal(r.code, 0, show(r));
     assert.equal(resultBlocks(r.stdout).get("ship2")?.body.trim(), "via-config-folder");
     const s = await steward(["status", "--config-folder", "etc"], { cwd: centralDir });
@@ -388,7 +422,8 @@ describe("when the node is not there, or the command line is wrong", () => {
   test("steward --help: exit 0, lists the commands", async () => {
     const r = await steward(["--help"]);
     assert.equal(r.code, 0, show(r));
-    for (const cmd of ["start", "send", "status", "nodes", "demo"]) assert.match(r.stdout, new RegExp(`^\\s+${cmd}\\b`, "m"));
+    for (const cmd of ["start", "send", "status", "nodes", "demo"])
+      assert.match(r.stdout, new RegExp(`^\\s+${cmd}\\b`, "m"));
   });
 
   test("steward send --help: exit 0, shows its options", async () => {
@@ -425,7 +460,18 @@ describe("when the node is not there, or the command line is wrong", () => {
   });
 
   test("--timeout that is not a number: exit 2", async () => {
-    const r = await steward(["send", "--to", "ship1", "--wait", "--timeout", "soon", "--socket-folder", socketFolder, "--", "true"]);
+    const r = await steward([
+      "send",
+      "--to",
+      "ship1",
+      "--wait",
+      "--timeout",
+      "soon",
+      "--socket-folder",
+      socketFolder,
+      "--",
+      "true",
+    ]);
     assert.equal(r.code, 2, show(r));
     assert.match(r.stderr, /--timeout/);
   });

@@ -16,7 +16,7 @@ import { health } from "../src/client/client.js";
 import { ConfigError } from "../src/errors.js";
 import { type Config, envName, flagName, loadConfig, parseSettingFlags, SETTINGS } from "../src/node/config.js";
 import { cleanEnv, runCli } from "./helpers/cli-helpers.js";
-import { STEWARD_BIN, sleepUntil } from "./helpers/fleet.js";
+import { sleepUntil, STEWARD_BIN } from "./helpers/fleet.js";
 
 const root = mkdtempSync(join(tmpdir(), "steward-test-config-"));
 after(() => {
@@ -69,7 +69,10 @@ describe("flags", () => {
   });
 
   test("a value with = and spaces is kept whole", () => {
-    assert.equal(parseSettingFlags(["--broker-address=nats://a:1,nats://b:2"]).values.brokerAddress, "nats://a:1,nats://b:2");
+    assert.equal(
+      parseSettingFlags(["--broker-address=nats://a:1,nats://b:2"]).values.brokerAddress,
+      "nats://a:1,nats://b:2",
+    );
     assert.equal(parseSettingFlags(["--socket-folder=/tmp/a b=c"]).values.socketFolder, "/tmp/a b=c");
   });
 
@@ -102,12 +105,18 @@ describe("environment variables", () => {
 
   test("every setting is read from its environment variable", () => {
     // A valid value that differs from the default, per setting: the test follows SETTINGS as it grows.
-    const special: Record<string, string> = { nodeName: "envnode", centralNodeName: "hq", logLevel: "debug", defaultMethodTimeout: "-1" };
+    const special: Record<string, string> = {
+      nodeName: "envnode",
+      centralNodeName: "hq",
+      logLevel: "debug",
+      defaultMethodTimeout: "-1",
+    };
     const wanted = new Map<string, string | number>();
     const vars: Record<string, string> = {};
     for (const s of SETTINGS) {
       if (s.key === "configFolder") continue;
-      const raw = special[s.key] ?? (s.kind === "int" ? "7" : s.key.startsWith("startSub") ? "central,ship1" : `/env/${s.key}`);
+      const raw =
+        special[s.key] ?? (s.kind === "int" ? "7" : s.key.startsWith("startSub") ? "central,ship1" : `/env/${s.key}`);
       vars[envName(s.key)] = raw;
       wanted.set(s.key, s.kind === "int" ? Number(raw) : raw);
     }
@@ -157,14 +166,20 @@ describe("precedence: flag > env > file > default", () => {
   });
 
   test("env over file", () => {
-    const { env } = withFile({ nodeName: "filenode", startPubREQHello: 9 }, { NODE_NAME: "envnode", START_PUB_REQ_HELLO: "4" });
+    const { env } = withFile(
+      { nodeName: "filenode", startPubREQHello: 9 },
+      { NODE_NAME: "envnode", START_PUB_REQ_HELLO: "4" },
+    );
     const c = loadConfig({}, { env });
     assert.equal(c.nodeName, "envnode");
     assert.equal(c.startPubREQHello, 4);
   });
 
   test("flag over env and file", () => {
-    const { env } = withFile({ nodeName: "filenode", startPubREQHello: 9 }, { NODE_NAME: "envnode", START_PUB_REQ_HELLO: "4" });
+    const { env } = withFile(
+      { nodeName: "filenode", startPubREQHello: 9 },
+      { NODE_NAME: "envnode", START_PUB_REQ_HELLO: "4" },
+    );
     const c = loadConfig(parseSettingFlags(["--node-name=flagnode", "-startPubREQHello=2"]).values, { env });
     assert.equal(c.nodeName, "flagnode");
     assert.equal(c.startPubREQHello, 2);
@@ -205,7 +220,10 @@ describe("config.json written back (persist)", () => {
 
   test("flag values are written back; a later start without flags uses them; deleting the file restores defaults", () => {
     const { file, env } = fresh();
-    loadConfig(parseSettingFlags(["--node-name=ship7", "--start-pub-req-hello", "5", "-logLevel=warn"]).values, { env, persist: true });
+    loadConfig(parseSettingFlags(["--node-name=ship7", "--start-pub-req-hello", "5", "-logLevel=warn"]).values, {
+      env,
+      persist: true,
+    });
     const written = readJson(file);
     assert.equal(written.nodeName, "ship7");
     assert.equal(written.startPubREQHello, 5, "an int setting is written as a number");
@@ -284,8 +302,14 @@ describe("invalid settings are refused, naming the setting", () => {
   });
 
   test("a whole number setting given text", () => {
-    assert.throws(() => loadConfig({ startPubREQHello: "often" }, { env: fresh().env }), refusesWith("startPubREQHello", /often/));
-    assert.throws(() => loadConfig({}, { env: fresh({ DEFAULT_MESSAGE_RETRIES: "3.5" }).env }), refusesWith("defaultMessageRetries"));
+    assert.throws(
+      () => loadConfig({ startPubREQHello: "often" }, { env: fresh().env }),
+      refusesWith("startPubREQHello", /often/),
+    );
+    assert.throws(
+      () => loadConfig({}, { env: fresh({ DEFAULT_MESSAGE_RETRIES: "3.5" }).env }),
+      refusesWith("defaultMessageRetries"),
+    );
   });
 
   test("a wrong type in config.json names the setting and the file", () => {
@@ -318,9 +342,19 @@ describe("invalid settings are refused, naming the setting", () => {
   });
 
   test("negative timeouts and an unknown log level", () => {
-    assert.throws(() => loadConfig({ defaultMessageTimeout: "-1" }, { env: fresh().env }), refusesWith("defaultMessageTimeout"));
-    assert.throws(() => loadConfig({ defaultMethodTimeout: "-2" }, { env: fresh().env }), refusesWith("defaultMethodTimeout"));
-    assert.equal(loadConfig({ defaultMethodTimeout: "-1" }, { env: fresh().env }).defaultMethodTimeout, -1, "-1 = no limit is fine");
+    assert.throws(
+      () => loadConfig({ defaultMessageTimeout: "-1" }, { env: fresh().env }),
+      refusesWith("defaultMessageTimeout"),
+    );
+    assert.throws(
+      () => loadConfig({ defaultMethodTimeout: "-2" }, { env: fresh().env }),
+      refusesWith("defaultMethodTimeout"),
+    );
+    assert.equal(
+      loadConfig({ defaultMethodTimeout: "-1" }, { env: fresh().env }).defaultMethodTimeout,
+      -1,
+      "-1 = no limit is fine",
+    );
     assert.throws(() => loadConfig({ logLevel: "loud" }, { env: fresh().env }), refusesWith("logLevel"));
   });
 });
@@ -422,7 +456,10 @@ describe("steward start (the real executable)", () => {
       const block = next < 0 ? fromFlag : fromFlag.slice(0, next);
       const env = s.key === "configFolder" ? "CONFIG_FOLDER" : envName(s.key);
       assert.ok(block.includes(env), `${flag} names env ${env}`);
-      assert.ok(block.includes(`default ${JSON.stringify(s.default())}`), `${flag} shows its default ${JSON.stringify(s.default())}`);
+      assert.ok(
+        block.includes(`default ${JSON.stringify(s.default())}`),
+        `${flag} shows its default ${JSON.stringify(s.default())}`,
+      );
     }
     assert.match(r.stdout, /flag > env > config file > default/);
   });

@@ -5,12 +5,12 @@
  * what happened to each message: its final state on the origin and how often
  * the command ran on the receiver (a line per run in a runs log).
  */
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { cmd, RunsLog } from "./helpers/faults-helpers.js";
 import { Fleet, sleepUntil } from "./helpers/fleet.js";
 
@@ -76,7 +76,10 @@ describe("a target that is down", () => {
     await ship2.stop();
     // After the first failed attempt the sender waits ACKTimeout + retryWait = 301 s before the next:
     // only the "node is back" signal can bring it to ship2 within the test's wait.
-    const [id] = await fleet.sendOk("central", cmd("ship2", runs.args(), { ACKTimeout: 1, retries: 5, retryWait: 300 }));
+    const [id] = await fleet.sendOk(
+      "central",
+      cmd("ship2", runs.args(), { ACKTimeout: 1, retries: 5, retryWait: 300 }),
+    );
     await fleet.waitState("central", id as string, "sent");
     await ship2.start();
     const m = await fleet.waitState("central", id as string, undefined, 45_000);
@@ -267,7 +270,11 @@ test("isolation: a slow message to ship1 does not hold up quick ones to ship1 an
   // The slow one runs until the test opens the gate (it would end by methodTimeout otherwise).
   const [slow] = await fleet.sendOk(
     "central",
-    cmd("ship1", runs.args(`while [ ! -e '${gate}' ]; do sleep 0.05; done; echo slow`), { methodTimeout: 30, ACKTimeout: 5, retries: 5 }),
+    cmd("ship1", runs.args(`while [ ! -e '${gate}' ]; do sleep 0.05; done; echo slow`), {
+      methodTimeout: 30,
+      ACKTimeout: 5,
+      retries: 5,
+    }),
   );
   await sleepUntil(() => runs.count(slow as string) === 1, { what: "the slow message to start on ship1" });
   // A message to a node that is not there, being retried, must not hold anything up either.
@@ -282,7 +289,10 @@ test("isolation: a slow message to ship1 does not hold up quick ones to ship1 an
     assert.equal(m.state, "done", JSON.stringify(m));
   }
   const s = await fleet.status("central", slow as string);
-  assert.ok(["acked", "running"].includes(s.state), `the slow one is still under way while the quick ones are done: ${JSON.stringify(s)}`);
+  assert.ok(
+    ["acked", "running"].includes(s.state),
+    `the slow one is still under way while the quick ones are done: ${JSON.stringify(s)}`,
+  );
   assert.ok(
     !["done", "failed"].includes((await fleet.status("central", stuck as string)).state),
     "the message to ghost is still being retried",

@@ -18,16 +18,30 @@ after(() => fleet.close());
 test("an error raised while central is down reaches central's error log when it is back", async () => {
   const central = fleet.node("central");
   await central.stop();
-  const [id] = await fleet.sendOk("ship1", { toNode: "ghost", method: "cliCommand", methodArgs: ["true"], ACKTimeout: 1, retries: 0 });
+  const [id] = await fleet.sendOk("ship1", {
+    toNode: "ghost",
+    method: "cliCommand",
+    methodArgs: ["true"],
+    ACKTimeout: 1,
+    retries: 0,
+  });
   assert.equal((await fleet.waitState("ship1", id as string)).state, "failed");
   // Central stays away for several of the error report's ACK windows.
   const reports = await sleepUntilReportAttempts(3);
   assert.ok(reports >= 3, `the error report kept being re-sent (${reports} attempts)`);
   await central.start();
   const file = join(central.dataFolder, "errorLog", "ship1", "errorLog.log");
-  await sleepUntil(() => existsSync(file) && readFileSync(file, "utf8").includes(`id: ${id}`), { what: "the queued error on central" });
-  const line = readFileSync(file, "utf8").split("\n").find((l) => l.includes(`id: ${id}`)) ?? "";
-  assert.match(line, /^\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}, error: toNode: ghost, fromNode: ship1, method: cliCommand, id: \S+: max retries reached/);
+  await sleepUntil(() => existsSync(file) && readFileSync(file, "utf8").includes(`id: ${id}`), {
+    what: "the queued error on central",
+  });
+  const line =
+    readFileSync(file, "utf8")
+      .split("\n")
+      .find((l) => l.includes(`id: ${id}`)) ?? "";
+  assert.match(
+    line,
+    /^\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}, error: toNode: ghost, fromNode: ship1, method: cliCommand, id: \S+: max retries reached/,
+  );
 });
 
 /** The errorLog message on ship1, re-sent while central is away: wait for its attempt count. */

@@ -9,7 +9,16 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { health } from "../src/client/client.js";
-import { cmd, countIn, notDone, notOnce, RunsLog, strangers, waitAllFinal, waitCount } from "./helpers/faults-helpers.js";
+import {
+  cmd,
+  countIn,
+  notDone,
+  notOnce,
+  RunsLog,
+  strangers,
+  waitAllFinal,
+  waitCount,
+} from "./helpers/faults-helpers.js";
 import { Fleet, sleepUntil } from "./helpers/fleet.js";
 
 let fleet: Fleet;
@@ -38,11 +47,14 @@ async function feed(
     const n = Math.min(chunk, total - ids.length);
     ids.push(...(await fleet.sendOk("central", Array.from({ length: n }, make))));
     const sent = ids.length;
-    await sleepUntil(async () => hold() || (await countIn(fleet, "central", ids, ["done", "failed"])) >= sent - window, {
-      timeoutMs: 60_000,
-      intervalMs: 50,
-      what: "the stream to drain below its window",
-    });
+    await sleepUntil(
+      async () => hold() || (await countIn(fleet, "central", ids, ["done", "failed"])) >= sent - window,
+      {
+        timeoutMs: 60_000,
+        intervalMs: 50,
+        what: "the stream to drain below its window",
+      },
+    );
   }
 }
 
@@ -50,7 +62,9 @@ test("a sender SIGKILLed with accepted messages delivers them after restart, eac
   const runs = new RunsLog(fleet, "sender-crash");
   const central = fleet.node("central");
   await fleet.broker.stop();
-  await sleepUntil(async () => (await brokerState("central")) !== "up", { what: "central to notice the broker is gone" });
+  await sleepUntil(async () => (await brokerState("central")) !== "up", {
+    what: "central to notice the broker is gone",
+  });
 
   const ids = await fleet.sendOk(
     "central",
@@ -186,7 +200,9 @@ test("the broker killed and restarted mid-stream loses nothing, and each message
     await sleepUntil(async () => (await brokerState("central")) === "up" && (await brokerState("ship1")) === "up", {
       what: "both nodes back on the broker",
     });
-    t.diagnostic(`broker restarted with ${ids.length} accepted, ${await countIn(fleet, "central", ids, ["done"])} done`);
+    t.diagnostic(
+      `broker restarted with ${ids.length} accepted, ${await countIn(fleet, "central", ids, ["done"])} done`,
+    );
     outage = false;
   }
   await feeding;
@@ -247,7 +263,9 @@ test("the command of a run cut short by the receiver's crash does not outlive it
     cmd("ship1", runs.args(`sleep 40; : ${marker}`), { methodTimeout: 3, ACKTimeout: 2, retries: 20 }),
   );
   try {
-    await sleepUntil(() => runs.count(id as string) === 1 && processesWith(marker).length > 0, { what: "the first run to start" });
+    await sleepUntil(() => runs.count(id as string) === 1 && processesWith(marker).length > 0, {
+      what: "the first run to start",
+    });
     const beforeCrash = processesWith(marker);
     await ship1.kill();
     await ship1.start();
@@ -269,7 +287,10 @@ test("the command of a run cut short by the receiver's crash does not outlive it
         timeoutMs: 15_000,
         what: () =>
           `the command's processes to be gone after methodTimeout; still running: ${left
-            .map((pid) => `${pid} (${beforeCrash.includes(pid) ? "started before the crash, orphaned by it" : "started after the crash"})`)
+            .map(
+              (pid) =>
+                `${pid} (${beforeCrash.includes(pid) ? "started before the crash, orphaned by it" : "started after the crash"})`,
+            )
             .join(", ")}`,
       },
     );

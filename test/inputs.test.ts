@@ -55,7 +55,11 @@ describe("unix socket", () => {
       JSON.stringify([valid(a), { id: b, toNodes: ["ship1", "central"], method: "ping", ACKTimeout: 5 }]),
     );
     assert.ok(closedByNode);
-    assert.deepEqual(lines, [`accepted ${a} ship1 cliCommand`, `accepted ${b}@ship1 ship1 ping`, `accepted ${b}@central central ping`]);
+    assert.deepEqual(lines, [
+      `accepted ${a} ship1 cliCommand`,
+      `accepted ${b}@ship1 ship1 ping`,
+      `accepted ${b}@central central ping`,
+    ]);
     await assertDone(a, `${a}\n`);
     for (const id of [`${b}@ship1`, `${b}@central`]) {
       const m = await fleet.waitState("central", id);
@@ -114,7 +118,11 @@ describe("unix socket", () => {
         valid(ok),
       ]),
     );
-    assert.equal(lines.length, 4, `expected 4 answer lines (one per message), got ${lines.length}:\n${lines.join("\n")}`);
+    assert.equal(
+      lines.length,
+      4,
+      `expected 4 answer lines (one per message), got ${lines.length}:\n${lines.join("\n")}`,
+    );
     assert.match(lines[0] as string, /^error message 0\b/);
     assert.match(lines[1] as string, /^error message 1\b/);
     assert.match(lines[2] as string, /^error message 2\b/);
@@ -166,7 +174,11 @@ describe("unix socket", () => {
     const bound = new Promise<never>((_, reject) => {
       timer = setTimeout(
         () =>
-          reject(new Error(`2 MB of "[" kept the node busy for more than ${deadline / 1000} s: a parallel message did not get through`)),
+          reject(
+            new Error(
+              `2 MB of "[" kept the node busy for more than ${deadline / 1000} s: a parallel message did not get through`,
+            ),
+          ),
         deadline,
       );
     });
@@ -197,7 +209,10 @@ describe("unix socket", () => {
   test("a client that sends JSON and keeps its side open (nc without -N) gets its answers and is closed by the node", async () => {
     const a = uniqueId("open-a");
     const b = uniqueId("open-b");
-    const answer = await rawExchange(sock, JSON.stringify([valid(a), valid(b)], null, 2), { keepOpen: true, timeoutMs: 15_000 });
+    const answer = await rawExchange(sock, JSON.stringify([valid(a), valid(b)], null, 2), {
+      keepOpen: true,
+      timeoutMs: 15_000,
+    });
     assert.ok(answer.closedByNode, "the node closed the connection");
     assert.deepEqual(answer.lines, [`accepted ${a} ship1 cliCommand`, `accepted ${b} ship1 cliCommand`]);
     await Promise.all([assertDone(a), assertDone(b)]);
@@ -329,7 +344,10 @@ describe("read folder", () => {
     const files = readdirSync(failedFolder());
     const moved = files.find((f) => f.endsWith(name) && f !== `${name}.error`);
     const error = files.find((f) => f.endsWith(`${name}.error`));
-    return { ...(moved && { moved: join(failedFolder(), moved) }), ...(error && { error: join(failedFolder(), error) }) };
+    return {
+      ...(moved && { moved: join(failedFolder(), moved) }),
+      ...(error && { error: join(failedFolder(), error) }),
+    };
   }
 
   test("a valid file is taken in (it disappears) and its messages reach done", async () => {
@@ -345,7 +363,10 @@ describe("read folder", () => {
   test("a YAML file with the seeds' trailing-comma JSON style both work", async () => {
     const a = uniqueId("rf-yaml");
     const b = uniqueId("rf-seed");
-    const yamlPath = drop(`${uniqueId("msg")}.yaml`, `id: ${a}\ntoNode: ship1\nmethod: cliCommand\nmethodArgs: [echo, yaml-file]\n`);
+    const yamlPath = drop(
+      `${uniqueId("msg")}.yaml`,
+      `id: ${a}\ntoNode: ship1\nmethod: cliCommand\nmethodArgs: [echo, yaml-file]\n`,
+    );
     const seedPath = drop(
       `${uniqueId("seed")}.json`,
       `[\n    {\n        "id": "${b}",\n        "toNode": "ship1",\n        "method":"REQnCliCommand",\n        "methodArgs": ["bash","-c","echo seed"],\n        "replyMethod":"REQToFileAppend",\n    }\n]\n`,
@@ -366,7 +387,9 @@ describe("read folder", () => {
       { ...valid(uniqueId("z")), fileName: "../x" },
     ]);
     const path = drop(name, content);
-    await sleepUntil(() => !existsSync(path) && failedPair(name).error !== undefined, { what: `${name} to be moved aside` });
+    await sleepUntil(() => !existsSync(path) && failedPair(name).error !== undefined, {
+      what: `${name} to be moved aside`,
+    });
     const { moved, error } = failedPair(name);
     assert.ok(moved, "the file itself is kept in failed/");
     assert.equal(readFileSync(moved, "utf8"), content, "moved unchanged");
@@ -384,7 +407,9 @@ describe("read folder", () => {
   test("an unparseable file is moved aside with an error file", async () => {
     const name = `${uniqueId("broken")}.json`;
     const path = drop(name, '{"toNode": "ship1", "method": "cliCommand", "methodArgs": [');
-    await sleepUntil(() => !existsSync(path) && failedPair(name).error !== undefined, { what: `${name} to be moved aside` });
+    await sleepUntil(() => !existsSync(path) && failedPair(name).error !== undefined, {
+      what: `${name} to be moved aside`,
+    });
     const { moved, error } = failedPair(name);
     assert.ok(moved);
     const text = readFileSync(error as string, "utf8");

@@ -7,9 +7,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { freePort } from "../chaos/lib/net.js";
 import { parseAnswerLine } from "../src/inputs/protocol.js";
 import { Fleet, sleepUntil } from "./helpers/fleet.js";
-import { freePort } from "../chaos/lib/net.js";
 
 let fleet: Fleet;
 let tcpPort: number;
@@ -36,7 +36,10 @@ before(async () => {
   // Central gets a startup folder with one message in it before its first start.
   const startup = join(fleet.dir, "central", "startup");
   mkdirSync(startup, { recursive: true });
-  writeFileSync(join(startup, "uptime.json"), JSON.stringify({ toNode: "ship1", method: "cliCommand", methodArgs: ["echo", "at-start"] }));
+  writeFileSync(
+    join(startup, "uptime.json"),
+    JSON.stringify({ toNode: "ship1", method: "cliCommand", methodArgs: ["echo", "at-start"] }),
+  );
   await fleet.add("central", { tcpListener: `127.0.0.1:${tcpPort}`, httpListener: `:${httpPort}` });
 });
 after(() => fleet.close());
@@ -99,7 +102,9 @@ describe("httpListener", () => {
 
   test("GET /nodes lists the nodes, unknown ids and paths are 404, other verbs 405", async () => {
     await sleepUntil(async () => {
-      const body = (await (await fetch(`${base()}/nodes`)).json()) as { nodes: { name: string; lastSeen: number | null }[] };
+      const body = (await (await fetch(`${base()}/nodes`)).json()) as {
+        nodes: { name: string; lastSeen: number | null }[];
+      };
       return body.nodes.some((n) => n.name === "ship1" && n.lastSeen !== null);
     });
     assert.equal((await fetch(`${base()}/messages/NO-SUCH-ID`)).status, 404);
@@ -113,7 +118,9 @@ describe("startup folder", () => {
     const http = `http://127.0.0.1:${httpPort}`;
     let found: { id: string; state: string } | undefined;
     await sleepUntil(async () => {
-      const { messages } = (await (await fetch(`${http}/messages?limit=100`)).json()) as { messages: { id: string; state: string; method: string }[] };
+      const { messages } = (await (await fetch(`${http}/messages?limit=100`)).json()) as {
+        messages: { id: string; state: string; method: string }[];
+      };
       const ids = messages.filter((m) => m.method === "cliCommand").map((m) => m.id);
       for (const id of ids) {
         const { message } = (await (await fetch(`${http}/messages/${id}`)).json()) as {

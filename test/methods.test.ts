@@ -4,11 +4,11 @@
  * the message state on the origin node, the files in the data folders, the
  * node's stdout and central's error log.
  */
+import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { connect } from "@nats-io/transport-node";
 import { listNodes } from "../src/client/client.js";
 import { Fleet, sleepUntil } from "./helpers/fleet.js";
 import { isAlive, marker, readIfExists, waitFile } from "./helpers/methods-helpers.js";
@@ -55,13 +55,21 @@ describe("cliCommand", () => {
 
   test("a command that does not exist fails with a reason naming it", async () => {
     const cmd = marker("no-such-command");
-    const m = await run("central", { toNode: "ship1", method: "cliCommand", methodArgs: [cmd, "x"], replyMethod: "none" });
+    const m = await run("central", {
+      toNode: "ship1",
+      method: "cliCommand",
+      methodArgs: [cmd, "x"],
+      replyMethod: "none",
+    });
     assert.equal(m.state, "failed", JSON.stringify(m));
     assert.ok(m.reason, "a failed message has a reason");
     assert.match(m.reason, new RegExp(cmd));
     // The receiver reports the method's failure to central's error log.
     const log = await waitFile(join(data("central"), "errorLog", "ship1", "errorLog.log"), (t) => t.includes(cmd));
-    assert.match(log.split("\n").find((l) => l.includes(cmd)) ?? "", /toNode: ship1, fromNode: central, method: cliCommand/);
+    assert.match(
+      log.split("\n").find((l) => l.includes(cmd)) ?? "",
+      /toNode: ship1, fromNode: central, method: cliCommand/,
+    );
   });
 
   test("methodTimeout fails the message and kills the whole process tree", async () => {
@@ -69,7 +77,11 @@ describe("cliCommand", () => {
     const [id] = await fleet.sendOk("central", {
       toNode: "ship1",
       method: "cliCommand",
-      methodArgs: ["bash", "-c", `echo $$ >> ${pidFile}; sleep 300 & echo $! >> ${pidFile}; sleep 300 & echo $! >> ${pidFile}; wait`],
+      methodArgs: [
+        "bash",
+        "-c",
+        `echo $$ >> ${pidFile}; sleep 300 & echo $! >> ${pidFile}; sleep 300 & echo $! >> ${pidFile}; wait`,
+      ],
       methodTimeout: 1,
       replyMethod: "none",
     });
@@ -104,7 +116,11 @@ describe("cliCommand", () => {
 
   test("ship1 to ship2 (not only from central): result back on ship1, in ship1's data folder", async () => {
     const word = marker("from-ship1");
-    const m = await run("ship1", { toNode: "ship2", method: "cliCommand", methodArgs: ["bash", "-c", `echo ${word} $STEWARD_NODE_NAME`] });
+    const m = await run("ship1", {
+      toNode: "ship2",
+      method: "cliCommand",
+      methodArgs: ["bash", "-c", `echo ${word} $STEWARD_NODE_NAME`],
+    });
     assert.equal(m.state, "done", JSON.stringify(m));
     assert.equal(m.result?.data, `${word} ship2\n`);
     // Default replyMethod fileAppend, default fileName <method>.result, under the producing node.
@@ -132,7 +148,9 @@ describe("console", () => {
     const word = marker("console-request");
     const m = await run("central", { toNode: "ship1", method: "console", data: `${word} line`, replyMethod: "none" });
     assert.equal(m.state, "done", JSON.stringify(m));
-    await sleepUntil(() => fleet.node("ship1").stdout.includes(`${word} line\n`), { what: `"${word}" on ship1's stdout` });
+    await sleepUntil(() => fleet.node("ship1").stdout.includes(`${word} line\n`), {
+      what: `"${word}" on ship1's stdout`,
+    });
     assert.ok(!fleet.node("central").stdout.includes(word), "not printed on the sender");
     assert.ok(!fleet.node("ship2").stdout.includes(word), "not printed on a bystander");
   });
@@ -147,14 +165,23 @@ describe("console", () => {
       replyMethod: "none",
     });
     assert.equal(m.state, "done", JSON.stringify(m));
-    await sleepUntil(() => fleet.node("ship2").stdout.includes(`${word}\n`), { what: `"${word}" decoded on ship2's stdout` });
+    await sleepUntil(() => fleet.node("ship2").stdout.includes(`${word}\n`), {
+      what: `"${word}" decoded on ship2's stdout`,
+    });
   });
 
   test("console as replyMethod prints the result on the sender", async () => {
     const word = marker("console-reply");
-    const m = await run("central", { toNode: "ship2", method: "cliCommand", methodArgs: ["echo", word], replyMethod: "console" });
+    const m = await run("central", {
+      toNode: "ship2",
+      method: "cliCommand",
+      methodArgs: ["echo", word],
+      replyMethod: "console",
+    });
     assert.equal(m.state, "done", JSON.stringify(m));
-    await sleepUntil(() => fleet.node("central").stdout.includes(`${word}\n`), { what: `"${word}" on central's stdout` });
+    await sleepUntil(() => fleet.node("central").stdout.includes(`${word}\n`), {
+      what: `"${word}" on central's stdout`,
+    });
     assert.ok(!fleet.node("ship2").stdout.includes(word), "the producing node does not print the reply");
   });
 });
@@ -173,7 +200,14 @@ describe("file and fileAppend as request methods", () => {
     });
     assert.equal(m.state, "done", JSON.stringify(m));
     assert.equal(readIfExists(path), "first\n");
-    m = await run("central", { toNode: "ship1", method: "file", directory: dir, fileName: "f.txt", data: "second\n", replyMethod: "none" });
+    m = await run("central", {
+      toNode: "ship1",
+      method: "file",
+      directory: dir,
+      fileName: "f.txt",
+      data: "second\n",
+      replyMethod: "none",
+    });
     assert.equal(m.state, "done", JSON.stringify(m));
     assert.equal(readIfExists(path), "second\n");
     assert.ok(!existsSync(join(data("central"), dir)), "nothing written on the sender with replyMethod none");
@@ -219,7 +253,13 @@ describe("file and fileAppend as request methods", () => {
 
     test(`a ${method} request with an absolute directory is refused at input`, async () => {
       const target = join(fleet.dir, marker("abs-req"));
-      const answers = await fleet.send("central", { toNode: "ship1", method, directory: target, fileName: "x", data: "x" });
+      const answers = await fleet.send("central", {
+        toNode: "ship1",
+        method,
+        directory: target,
+        fileName: "x",
+        data: "x",
+      });
       const a = answers[0];
       assert.ok(a && !a.ok, `refused, got ${JSON.stringify(a)}`);
       assert.match(a.error, /message 0/);
@@ -291,7 +331,12 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
   test("the default replyMethod is fileAppend and the default fileName <method>.result", async () => {
     const dir = marker("reply-default");
     for (const word of ["a", "b"]) {
-      const m = await run("ship2", { toNode: "ship1", method: "REQCliCommand", methodArgs: ["echo", word], directory: dir });
+      const m = await run("ship2", {
+        toNode: "ship1",
+        method: "REQCliCommand",
+        methodArgs: ["echo", word],
+        directory: dir,
+      });
       assert.equal(m.state, "done", JSON.stringify(m));
     }
     assert.equal(readIfExists(join(data("ship2"), dir, "ship1", "cliCommand.result")), "a\nb\n");
@@ -330,7 +375,13 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
   test("a failed method's reason is written with the result", async () => {
     const dir = marker("reply-failed");
     const cmd = marker("missing-cmd");
-    const m = await run("central", { toNode: "ship2", method: "cliCommand", methodArgs: [cmd], directory: dir, fileName: "f.log" });
+    const m = await run("central", {
+      toNode: "ship2",
+      method: "cliCommand",
+      methodArgs: [cmd],
+      directory: dir,
+      fileName: "f.log",
+    });
     assert.equal(m.state, "failed", JSON.stringify(m));
     const text = readIfExists(join(data("central"), dir, "ship2", "f.log"));
     assert.ok(text?.includes(cmd), `the result file says what failed: ${JSON.stringify(text)}`);
@@ -423,18 +474,24 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
       const pwned = join(fleet.dir, marker("pwned"));
       const asCommand = { ...forged(ghost), method: "cliCommand", methodArgs: ["touch", pwned] };
       const refusedCommand = JSON.parse(
-        new TextDecoder().decode((await nc.request("central.cliCommand", JSON.stringify(asCommand), { timeout: 5_000 })).data),
+        new TextDecoder().decode(
+          (await nc.request("central.cliCommand", JSON.stringify(asCommand), { timeout: 5_000 })).data,
+        ),
       );
       assert.ok(typeof refusedCommand.refused === "string", `refused: ${JSON.stringify(refusedCommand)}`);
       // A fromNode that is a path is refused before anything is stored or written.
       const traversal = { ...forged(ghost), fromNode: "../../escape" };
       const refusedPath = JSON.parse(
-        new TextDecoder().decode((await nc.request("central.file", JSON.stringify(traversal), { timeout: 5_000 })).data),
+        new TextDecoder().decode(
+          (await nc.request("central.file", JSON.stringify(traversal), { timeout: 5_000 })).data,
+        ),
       );
       assert.match(String(refusedPath.refused), /fromNode/);
       // From the target: taken, but written where the stored request says.
       const right = forged(ghost);
-      const ack = JSON.parse(new TextDecoder().decode((await nc.request("central.file", JSON.stringify(right), { timeout: 5_000 })).data));
+      const ack = JSON.parse(
+        new TextDecoder().decode((await nc.request("central.file", JSON.stringify(right), { timeout: 5_000 })).data),
+      );
       assert.deepEqual(ack, { ack: right.id });
     } finally {
       await nc.close();
@@ -445,7 +502,10 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
     assert.equal(m.state, "done", JSON.stringify(m));
     assert.equal(readIfExists(join(data("central"), dir, ghost, "real.txt")), "forged\n");
     assert.ok(!existsSync(evil), "the directory on the wire is ignored");
-    assert.ok(readdirSync(fleet.dir).every((f) => !f.startsWith("pwned")), "a forged reply never runs a command");
+    assert.ok(
+      readdirSync(fleet.dir).every((f) => !f.startsWith("pwned")),
+      "a forged reply never runs a command",
+    );
   });
 
   test("replyMethod none writes no file, the state is still done with the result data", async () => {
@@ -514,7 +574,13 @@ describe("ping, hello, errorLog", () => {
   test("errorLog: a message to a node that does not exist fails, and central's error log says so", async () => {
     for (const from of ["central", "ship1"]) {
       const ghost = marker("ghost");
-      const m = await run(from, { toNode: ghost, method: "cliCommand", methodArgs: ["true"], ACKTimeout: 1, retries: 1 });
+      const m = await run(from, {
+        toNode: ghost,
+        method: "cliCommand",
+        methodArgs: ["true"],
+        ACKTimeout: 1,
+        retries: 1,
+      });
       assert.equal(m.state, "failed", JSON.stringify(m));
       assert.match(m.reason ?? "", /max retries reached/);
       const log = await waitFile(join(data("central"), "errorLog", from, "errorLog.log"), (t) => t.includes(ghost));

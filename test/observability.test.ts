@@ -8,8 +8,8 @@ import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
 import { freePort } from "../chaos/lib/net.js";
+import { Fleet, sleepUntil } from "./helpers/fleet.js";
 
 let fleet: Fleet;
 let centralProm: number;
@@ -17,7 +17,11 @@ let ship1Prom: number;
 let dataPort: number;
 
 /** An HTTP request with the path sent exactly as given (fetch would normalise "../" away). */
-function raw(port: number, path: string, method = "GET"): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function raw(
+  port: number,
+  path: string,
+  method = "GET",
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: "127.0.0.1", port, path, method, agent: false }, (res) => {
       let body = "";
@@ -49,7 +53,14 @@ function value(text: string, series: string): number | undefined {
 interface AuditLine {
   time: string;
   event: "accepted" | "executed";
-  message?: { id: string; fromNode: string; attempt: number; toNode: string; method: string; methodArgs: string[] } & Record<string, unknown>;
+  message?: {
+    id: string;
+    fromNode: string;
+    attempt: number;
+    toNode: string;
+    method: string;
+    methodArgs: string[];
+  } & Record<string, unknown>;
   fromNode?: string;
   id?: string;
   method?: string;
@@ -68,14 +79,21 @@ function auditLines(path: string): AuditLine[] {
 before(async () => {
   fleet = await Fleet.start("observe");
   [centralProm, ship1Prom, dataPort] = [await freePort(), await freePort(), await freePort()];
-  await fleet.add("central", { promHostAndPort: `127.0.0.1:${centralProm}`, exposeDataFolder: `127.0.0.1:${dataPort}` });
+  await fleet.add("central", {
+    promHostAndPort: `127.0.0.1:${centralProm}`,
+    exposeDataFolder: `127.0.0.1:${dataPort}`,
+  });
   await fleet.add("ship1", { promHostAndPort: `:${ship1Prom}` });
 });
 after(() => fleet.close());
 
 describe("metrics (promHostAndPort)", () => {
   test("counters move on the sender and the receiver; broker link and last hello are shown", async () => {
-    const [id] = await fleet.sendOk("central", { toNode: "ship1", method: "cliCommand", methodArgs: ["echo", "counted"] });
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "cliCommand",
+      methodArgs: ["echo", "counted"],
+    });
     const m = await fleet.waitState("central", id as string);
     assert.equal(m.state, "done");
 
@@ -88,7 +106,11 @@ describe("metrics (promHostAndPort)", () => {
     assert.equal(typeof value(central, "steward_messages_in_flight"), "number");
     // Every series has its HELP and TYPE, and every sample line is well-formed.
     for (const line of central.split("\n").filter((l) => l && !l.startsWith("#"))) {
-      assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$/, line);
+      assert.match(
+        line,
+        /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$/,
+        line,
+      );
     }
     assert.match(central, /# TYPE steward_method_duration_seconds histogram/);
 
@@ -102,7 +124,10 @@ describe("metrics (promHostAndPort)", () => {
 
     // The receiver counts what it ran, with its duration, and the reply it sent back.
     const ship1 = await scrape(ship1Prom);
-    assert.ok((value(ship1, 'steward_messages_executed_total{method="cliCommand",from_node="central"}') ?? 0) >= 1, ship1);
+    assert.ok(
+      (value(ship1, 'steward_messages_executed_total{method="cliCommand",from_node="central"}') ?? 0) >= 1,
+      ship1,
+    );
     assert.ok((value(ship1, 'steward_method_duration_seconds_count{method="cliCommand"}') ?? 0) >= 1, ship1);
     assert.ok((value(ship1, 'steward_method_duration_seconds_bucket{method="cliCommand",le="+Inf"}') ?? 0) >= 1, ship1);
     assert.ok((value(ship1, 'steward_messages_sent_total{method="fileAppend",to_node="central"}') ?? 0) >= 1, ship1);
@@ -207,7 +232,9 @@ describe("audit log", () => {
 
     let executed: AuditLine | undefined;
     await sleepUntil(() => {
-      executed = existsSync(ship1Log) ? auditLines(ship1Log).find((l) => l.event === "executed" && l.id === id) : undefined;
+      executed = existsSync(ship1Log)
+        ? auditLines(ship1Log).find((l) => l.event === "executed" && l.id === id)
+        : undefined;
       return executed !== undefined;
     });
     assert.equal(executed?.fromNode, "central");
@@ -228,7 +255,11 @@ describe("audit log", () => {
   test("is rotated by size (auditLogMaxBytes), keeping whole JSON lines", async () => {
     const folder = join(fleet.dir, "ship2-audit");
     await fleet.add("ship2", { auditLogFolder: folder, auditLogMaxBytes: 2000 });
-    const doc = Array.from({ length: 10 }, (_, i) => ({ toNode: "ship1", method: "ping", methodArgs: [`${i}-${"x".repeat(100)}`] }));
+    const doc = Array.from({ length: 10 }, (_, i) => ({
+      toNode: "ship1",
+      method: "ping",
+      methodArgs: [`${i}-${"x".repeat(100)}`],
+    }));
     const ids = await fleet.sendOk("ship2", doc);
     const log = join(folder, "audit.log");
     assert.ok(existsSync(`${log}.1`), "audit.log.1 exists");

@@ -81,7 +81,9 @@ describe("documents", () => {
   });
 
   test("a YAML list of objects", () => {
-    const messages = ok("- toNode: ship1\n  method: REQCliCommand\n  methodArgs: [echo, one]\n- toNode: ship2\n  method: ping\n");
+    const messages = ok(
+      "- toNode: ship1\n  method: REQCliCommand\n  methodArgs: [echo, one]\n- toNode: ship2\n  method: ping\n",
+    );
     assert.deepEqual(
       messages.map((m) => [m.toNode, m.method]),
       [
@@ -280,7 +282,8 @@ describe("fields and defaults (DESIGN §2)", () => {
   test("schedule [interval, total] is accepted and carried; a malformed one is refused", () => {
     const m = one({ ...base, schedule: [10, 60] });
     assert.deepEqual(m.schedule, [10, 60]);
-    for (const bad of [[0, 60], [10], "10,60", [1.5, 3], [-1, 5]]) assertFieldError(refused({ ...base, schedule: bad }), "schedule");
+    for (const bad of [[0, 60], [10], "10,60", [1.5, 3], [-1, 5]])
+      assertFieldError(refused({ ...base, schedule: bad }), "schedule");
   });
 
   test("a client-chosen id with one target is kept as is", () => {
@@ -296,7 +299,12 @@ describe("fields and defaults (DESIGN §2)", () => {
 
 describe("toNodes fan-out", () => {
   test("one message per node, each with its own id", () => {
-    const messages = ok({ toNodes: ["ship1", "ship2", "ship3"], method: "cliCommand", methodArgs: ["uptime"], ACKTimeout: 2 });
+    const messages = ok({
+      toNodes: ["ship1", "ship2", "ship3"],
+      method: "cliCommand",
+      methodArgs: ["uptime"],
+      ACKTimeout: 2,
+    });
     assert.deepEqual(
       messages.map((m) => m.toNode),
       ["ship1", "ship2", "ship3"],
@@ -376,7 +384,10 @@ describe("seed method names", () => {
   });
 
   test("REQHttpGet is httpGet", () => {
-    assert.equal(one({ toNode: "ship1", method: "REQHttpGet", methodArgs: ["https://example.com/"] }).method, "httpGet");
+    assert.equal(
+      one({ toNode: "ship1", method: "REQHttpGet", methodArgs: ["https://example.com/"] }).method,
+      "httpGet",
+    );
   });
 
   for (const [seed, canonical] of [
@@ -391,7 +402,11 @@ describe("seed method names", () => {
 
   test("REQOpCommand with an operation is the op method it stands for", () => {
     assert.equal(one({ toNode: "ship1", method: "REQOpCommand", operation: { opCmd: "ps" } }).method, "opProcessList");
-    const start = one({ toNode: "ship1", method: "REQOpCommand", operation: { opCmd: "startProc", opArg: { method: "REQHttpGet", allowedNodes: ["central"] } } });
+    const start = one({
+      toNode: "ship1",
+      method: "REQOpCommand",
+      operation: { opCmd: "startProc", opArg: { method: "REQHttpGet", allowedNodes: ["central"] } },
+    });
     assert.equal(start.method, "opProcessStart");
     assert.deepEqual(start.methodArgs, ["REQHttpGet", "central"]);
     assertFieldError(refused({ toNode: "ship1", method: "REQOpCommand" }), "operation");
@@ -494,7 +509,10 @@ describe("bad input is refused, naming the field and the message index", () => {
   }
 
   test("a file/fileAppend request with an absolute directory is refused", () => {
-    assertFieldError(refused({ toNode: "ship1", method: "file", directory: "/etc", fileName: "x", data: "y" }), "directory");
+    assertFieldError(
+      refused({ toNode: "ship1", method: "file", directory: "/etc", fileName: "x", data: "y" }),
+      "directory",
+    );
   });
 
   for (const replyMethod of ["cliCommand", "REQCliCommand", "hello", "errorLog", "ping"]) {

@@ -72,7 +72,11 @@ after(async () => {
 
 /** central runs `echo` on ship1 and the result comes back: the link works both ways. */
 async function roundTrip(fleet: Fleet): Promise<void> {
-  const [id] = await fleet.sendOk("central", { toNode: "ship1", method: "cliCommand", methodArgs: ["echo", "secured"] });
+  const [id] = await fleet.sendOk("central", {
+    toNode: "ship1",
+    method: "cliCommand",
+    methodArgs: ["echo", "secured"],
+  });
   const m = await fleet.waitState("central", id as string);
   assert.equal(m.state, "done", JSON.stringify(m));
   assert.equal(m.result?.data, "secured\n");
@@ -86,7 +90,8 @@ async function roundTrip(fleet: Fleet): Promise<void> {
 async function refusedOnce(node: NodeProcess, reason: RegExp, timeoutMs = 10_000): Promise<string> {
   await sleepUntil(() => logLines(node.logPath, reason).matching.length > 0, {
     timeoutMs,
-    what: () => `${node.opts.nodeName} to log ${reason}; log:\n${logLines(node.logPath, /./).all.slice(-10).join("\n")}`,
+    what: () =>
+      `${node.opts.nodeName} to log ${reason}; log:\n${logLines(node.logPath, /./).all.slice(-10).join("\n")}`,
   });
   await new Promise((r) => setTimeout(r, 5_000));
   const { matching, stack, all } = logLines(node.logPath, reason);
@@ -105,7 +110,11 @@ test("nkey: nodes with listed seeds exchange a cliCommand", async () => {
 test("nkey: a wrong seed is refused in one line; what it accepted meanwhile goes out once the right seed is set", async () => {
   const ship2 = nk.node("ship2");
   // Accepted while the node cannot connect: one from ship2, one for ship2.
-  const [fromShip2] = await nk.sendOk("ship2", { toNode: "central", method: "cliCommand", methodArgs: ["echo", "from ship2"] });
+  const [fromShip2] = await nk.sendOk("ship2", {
+    toNode: "central",
+    method: "cliCommand",
+    methodArgs: ["echo", "from ship2"],
+  });
   const [toShip2] = await nk.sendOk("central", {
     toNode: "ship2",
     method: "cliCommand",

@@ -383,7 +383,10 @@ const preexisting = new Set(SEED_ABS_ROOTS.filter((p) => existsSync(p)));
 let fleet: Fleet;
 before(async () => {
   // Short default ACK wait and retries, so that a seed without ACKTimeout that is never ACKed fails fast.
-  fleet = await Fleet.start("seeds", ["central", "ship1", "ship2"], { defaultMessageTimeout: 2, defaultMessageRetries: 1 });
+  fleet = await Fleet.start("seeds", ["central", "ship1", "ship2"], {
+    defaultMessageTimeout: 2,
+    defaultMessageRetries: 1,
+  });
 });
 after(async () => {
   await fleet.close();
@@ -448,7 +451,10 @@ describe("seed messages this version runs", () => {
     const ms = await Promise.all(ids.map((id) => fleet.waitState("central", id, undefined, 25_000)));
     for (const m of ms) assertTreeOutcome(m);
     for (const node of ["ship1", "ship2"]) {
-      assert.ok(existsSync(join(data("central"), "cli-command-executed-result", node, "some.log")), `result of ${node}`);
+      assert.ok(
+        existsSync(join(data("central"), "cli-command-executed-result", node, "some.log")),
+        `result of ${node}`,
+      );
     }
   });
 
@@ -482,7 +488,9 @@ describe("seed reply methods (REQToFileAppend, REQToFile, REQToConsole) with a m
   // These seeds use REQOpProcessList (run verbatim below). Here the same text also runs
   // with only "method" and "methodArgs" swapped for a command, to exercise the reply methods.
   const withCommand = (seed: string, word: string) =>
-    seed.replace(`"method":"REQOpProcessList"`, `"method":"REQCliCommand"`).replace(`"methodArgs": []`, `"methodArgs": ["echo","${word}"]`);
+    seed
+      .replace(`"method":"REQOpProcessList"`, `"method":"REQCliCommand"`)
+      .replace(`"methodArgs": []`, `"methodArgs": ["echo","${word}"]`);
   const path = () => join(data("central"), "test", "dir", "ship2", "test.result");
 
   test("REQToFileAppend appends, then REQToFile replaces, <centralData>/test/dir/ship2/test.result", async () => {
@@ -500,9 +508,13 @@ describe("seed reply methods (REQToFileAppend, REQToFile, REQToConsole) with a m
 
   test("REQToConsole prints the result on central's stdout", async () => {
     const word = marker("console");
-    const [id] = accepted(await fleet.send("central", withCommand(SEED_TO_CONSOLE, word)), [{ toNode: "ship2", method: "cliCommand" }]);
+    const [id] = accepted(await fleet.send("central", withCommand(SEED_TO_CONSOLE, word)), [
+      { toNode: "ship2", method: "cliCommand" },
+    ]);
     assert.equal((await fleet.waitState("central", id as string)).state, "done");
-    await sleepUntil(() => fleet.node("central").stdout.includes(`${word}\n`), { what: `"${word}" on central's stdout` });
+    await sleepUntil(() => fleet.node("central").stdout.includes(`${word}\n`), {
+      what: `"${word}" on central's stdout`,
+    });
   });
 });
 
@@ -510,9 +522,24 @@ describe("seed messages of the streaming and web methods are accepted and reach 
   // This machine has no network and no /var/log/syslog: each ends with the reason, where the seed says.
   const SEEDS: [string, string, { toNode: string; method: string }[], RegExp][] = [
     ["REQCliCommandCont (docker ps -a)", SEED_N_CLI_COMMAND_CONT, [{ toNode: "ship2", method: "cliCommandCont" }], /./],
-    ["REQTailFile (/var/log/system.log)", SEED_TAIL_FILE, [{ toNode: "ship2", method: "tailFile" }], /cannot follow \/var\/log\/system\.log/],
-    ["tail a log file (./test.log)", SEED_TAIL_FILE_2, [{ toNode: "ship2", method: "tailFile" }], /cannot follow .*test\.log/],
-    ["REQHttpGet (no network here)", SEED_HTTP_GET, [{ toNode: "ship2", method: "httpGet" }], /GET https:\/\/web\.ics\.purdue\.edu/],
+    [
+      "REQTailFile (/var/log/system.log)",
+      SEED_TAIL_FILE,
+      [{ toNode: "ship2", method: "tailFile" }],
+      /cannot follow \/var\/log\/system\.log/,
+    ],
+    [
+      "tail a log file (./test.log)",
+      SEED_TAIL_FILE_2,
+      [{ toNode: "ship2", method: "tailFile" }],
+      /cannot follow .*test\.log/,
+    ],
+    [
+      "REQHttpGet (no network here)",
+      SEED_HTTP_GET,
+      [{ toNode: "ship2", method: "httpGet" }],
+      /GET https:\/\/web\.ics\.purdue\.edu/,
+    ],
     [
       "toNodes REQHttpGet (no network here)",
       SEED_TO_NODES,
@@ -535,9 +562,16 @@ describe("seed messages of the streaming and web methods are accepted and reach 
   }
 
   test("the timeouts example (REQnCliCommandCont, tail -f /var/log/syslog) is accepted and runs", async () => {
-    const [id] = accepted(await fleet.send("central", SEED_TIMEOUTS_CONT), [{ toNode: "ship2", method: "cliCommandCont" }]);
+    const [id] = accepted(await fleet.send("central", SEED_TIMEOUTS_CONT), [
+      { toNode: "ship2", method: "cliCommandCont" },
+    ]);
     // tail exits at once where the file is missing; where it exists, the seed follows it for 60 s.
-    const m = await fleet.waitState("central", id as string, existsSync("/var/log/syslog") ? "running" : undefined, 25_000);
+    const m = await fleet.waitState(
+      "central",
+      id as string,
+      existsSync("/var/log/syslog") ? "running" : undefined,
+      25_000,
+    );
     assert.ok(["running", "done"].includes(m.state), JSON.stringify(m));
   });
 });
@@ -576,7 +610,9 @@ describe("the op-method seeds (REQOpProcess*, REQOpCommand, and the reply-method
   test("REQToConsole prints ship2's process list on central's stdout", async () => {
     const [id] = accepted(await fleet.send("central", SEED_TO_CONSOLE), [{ toNode: "ship2", method: "opProcessList" }]);
     assert.equal((await fleet.waitState("central", id as string)).state, "done");
-    await sleepUntil(() => fleet.node("central").stdout.includes("ship2 subscriber opProcessList"), { what: "the list on central's stdout" });
+    await sleepUntil(() => fleet.node("central").stdout.includes("ship2 subscriber opProcessList"), {
+      what: "the list on central's stdout",
+    });
   });
 
   test("in a batch, a bad message is refused by its index and the seeds beside it run", async () => {

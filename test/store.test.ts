@@ -4,17 +4,17 @@
  * Real SQLite files; the ordering check traces the real node process's
  * system calls with strace where it is installed.
  */
+import Database from "better-sqlite3";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import Database from "better-sqlite3";
-import type { Envelope } from "../src/message/message.js";
 import { LocalNatsServer } from "../src/broker/localServer.js";
-import { Store } from "../src/store/store.js";
 import { submit } from "../src/client/client.js";
+import type { Envelope } from "../src/message/message.js";
+import { Store } from "../src/store/store.js";
 import { sleepUntil, STEWARD_BIN } from "./helpers/fleet.js";
 
 function envelope(id: string): Envelope {
@@ -124,7 +124,19 @@ function tracedNode(dir: string, nodeName: string, brokerAddress: string, trace:
   // -f: the sync runs on a libuv worker thread; strace writes the lines of all threads in the order they happened.
   const child = spawn(
     "strace",
-    ["-f", "-e", "trace=fdatasync,read,write", "-s", "400", "-o", trace, process.execPath, STEWARD_BIN, "start", ...Object.entries(flags).map(([k, v]) => `--${k}=${v}`)],
+    [
+      "-f",
+      "-e",
+      "trace=fdatasync,read,write",
+      "-s",
+      "400",
+      "-o",
+      trace,
+      process.execPath,
+      STEWARD_BIN,
+      "start",
+      ...Object.entries(flags).map(([k, v]) => `--${k}=${v}`),
+    ],
     // Its own process group: strace blocks SIGTERM while it traces (-o FILE PROG), so the group is signalled.
     { cwd: dir, stdio: "ignore", detached: true },
   );
@@ -157,58 +169,86 @@ function syncBetween(trace: string, from: RegExp, to: RegExp): string | undefine
   return synced ? undefined : between.join("\n");
 }
 
-describe("store: 'accepted' and the ACK are said only after the disk sync (strace)", { skip: spawnSync("strace", ["-V"]).status !== 0 && "strace is not installed" }, () => {
-  let broker: LocalNatsServer;
-  let dir: string;
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "steward-test-strace-"));
-    broker = await LocalNatsServer.start({ dir: join(dir, "broker") });
-  });
-  after(async () => {
-    await broker.stop();
-    if (!process.env.KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
-  });
+describe(
+  "store: 'accepted' and the ACK are said only after the disk sync (strace)",
+  { skip: spawnSync("strace", ["-V"]).status !== 0 && "strace is not installed" },
+  () => {
+    let broker: LocalNatsServer;
+    let dir: string;
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), "steward-test-strace-"));
+      broker = await LocalNatsServer.start({ dir: join(dir, "broker") });
+    });
+    after(async () => {
+      await broker.stop();
+      if (!process.env.KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
+    });
 
-  const accept = async (socketPath: string, doc: unknown): Promise<boolean> => {
-    try {
-      return (await submit(socketPath, JSON.stringify(doc)))[0]?.ok === true;
-    } catch {
-      return false; // not listening yet
-    }
-  };
+    const accept = async (socketPath: string, doc: unknown): Promise<boolean> => {
+      try {
+        return (await submit(socketPath, JSON.stringify(doc)))[0]?.ok === true;
+      } catch {
+        return false; // not listening yet
+      }
+    };
 
-  test("§3.1: the node's fdatasync of its WAL comes before 'accepted' is written to the socket", async () => {
-    const trace = join(dir, "central.trace");
-    const central = tracedNode(dir, "central", broker.url, trace);
-    try {
-      await sleepUntil(() => accept(central.socketPath, { toNode: "nowhere", method: "ping", ACKTimeout: 1, retries: 0, id: "traced-1" }), {
-        timeoutMs: 15_000,
-        what: "the traced node to accept a message",
-      });
-      const gap = syncBetween(trace, / read\(\d+, ".*traced-1/, /accepted traced-1/);
-      assert.equal(gap, undefined, `no disk sync between reading the document and answering it:\n${gap}`);
-    } finally {
-      await central.stop();
-    }
-  });
+    test("§3.1: the node's fdatasync of its WAL comes before 'accepted' is written to the socket", async () => {
+      const trace = join(dir, "central.trace");
+      const central = tracedNode(dir, "central", broker.url, trace);
+      try {
+        await sleepUntil(
+          () =>
+            accept(central.socketPath, {
+              toNode: "nowhere",
+              method: "ping",
+              ACKTimeout: 1,
+              retries: 0,
+              id: "traced-1",
+            }),
+          {
+            timeoutMs: 15_000,
+            what: "the traced node to accept a message",
+          },
+        );
+        const gap = syncBetween(trace, / read\(\d+, ".*traced-1/, /accepted traced-1/);
+        assert.equal(gap, undefined, `no disk sync between reading the document and answering it:\n${gap}`);
+      } finally {
+        await central.stop();
+      }
+    });
 
-  test("§3.2: the receiver's fdatasync comes after the message arrives and before its ACK leaves", async () => {
-    const centralTrace = join(dir, "central2.trace");
-    const shipTrace = join(dir, "ship1.trace");
-    const central = tracedNode(dir, "central2", broker.url, centralTrace);
-    const ship1 = tracedNode(dir, "ship1", broker.url, shipTrace);
-    try {
-      // A cliCommand: its run must wait for the sync as well, so that a crash's re-run is marked (§3.5).
-      await sleepUntil(() => accept(central.socketPath, { toNode: "ship1", method: "cliCommand", methodArgs: ["true"], id: "traced-2", ACKTimeout: 5, retries: 5 }), {
-        timeoutMs: 15_000,
-        what: "the traced central to accept a message",
-      });
-      // strace shows the quotes of the ACK escaped.
-      await sleepUntil(() => /\\"ack\\":\\"traced-2\\"/.test(readFileSync(shipTrace, "utf8")), { timeoutMs: 20_000, what: "ship1 to ACK traced-2" });
-      const gap = syncBetween(shipTrace, / read\(\d+, "MSG ship1\.cliCommand.*traced-2/, /\\"ack\\":\\"traced-2\\"/);
-      assert.equal(gap, undefined, `no disk sync between the message's arrival and its ACK:\n${gap}`);
-    } finally {
-      await Promise.all([central.stop(), ship1.stop()]);
-    }
-  });
-});
+    test("§3.2: the receiver's fdatasync comes after the message arrives and before its ACK leaves", async () => {
+      const centralTrace = join(dir, "central2.trace");
+      const shipTrace = join(dir, "ship1.trace");
+      const central = tracedNode(dir, "central2", broker.url, centralTrace);
+      const ship1 = tracedNode(dir, "ship1", broker.url, shipTrace);
+      try {
+        // A cliCommand: its run must wait for the sync as well, so that a crash's re-run is marked (§3.5).
+        await sleepUntil(
+          () =>
+            accept(central.socketPath, {
+              toNode: "ship1",
+              method: "cliCommand",
+              methodArgs: ["true"],
+              id: "traced-2",
+              ACKTimeout: 5,
+              retries: 5,
+            }),
+          {
+            timeoutMs: 15_000,
+            what: "the traced central to accept a message",
+          },
+        );
+        // strace shows the quotes of the ACK escaped.
+        await sleepUntil(() => /\\"ack\\":\\"traced-2\\"/.test(readFileSync(shipTrace, "utf8")), {
+          timeoutMs: 20_000,
+          what: "ship1 to ACK traced-2",
+        });
+        const gap = syncBetween(shipTrace, / read\(\d+, "MSG ship1\.cliCommand.*traced-2/, /\\"ack\\":\\"traced-2\\"/);
+        assert.equal(gap, undefined, `no disk sync between the message's arrival and its ACK:\n${gap}`);
+      } finally {
+        await Promise.all([central.stop(), ship1.stop()]);
+      }
+    });
+  },
+);

@@ -48,7 +48,9 @@ describe("cliCommandCont", () => {
     });
     const file = resultFile("cont", "out.log");
     // The first line is on the sender while the command is still sleeping.
-    await sleepUntil(() => existsSync(file) && readFileSync(file, "utf8").includes("first"), { what: "the first streamed part" });
+    await sleepUntil(() => existsSync(file) && readFileSync(file, "utf8").includes("first"), {
+      what: "the first streamed part",
+    });
     const during = await fleet.status("central", id as string);
     assert.equal(during.state, "running", "the message runs on while its parts come back");
     const m = await fleet.waitState("central", id as string);
@@ -99,7 +101,12 @@ describe("tailFile", () => {
   });
 
   test("a file that does not exist fails with the reason", async () => {
-    const [id] = await fleet.sendOk("central", { toNode: "ship1", method: "tailFile", methodArgs: ["/no/such/file.log"], methodTimeout: 3 });
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "tailFile",
+      methodArgs: ["/no/such/file.log"],
+      methodTimeout: 3,
+    });
     const m = await fleet.waitState("central", id as string);
     assert.equal(m.state, "failed");
     assert.match(m.reason ?? "", /cannot follow \/no\/such\/file\.log/);
@@ -108,7 +115,13 @@ describe("tailFile", () => {
 
 describe("httpGet", () => {
   const get = async (url: string, extra: Record<string, unknown> = {}) => {
-    const [id] = await fleet.sendOk("central", { toNode: "ship1", method: "REQHttpGet", methodArgs: [url], replyMethod: "none", ...extra });
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "REQHttpGet",
+      methodArgs: [url],
+      replyMethod: "none",
+      ...extra,
+    });
     return fleet.waitState("central", id as string);
   };
 

@@ -26,18 +26,31 @@ describe("allowedNodes from the startSubREQ… settings", () => {
   });
 
   test("a node that is not allowed gets a refusal, the command does not run, central's error log says so", async () => {
-    const [id] = await fleet.sendOk("ship2", { toNode: "ship1", method: "cliCommand", methodArgs: ["echo", "not-for-you"] });
+    const [id] = await fleet.sendOk("ship2", {
+      toNode: "ship1",
+      method: "cliCommand",
+      methodArgs: ["echo", "not-for-you"],
+    });
     const m = await fleet.waitState("ship2", id as string);
     assert.equal(m.state, "failed");
     assert.match(m.reason ?? "", /refused by ship1: ship2 is not allowed to use cliCommand on ship1/);
     assert.equal(m.attempt, 1, "a refusal is final: no retries");
-    await sleepUntil(() => existsSync(errorLog("ship1")) && readFileSync(errorLog("ship1"), "utf8").includes("not allowed"), {
-      what: "the refusal in central's error log",
-    });
+    await sleepUntil(
+      () => existsSync(errorLog("ship1")) && readFileSync(errorLog("ship1"), "utf8").includes("not allowed"),
+      {
+        what: "the refusal in central's error log",
+      },
+    );
   });
 
   test("a method whose subscriber is off is never ACKed: max retries reached", async () => {
-    const [id] = await fleet.sendOk("central", { toNode: "ship1", method: "console", data: "x", ACKTimeout: 1, retries: 1 });
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "console",
+      data: "x",
+      ACKTimeout: 1,
+      retries: 1,
+    });
     const m = await fleet.waitState("central", id as string);
     assert.equal(m.state, "failed");
     assert.match(m.reason ?? "", /max retries reached/);
@@ -46,7 +59,12 @@ describe("allowedNodes from the startSubREQ… settings", () => {
 
 describe("op methods", () => {
   test("opProcessList lists the subscribers and their allowedNodes", async () => {
-    const [id] = await fleet.sendOk("central", { toNode: "ship1", method: "REQOpProcessList", methodArgs: [], replyMethod: "none" });
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "REQOpProcessList",
+      methodArgs: [],
+      replyMethod: "none",
+    });
     const m = await fleet.waitState("central", id as string);
     assert.equal(m.state, "done");
     assert.match(m.result?.data ?? "", /ship1 subscriber cliCommand allowedNodes=central/);
@@ -54,15 +72,29 @@ describe("op methods", () => {
   });
 
   test("opProcessStart starts a subscriber (with allowedNodes), opProcessStop stops it", async () => {
-    const start = await fleet.sendOk("central", { toNode: "ship1", method: "REQOpProcessStart", methodArgs: ["REQToConsole", "central"] });
+    const start = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "REQOpProcessStart",
+      methodArgs: ["REQToConsole", "central"],
+    });
     assert.equal((await fleet.waitState("central", start[0] as string)).state, "done");
     const [printed] = await fleet.sendOk("central", { toNode: "ship1", method: "console", data: "console is on" });
     assert.equal((await fleet.waitState("central", printed as string)).state, "done");
     await sleepUntil(() => fleet.node("ship1").stdout.includes("console is on"), { what: "ship1 printing" });
 
-    const stop = await fleet.sendOk("central", { toNode: "ship1", method: "REQOpProcessStop", methodArgs: ["REQToConsole", "ship1", "subscriber", "199"] });
+    const stop = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "REQOpProcessStop",
+      methodArgs: ["REQToConsole", "ship1", "subscriber", "199"],
+    });
     assert.equal((await fleet.waitState("central", stop[0] as string)).state, "done");
-    const [again] = await fleet.sendOk("central", { toNode: "ship1", method: "console", data: "console is off", ACKTimeout: 1, retries: 1 });
+    const [again] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "console",
+      data: "console is off",
+      ACKTimeout: 1,
+      retries: 1,
+    });
     assert.equal((await fleet.waitState("central", again as string)).state, "failed");
     assert.ok(!fleet.node("ship1").stdout.includes("console is off"));
   });
@@ -88,20 +120,34 @@ describe("op methods", () => {
     const [ps] = await fleet.sendOk("central", op({ opCmd: "ps" }));
     const listed = await fleet.waitState("central", ps as string);
     assert.doesNotMatch(listed.result?.data ?? "", /subscriber httpGet/);
-    const [startProc] = await fleet.sendOk("central", op({ opCmd: "startProc", opArg: { method: "REQHttpGet", allowedNodes: ["central", "node1"] } }));
+    const [startProc] = await fleet.sendOk(
+      "central",
+      op({ opCmd: "startProc", opArg: { method: "REQHttpGet", allowedNodes: ["central", "node1"] } }),
+    );
     assert.equal((await fleet.waitState("central", startProc as string)).state, "done");
     const [ps2] = await fleet.sendOk("central", op({ opCmd: "ps" }));
-    assert.match((await fleet.waitState("central", ps2 as string)).result?.data ?? "", /subscriber httpGet allowedNodes=central,node1/);
+    assert.match(
+      (await fleet.waitState("central", ps2 as string)).result?.data ?? "",
+      /subscriber httpGet allowedNodes=central,node1/,
+    );
     const log = readFileSync(join(fleet.node("central").dataFolder, "opcommand_logs", "ship2", "some.log"), "utf8");
     assert.match(log, /subscriber httpGet started/);
   });
 
   test("an op method cannot stop the op methods, and a bad opCmd is refused at input", async () => {
-    const [id] = await fleet.sendOk("central", { toNode: "ship2", method: "opProcessStop", methodArgs: ["opProcessStart"] });
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship2",
+      method: "opProcessStop",
+      methodArgs: ["opProcessStart"],
+    });
     const m = await fleet.waitState("central", id as string);
     assert.equal(m.state, "failed");
     assert.match(m.reason ?? "", /cut ship2 off from remote control/);
-    const [answer] = await fleet.send("central", { toNode: "ship2", method: "REQOpCommand", operation: { opCmd: "reboot" } });
+    const [answer] = await fleet.send("central", {
+      toNode: "ship2",
+      method: "REQOpCommand",
+      operation: { opCmd: "reboot" },
+    });
     assert.ok(answer && !answer.ok);
     assert.match(answer.error, /message 0, field "operation.opCmd"/);
   });

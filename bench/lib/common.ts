@@ -59,14 +59,28 @@ export class Bench {
   }
 
   /** A Steward node inside this process (its own store, socket, broker connection), with a way to await its messages. */
-  async inProcessNode(nodeName: string, centralNodeName: string, settings: Record<string, string> = {}): Promise<WatchedNode> {
-    const node = await startInProcessNode(join(this.dir, nodeName), nodeName, this.broker.url, centralNodeName, settings);
+  async inProcessNode(
+    nodeName: string,
+    centralNodeName: string,
+    settings: Record<string, string> = {},
+  ): Promise<WatchedNode> {
+    const node = await startInProcessNode(
+      join(this.dir, nodeName),
+      nodeName,
+      this.broker.url,
+      centralNodeName,
+      settings,
+    );
     this.onClose(() => node.node.close());
     return node;
   }
 
   /** A Steward node as its own process, running dist/cli/main.js. */
-  async processNode(nodeName: string, centralNodeName: string, settings: Record<string, string | number> = {}): Promise<NodeProcess> {
+  async processNode(
+    nodeName: string,
+    centralNodeName: string,
+    settings: Record<string, string | number> = {},
+  ): Promise<NodeProcess> {
     const p = new NodeProcess({
       nodeName,
       dir: join(this.dir, nodeName),
@@ -216,7 +230,10 @@ export async function startInProcessNode(
   );
   const node = await StewardNode.start(config, createLogger(nodeName, config.logLevel as "warn"));
   const watched = new WatchedNode(node);
-  await waitUntil(() => node.query("health", []) !== undefined && (node.query("health", []) as { broker: string }).broker === "up", 10_000);
+  await waitUntil(
+    () => node.query("health", []) !== undefined && (node.query("health", []) as { broker: string }).broker === "up",
+    10_000,
+  );
   return watched;
 }
 

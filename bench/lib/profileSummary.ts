@@ -52,7 +52,8 @@ export function summarize(path: string, top = 25): string {
   const lines = [`${path}: ${(total / 1e6).toFixed(1)} s sampled`, "", "self time by origin:"];
   for (const [k, us] of [...byOrigin].sort((a, b) => b[1] - a[1]).slice(0, 15)) lines.push(`  ${pct(us)}  ${k}`);
   lines.push("", `top ${top} functions by self time:`);
-  for (const [k, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(us)}  ${(us / 1000).toFixed(0).padStart(6)} ms  ${k}`);
+  for (const [k, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top))
+    lines.push(`  ${pct(us)}  ${(us / 1000).toFixed(0).padStart(6)} ms  ${k}`);
   return lines.join("\n");
 }
 

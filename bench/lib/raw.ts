@@ -4,8 +4,8 @@
  * any loader (`node -e`), so that its start time and memory are those of a
  * bare nats.js client too.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { type ChildProcess, spawn } from "node:child_process";
 import { msSince, now, ROOT } from "./common.js";
 
 /** Answers every request on `subject` with a short ACK-like payload. */

@@ -14,11 +14,19 @@ import { pathToFileURL } from "node:url";
 import { msSince, now, ROOT, startInProcessNode, type WatchedNode } from "./common.js";
 
 /** Start the named nodes in this process, `parallel` at a time. */
-export async function startSimNodes(dir: string, brokerAddress: string, central: string, names: string[], parallel = 25): Promise<WatchedNode[]> {
+export async function startSimNodes(
+  dir: string,
+  brokerAddress: string,
+  central: string,
+  names: string[],
+  parallel = 25,
+): Promise<WatchedNode[]> {
   const nodes: WatchedNode[] = [];
   for (let i = 0; i < names.length; i += parallel) {
     const batch = names.slice(i, i + parallel);
-    nodes.push(...(await Promise.all(batch.map((name) => startInProcessNode(join(dir, name), name, brokerAddress, central)))));
+    nodes.push(
+      ...(await Promise.all(batch.map((name) => startInProcessNode(join(dir, name), name, brokerAddress, central)))),
+    );
   }
   return nodes;
 }
@@ -29,7 +37,13 @@ export class SimFleet {
   /** Milliseconds until every node of every process was on the broker. */
   readyMs = 0;
 
-  static async start(dir: string, brokerAddress: string, central: string, names: string[], processes: number): Promise<SimFleet> {
+  static async start(
+    dir: string,
+    brokerAddress: string,
+    central: string,
+    names: string[],
+    processes: number,
+  ): Promise<SimFleet> {
     const fleet = new SimFleet();
     const t0 = now();
     try {
@@ -50,14 +64,21 @@ export class SimFleet {
 
   private spawnOne(dir: string, brokerAddress: string, central: string, names: string[]): Promise<void> {
     const prof = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-    const child = spawn(process.execPath, [...prof, "--import", "tsx", join(ROOT, "bench/lib/simNodes.ts"), dir, brokerAddress, central, names.join(",")], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      [...prof, "--import", "tsx", join(ROOT, "bench/lib/simNodes.ts"), dir, brokerAddress, central, names.join(",")],
+      {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     const exited = new Promise<void>((r) => child.once("exit", () => r()));
     this.children.push({ child, exited });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`simulated nodes not ready within 180 s (${names.length} nodes)`)), 180_000);
+      const timer = setTimeout(
+        () => reject(new Error(`simulated nodes not ready within 180 s (${names.length} nodes)`)),
+        180_000,
+      );
       child.once("exit", (code) => reject(new Error(`simulated nodes process exited (${code})`)));
       child.stdout?.setEncoding("utf8");
       child.stdout?.on("data", (d: string) => {

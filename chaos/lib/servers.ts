@@ -53,7 +53,10 @@ export async function clientsOf(httpPort: number): Promise<string[]> {
  */
 export function hubConfig(dir: string, leafPort: number, advertisePort: number): string[] {
   const file = join(dir, "hub.conf");
-  writeFileSync(file, `server_name: hub\nleafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${advertisePort}"\n}\n`);
+  writeFileSync(
+    file,
+    `server_name: hub\nleafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${advertisePort}"\n}\n`,
+  );
   return ["-c", file];
 }
 

@@ -133,7 +133,11 @@ export class Stream {
     while (this.next < total && !this.stopped) {
       const n = Math.min(chunk, total - this.next);
       const batch = Array.from({ length: n }, (_, k) =>
-        cmd(this.o.toNode, this.o.runs.args(this.o.then), { id: this.idOf(this.next + k), ...PATIENT, ...this.o.extra }),
+        cmd(this.o.toNode, this.o.runs.args(this.o.then), {
+          id: this.idOf(this.next + k),
+          ...PATIENT,
+          ...this.o.extra,
+        }),
       );
       let answers: Awaited<ReturnType<typeof submit>>;
       try {
@@ -236,12 +240,16 @@ export async function settle(
   const counts = runs?.counts() ?? new Map<string, number>();
   const expectFailed = opts.expectFailed ?? new Set<string>();
   fig.accepted += ids.length;
-  const lost = notDone(views, ids).filter((line) => !(expectFailed.has(line.split(":")[0] ?? "") && line.includes(": failed")));
+  const lost = notDone(views, ids).filter(
+    (line) => !(expectFailed.has(line.split(":")[0] ?? "") && line.includes(": failed")),
+  );
   fig.lost += lost.length;
-  if (lost.length > 0) fig.problems.push(`lost: ${lost.slice(0, 5).join("; ")}${lost.length > 5 ? ` … (${lost.length})` : ""}`);
+  if (lost.length > 0)
+    fig.problems.push(`lost: ${lost.slice(0, 5).join("; ")}${lost.length > 5 ? ` … (${lost.length})` : ""}`);
   for (const id of ids) {
     const v = views.get(id);
-    if (v && (v.state === "done" || v.state === "failed") && (v.exitCode !== null || v.reason !== null || v.rerun)) fig.replied++;
+    if (v && (v.state === "done" || v.state === "failed") && (v.exitCode !== null || v.reason !== null || v.rerun))
+      fig.replied++;
     if (!runs) continue;
     const n = counts.get(id) ?? 0;
     if (n >= 1) fig.executed++;
@@ -282,7 +290,10 @@ export async function answering(fleet: Pick<Fleet, "nodes">): Promise<boolean> {
 }
 
 /** Fold the recovery of one fault into the figures (the longest counts). */
-export async function noteRecovery(fig: Figures, watch: Promise<{ recoverS: number | null; drainS: number | null }>): Promise<void> {
+export async function noteRecovery(
+  fig: Figures,
+  watch: Promise<{ recoverS: number | null; drainS: number | null }>,
+): Promise<void> {
   const r = await watch;
   fig.recoverS = maxOf(fig.recoverS, r.recoverS);
   fig.drainS = maxOf(fig.drainS, r.drainS);

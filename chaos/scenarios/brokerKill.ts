@@ -6,7 +6,7 @@
 import { RunsLog } from "../../test/helpers/faults-helpers.js";
 import { Fleet } from "../../test/helpers/fleet.js";
 import type { Scenario } from "../lib/scenario.js";
-import { answering, emptyFigures, noteRecovery, recovery, since, settle, sleep, Stream } from "../lib/tally.js";
+import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 
 export const brokerKill: Scenario = {
   name: "brokerKill",
@@ -19,7 +19,14 @@ export const brokerKill: Scenario = {
     const fleet = await Fleet.start("chaos-broker", ["central", "ship1"]);
     try {
       const runs = new RunsLog(fleet, "broker-kill");
-      const stream = new Stream({ fleet, from: "central", toNode: "ship1", runs, prefix: "bk", total: size.messages }).start();
+      const stream = new Stream({
+        fleet,
+        from: "central",
+        toNode: "ship1",
+        runs,
+        prefix: "bk",
+        total: size.messages,
+      }).start();
       const watches: Promise<void>[] = [];
       for (let k = 1; k <= size.faults; k++) {
         // Spread the kills over the stream.

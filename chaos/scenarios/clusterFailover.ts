@@ -9,7 +9,7 @@ import { RunsLog } from "../../test/helpers/faults-helpers.js";
 import { Fleet } from "../../test/helpers/fleet.js";
 import type { Scenario } from "../lib/scenario.js";
 import { clientsOf, clusterConfigs, startServer } from "../lib/servers.js";
-import { answering, emptyFigures, noteRecovery, recovery, since, settle, sleep, Stream } from "../lib/tally.js";
+import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 
 export const clusterFailover: Scenario = {
   name: "clusterFailover",
@@ -32,7 +32,14 @@ export const clusterFailover: Scenario = {
       await fleet.add("central", { brokerAddress });
       await fleet.add("ship1", { brokerAddress });
       const runs = new RunsLog(fleet, "cluster");
-      const stream = new Stream({ fleet, from: "central", toNode: "ship1", runs, prefix: "cl", total: size.messages }).start();
+      const stream = new Stream({
+        fleet,
+        from: "central",
+        toNode: "ship1",
+        runs,
+        prefix: "cl",
+        total: size.messages,
+      }).start();
       const watches: Promise<void>[] = [];
       for (let k = 1; k <= size.faults; k++) {
         const at = Math.floor((size.messages * k) / (size.faults + 1));
@@ -40,7 +47,8 @@ export const clusterFailover: Scenario = {
         // Kill the receiver's server on odd rounds, the sender's on even ones.
         const victim = k % 2 === 1 ? "steward:ship1" : "steward:central";
         let idx = -1;
-        for (let i = 0; i < members.length && idx < 0; i++) if ((await clientsOf(members[i]?.httpPort ?? 0)).includes(victim)) idx = i;
+        for (let i = 0; i < members.length && idx < 0; i++)
+          if ((await clientsOf(members[i]?.httpPort ?? 0)).includes(victim)) idx = i;
         const server = servers[idx < 0 ? 0 : idx] as LocalNatsServer;
         await server.kill();
         fig.faults++;
@@ -49,7 +57,9 @@ export const clusterFailover: Scenario = {
         watches.push(noteRecovery(fig, recovery(fleet, "central", stream.ids, killed)));
         const before = stream.executions();
         await sleep(size.outageS * 1000);
-        log(`killed ${members[idx]?.name ?? "?"} (had ${victim}): ${stream.executions() - before} runs while it was down`);
+        log(
+          `killed ${members[idx]?.name ?? "?"} (had ${victim}): ${stream.executions() - before} runs while it was down`,
+        );
         await server.restart();
       }
       fig.notes.push("recover = from the kill (the server stays down)");

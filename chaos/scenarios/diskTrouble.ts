@@ -9,15 +9,25 @@
  * Needs root and `mount -t tmpfs` (a container without CAP_SYS_ADMIN cannot):
  * otherwise the scenario says so and is not run.
  */
+import Database from "better-sqlite3";
 import { execFileSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { submit } from "../../src/client/client.js";
 import { RunsLog } from "../../test/helpers/faults-helpers.js";
 import { Fleet } from "../../test/helpers/fleet.js";
 import type { Scenario } from "../lib/scenario.js";
-import { answering, emptyFigures, noteRecovery, PATIENT, recovery, since, settle, sleep, Stream } from "../lib/tally.js";
+import {
+  answering,
+  emptyFigures,
+  noteRecovery,
+  PATIENT,
+  recovery,
+  settle,
+  since,
+  sleep,
+  Stream,
+} from "../lib/tally.js";
 
 function mount(dir: string, mb: number): string | undefined {
   mkdirSync(dir, { recursive: true });
@@ -25,7 +35,11 @@ function mount(dir: string, mb: number): string | undefined {
     execFileSync("mount", ["-t", "tmpfs", "-o", `size=${mb}m`, "tmpfs", dir], { stdio: "pipe" });
     return undefined;
   } catch (err) {
-    return `cannot mount a tmpfs (${String((err as { stderr?: Buffer }).stderr ?? err).trim().split("\n")[0]})`;
+    return `cannot mount a tmpfs (${
+      String((err as { stderr?: Buffer }).stderr ?? err)
+        .trim()
+        .split("\n")[0]
+    })`;
   }
 }
 
@@ -86,7 +100,16 @@ export const diskTrouble: Scenario = {
       const runs = new RunsLog(fleet, "disk");
       let batch = 0;
       const stream = (n: number) =>
-        new Stream({ fleet, from: "central", toNode: "ship1", runs, prefix: `dk${batch++}`, total: n, window: 1e9, extra: PATIENT });
+        new Stream({
+          fleet,
+          from: "central",
+          toNode: "ship1",
+          runs,
+          prefix: `dk${batch++}`,
+          total: n,
+          window: 1e9,
+          extra: PATIENT,
+        });
 
       for (let k = 0; k < size.faults; k++) {
         // a) The receiver's disk full while messages arrive: it cannot store them, so it does not ACK them.
@@ -98,7 +121,8 @@ export const diskTrouble: Scenario = {
         await sleep(size.outageS * 1000);
         rmSync(join(dbShip, "filler"));
         await noteRecovery(fig, recovery(fleet, "central", s1.ids, Date.now()));
-        if (readFileSync(ship1.logPath, "utf8").includes("check free space")) errors.add("receiver: store write failed, says to check free space");
+        if (readFileSync(ship1.logPath, "utf8").includes("check free space"))
+          errors.add("receiver: store write failed, says to check free space");
 
         // b) The sender's disk full: the input says "not accepted" with the reason, per message.
         fill(dbCentral);
@@ -127,7 +151,9 @@ export const diskTrouble: Scenario = {
         const retry = await submit(fleet.node("central").socketPath, JSON.stringify(doc));
         for (const a of retry) if (a.ok && !allIds.includes(a.id)) allIds.push(a.id);
         await noteRecovery(fig, recovery(fleet, "central", allIds, Date.now()));
-        log(`round ${k + 1}: ${allIds.length} accepted; disk-full answers: ${refused.length} of ${answers.length} refused`);
+        log(
+          `round ${k + 1}: ${allIds.length} accepted; disk-full answers: ${refused.length} of ${answers.length} refused`,
+        );
       }
 
       // c) Read-only at start: the node refuses to start with a clear error; starts once the disk is writable.
@@ -149,8 +175,17 @@ export const diskTrouble: Scenario = {
       if (ship1.running) {
         fig.problems.push("ship1 started on a read-only database folder");
         await ship1.stop();
-      } else if (clear) errors.add(`read-only start: ${tail.split("\n").find((l) => clear && l.includes(clear[0]))?.slice(0, 240)}`);
-      else fig.problems.push(`ship1 did not start on a read-only folder, but said nothing clear: ${startError} ${tail.slice(-300)}`);
+      } else if (clear)
+        errors.add(
+          `read-only start: ${tail
+            .split("\n")
+            .find((l) => clear && l.includes(clear[0]))
+            ?.slice(0, 240)}`,
+        );
+      else
+        fig.problems.push(
+          `ship1 did not start on a read-only folder, but said nothing clear: ${startError} ${tail.slice(-300)}`,
+        );
       sh(["mount", "-o", "remount,rw", dbShip]);
       const back = Date.now();
       await ship1.start();

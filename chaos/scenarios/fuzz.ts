@@ -7,14 +7,14 @@
  * failed state with a reason), writes nothing outside its data folder, and
  * every valid message completes.
  */
+import { connect } from "@nats-io/transport-node";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect } from "@nats-io/transport-node";
 import { submit } from "../../src/client/client.js";
 import { RunsLog, statesOf } from "../../test/helpers/faults-helpers.js";
 import { Fleet, sleepUntil } from "../../test/helpers/fleet.js";
 import type { Scenario } from "../lib/scenario.js";
-import { answering, emptyFigures, since, settle } from "../lib/tally.js";
+import { answering, emptyFigures, settle, since } from "../lib/tally.js";
 
 /** The nodes' maxMessageSize: documents past it are refused; data past the broker's 1 MiB max_payload fails with a reason. */
 const MAX = 4 * 1024 * 1024;
@@ -55,7 +55,10 @@ function garbage(escapeTarget: string): string[] {
     j({ ...ok, __proto__: { polluted: true }, constructor: { prototype: { polluted: true } } }),
     j({ ...ok, data: 5 }),
     j({ ...ok, replyMethod: "nope" }),
-    j([{ ...ok, toNode: 1 }, { ...ok, method: 2 }]),
+    j([
+      { ...ok, toNode: 1 },
+      { ...ok, method: 2 },
+    ]),
     `${"x".repeat(MAX + 10)}`,
     j({ ...ok, directory: escapeTarget, method: "file", fileName: 7 }),
   ];
@@ -99,17 +102,42 @@ export const fuzz: Scenario = {
         // a) Socket: every garbage document alone, each followed by a valid one.
         for (const doc of garbage(escapeTarget)) {
           const bad = await submit(central.socketPath, doc).catch(() => []);
-          if (bad.length === 0 || bad.some((a) => a.ok)) miss(`socket document ${doc.slice(0, 60)}: ${JSON.stringify(bad).slice(0, 100)}`);
+          if (bad.length === 0 || bad.some((a) => a.ok))
+            miss(`socket document ${doc.slice(0, 60)}: ${JSON.stringify(bad).slice(0, 100)}`);
           else badAtInput++;
           for (const a of await submit(central.socketPath, JSON.stringify(good()))) if (a.ok) valid.push(a.id);
         }
         // b) Accepted at input, refused later with a reason: the method or the receiver says no.
         const later = [
           { toNode: "ghost", method: "ping", ACKTimeout: 1, retries: 0 },
-          { toNode: "ship1", method: "file", directory: "../../..", fileName: "x", data: "x", ACKTimeout: 5, retries: 2 },
-          { toNode: "ship1", method: "file", directory: escapeTarget, fileName: "x", data: "x", ACKTimeout: 5, retries: 2 },
+          {
+            toNode: "ship1",
+            method: "file",
+            directory: "../../..",
+            fileName: "x",
+            data: "x",
+            ACKTimeout: 5,
+            retries: 2,
+          },
+          {
+            toNode: "ship1",
+            method: "file",
+            directory: escapeTarget,
+            fileName: "x",
+            data: "x",
+            ACKTimeout: 5,
+            retries: 2,
+          },
           { toNode: "ship1", method: "file", directory: "d", fileName: "..", data: "x", ACKTimeout: 5, retries: 2 },
-          { toNode: "ship1", method: "cliCommand", methodArgs: ["true"], directory: "../../..", fileName: "esc", ACKTimeout: 5, retries: 2 },
+          {
+            toNode: "ship1",
+            method: "cliCommand",
+            methodArgs: ["true"],
+            directory: "../../..",
+            fileName: "esc",
+            ACKTimeout: 5,
+            retries: 2,
+          },
           { toNode: "ship1", method: "cliCommand", methodArgs: ["/no/such/command"], ACKTimeout: 5, retries: 2 },
           { toNode: "ship1", method: "console", data: "y".repeat(2 * 1024 * 1024), ACKTimeout: 5, retries: 2 },
         ];
@@ -122,7 +150,9 @@ export const fuzz: Scenario = {
         }
         // c) One batch of thousands, every other entry broken.
         const batch = Array.from({ length: size.messages }, (_, i) =>
-          i % 2 === 0 ? { id: `fzb-${round}-${i}`, toNode: "ship1", method: "ping", ACKTimeout: 5, retries: 50 } : { toNode: i },
+          i % 2 === 0
+            ? { id: `fzb-${round}-${i}`, toNode: "ship1", method: "ping", ACKTimeout: 5, retries: 50 }
+            : { toNode: i },
         );
         const answers = await submit(central.socketPath, JSON.stringify(batch));
         for (const a of answers) {
@@ -137,13 +167,29 @@ export const fuzz: Scenario = {
         valid.push(rf.id);
         // e) The wire: garbage straight onto ship1's and central's subjects; each must be refused, never run.
         const nc = await connect({ servers: fleet.broker.url });
-        const wire = ["", "{", "null", "[]", '{"id":"w1"}', JSON.stringify({ ...good(), id: "w2", fromNode: "central" }).slice(0, 30)];
-        const forged = { ...good(), id: "w3", fromNode: "mallory", toNode: "ship1", methodArgs: runs.args(), attempt: 1, methodTimeout: 5 };
+        const wire = [
+          "",
+          "{",
+          "null",
+          "[]",
+          '{"id":"w1"}',
+          JSON.stringify({ ...good(), id: "w2", fromNode: "central" }).slice(0, 30),
+        ];
+        const forged = {
+          ...good(),
+          id: "w3",
+          fromNode: "mallory",
+          toNode: "ship1",
+          methodArgs: runs.args(),
+          attempt: 1,
+          methodTimeout: 5,
+        };
         for (const subject of ["ship1.cliCommand", "ship1.file", "central.pong", "central.errorLog", "ship1._state"]) {
           for (const w of wire) {
             try {
               const r = await nc.request(subject, new TextEncoder().encode(w), { timeout: 15_000 });
-              if (!new TextDecoder().decode(r.data).includes("refused")) miss(`wire ${subject} ${w}: ${new TextDecoder().decode(r.data)}`);
+              if (!new TextDecoder().decode(r.data).includes("refused"))
+                miss(`wire ${subject} ${w}: ${new TextDecoder().decode(r.data)}`);
             } catch (err) {
               // _state takes notices without answering; a method subject must answer.
               if (subject !== "ship1._state") miss(`wire ${subject} ${w}: ${(err as Error).message}`);
@@ -163,7 +209,9 @@ export const fuzz: Scenario = {
           if (!answer.includes("refused") && !answer.includes('"ack"')) miss(`forged ${m.id}: ${answer}`);
         }
         await nc.close();
-        log(`round ${round + 1}: ${valid.length} valid accepted, ${badAtInput} refused at input, ${unanswered} bad without an error`);
+        log(
+          `round ${round + 1}: ${valid.length} valid accepted, ${badAtInput} refused at input, ${unanswered} bad without an error`,
+        );
       }
 
       await sleepUntil(() => readdirSync(central.readFolder).filter((f) => f.endsWith(".json")).length === 0, {
@@ -172,8 +220,10 @@ export const fuzz: Scenario = {
       });
       const failedDir = join(central.readFolder, "failed");
       const errorFiles = existsSync(failedDir) ? readdirSync(failedDir).filter((f) => f.endsWith(".error")) : [];
-      if (errorFiles.length !== size.faults) miss(`read folder: ${errorFiles.length} error files for ${size.faults} bad files`);
-      for (const f of errorFiles) if (!readFileSync(join(failedDir, f), "utf8").startsWith("error")) miss(`read folder error file ${f}`);
+      if (errorFiles.length !== size.faults)
+        miss(`read folder: ${errorFiles.length} error files for ${size.faults} bad files`);
+      for (const f of errorFiles)
+        if (!readFileSync(join(failedDir, f), "utf8").startsWith("error")) miss(`read folder error file ${f}`);
 
       // Valid ones all complete; the cliCommand ones ran once each.
       const views = await settle(fig, fleet, "central", valid, undefined);
@@ -191,18 +241,21 @@ export const fuzz: Scenario = {
       for (const id of mayFail) {
         const v = later.get(id);
         if (!(v?.state === "failed" && v.reason)) {
-          await sleepUntil(async () => (await statesOf(fleet, "central", [id])).get(id)?.state === "failed", { timeoutMs: 30_000 }).catch(
-            () => undefined,
-          );
+          await sleepUntil(async () => (await statesOf(fleet, "central", [id])).get(id)?.state === "failed", {
+            timeoutMs: 30_000,
+          }).catch(() => undefined);
           const again = (await statesOf(fleet, "central", [id])).get(id);
-          if (!(again?.state === "failed" && again.reason)) miss(`accepted bad message, not failed: ${JSON.stringify(again)}`);
+          if (!(again?.state === "failed" && again.reason))
+            miss(`accepted bad message, not failed: ${JSON.stringify(again)}`);
         }
       }
       for (const outside of [escapeTarget, join(fleet.dir, "..", "mallory"), join(fleet.dir, "ship1", "mallory")]) {
         if (existsSync(outside)) fig.problems.push(`something was written outside the data folder: ${outside}`);
       }
       fig.lost += fig.problems.filter((p) => p.startsWith("something was written")).length;
-      fig.notes.push(`${badAtInput} refused at input, ${mayFail.length} failed later with a reason, ${unanswered} unanswered`);
+      fig.notes.push(
+        `${badAtInput} refused at input, ${mayFail.length} failed later with a reason, ${unanswered} unanswered`,
+      );
       fig.lost += unanswered;
       fig.answering = (await answering(fleet)) && fleet.node("central").running && fleet.node("ship1").running;
     } finally {

@@ -10,4 +10,14 @@ import { senderKill } from "./senderKill.js";
 import { slowMethods } from "./slowMethods.js";
 import { targetOffline } from "./targetOffline.js";
 
-export const SCENARIOS: Scenario[] = [brokerKill, receiverKill, senderKill, targetOffline, clusterFailover, leafCut, fuzz, diskTrouble, slowMethods];
+export const SCENARIOS: Scenario[] = [
+  brokerKill,
+  receiverKill,
+  senderKill,
+  targetOffline,
+  clusterFailover,
+  leafCut,
+  fuzz,
+  diskTrouble,
+  slowMethods,
+];

@@ -12,7 +12,7 @@ import { Fleet } from "../../test/helpers/fleet.js";
 import { freePort, TcpProxy } from "../lib/net.js";
 import type { Scenario } from "../lib/scenario.js";
 import { hubConfig, leafConfig, startServer } from "../lib/servers.js";
-import { answering, emptyFigures, noteRecovery, recovery, since, settle, sleep, Stream } from "../lib/tally.js";
+import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 
 const CHUNK = 25;
 const WINDOW = 50;
@@ -39,7 +39,17 @@ export const leafCut: Scenario = {
       const runs = new RunsLog(fleet, "leaf");
       // Retries enough for the outages: attempts burn while ship1 is unreachable (DESIGN §3.3).
       const extra = { ACKTimeout: 2, retries: 2000, replyACKTimeout: 2, replyRetries: 2000 };
-      const stream = new Stream({ fleet, from: "central", toNode: "ship1", runs, prefix: "lf", total: size.messages, extra, chunk: CHUNK, window: WINDOW }).start();
+      const stream = new Stream({
+        fleet,
+        from: "central",
+        toNode: "ship1",
+        runs,
+        prefix: "lf",
+        total: size.messages,
+        extra,
+        chunk: CHUNK,
+        window: WINDOW,
+      }).start();
       const watches: Promise<void>[] = [];
       for (let k = 1; k <= size.faults; k++) {
         const at = Math.floor((size.messages * k) / (size.faults + 1));
@@ -53,8 +63,11 @@ export const leafCut: Scenario = {
         proxy.restore();
         watches.push(noteRecovery(fig, recovery(fleet, "central", stream.ids, Date.now())));
         // Only messages ship1 had already received may run while it is cut off: at most a window and a chunk.
-        log(`leaf link cut (${mode}) ${size.outageS}s: ${duringCut} runs during the cut, ${stream.executions()} runs so far`);
-        if (duringCut > WINDOW + CHUNK) fig.problems.push(`${duringCut} runs while the leaf link was cut: the cut did not hold`);
+        log(
+          `leaf link cut (${mode}) ${size.outageS}s: ${duringCut} runs during the cut, ${stream.executions()} runs so far`,
+        );
+        if (duringCut > WINDOW + CHUNK)
+          fig.problems.push(`${duringCut} runs while the leaf link was cut: the cut did not hold`);
       }
       await stream.finished();
       await Promise.all(watches);

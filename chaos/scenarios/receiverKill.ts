@@ -6,7 +6,7 @@
 import { RunsLog } from "../../test/helpers/faults-helpers.js";
 import { Fleet } from "../../test/helpers/fleet.js";
 import type { Scenario } from "../lib/scenario.js";
-import { answering, emptyFigures, noteRecovery, recovery, since, settle, sleep, Stream } from "../lib/tally.js";
+import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 
 export const receiverKill: Scenario = {
   name: "receiverKill",
@@ -21,7 +21,17 @@ export const receiverKill: Scenario = {
       const runs = new RunsLog(fleet, "receiver-kill");
       const ship1 = fleet.node("ship1");
       // Each run takes a moment, so that some are running when ship1 dies.
-      const stream = new Stream({ fleet, from: "central", toNode: "ship1", runs, prefix: "rk", total: size.messages, then: "sleep 0.05", chunk: 10, window: 20 });
+      const stream = new Stream({
+        fleet,
+        from: "central",
+        toNode: "ship1",
+        runs,
+        prefix: "rk",
+        total: size.messages,
+        then: "sleep 0.05",
+        chunk: 10,
+        window: 20,
+      });
       stream.start();
       const watches: Promise<void>[] = [];
       for (let k = 1; k <= size.faults; k++) {

@@ -8,7 +8,7 @@
 import { RunsLog } from "../../test/helpers/faults-helpers.js";
 import { Fleet } from "../../test/helpers/fleet.js";
 import type { Scenario } from "../lib/scenario.js";
-import { answering, emptyFigures, noteRecovery, recovery, since, settle, sleep, Stream } from "../lib/tally.js";
+import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 
 export const senderKill: Scenario = {
   name: "senderKill",
@@ -22,7 +22,15 @@ export const senderKill: Scenario = {
     try {
       const runs = new RunsLog(fleet, "sender-kill");
       const central = fleet.node("central");
-      const stream = new Stream({ fleet, from: "central", toNode: "ship1", runs, prefix: "sk", total: size.messages, window: 300 }).start();
+      const stream = new Stream({
+        fleet,
+        from: "central",
+        toNode: "ship1",
+        runs,
+        prefix: "sk",
+        total: size.messages,
+        window: 300,
+      }).start();
       const watches: Promise<void>[] = [];
       for (let k = 1; k <= size.faults; k++) {
         const at = Math.floor((size.messages * k) / (size.faults + 1));

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { cmd, RunsLog } from "../../test/helpers/faults-helpers.js";
 import { Fleet, sleepUntil } from "../../test/helpers/fleet.js";
 import type { Scenario } from "../lib/scenario.js";
-import { answering, emptyFigures, rssKiB, since, settle, Stream } from "../lib/tally.js";
+import { answering, emptyFigures, rssKiB, settle, since, Stream } from "../lib/tally.js";
 
 /** The receiver's resident memory must stay under this while a command prints gigabytes. */
 const RSS_BOUND_MIB = 300;
@@ -37,9 +37,15 @@ export const slowMethods: Scenario = {
       const badMsgs = [];
       const p = { ACKTimeout: 5, retries: 50, replyACKTimeout: 5, replyRetries: 50 };
       for (let i = 0; i < size.faults; i++) {
-        badMsgs.push(cmd("ship1", bad.args(`exec sleep 100000; : ${marker}`), { ...p, id: `stuck-${i}`, methodTimeout: 3 }));
         badMsgs.push(
-          cmd("ship1", bad.args(`head -c ${size.outageS}G /dev/zero; : ${marker}`), { ...p, id: `loud-${i}`, methodTimeout: 120 }),
+          cmd("ship1", bad.args(`exec sleep 100000; : ${marker}`), { ...p, id: `stuck-${i}`, methodTimeout: 3 }),
+        );
+        badMsgs.push(
+          cmd("ship1", bad.args(`head -c ${size.outageS}G /dev/zero; : ${marker}`), {
+            ...p,
+            id: `loud-${i}`,
+            methodTimeout: 120,
+          }),
         );
         badMsgs.push(
           cmd("ship1", bad.args(`for k in 1 2 3; do (exec -a ${marker} sleep 100000) & done; exit 0`), {
@@ -52,7 +58,15 @@ export const slowMethods: Scenario = {
       }
       fig.faults = badMsgs.length;
       const badIds = await fleet.sendOk("central", badMsgs);
-      const stream = new Stream({ fleet, from: "central", toNode: "ship1", runs, prefix: "sl", total: size.messages, window: 50 }).start();
+      const stream = new Stream({
+        fleet,
+        from: "central",
+        toNode: "ship1",
+        runs,
+        prefix: "sl",
+        total: size.messages,
+        window: 50,
+      }).start();
       await stream.finished();
       const views = await settle(fig, fleet, "central", stream.ids, runs);
       log(`${stream.ids.length} ordinary messages done while the bad ones ran`);
@@ -60,7 +74,8 @@ export const slowMethods: Scenario = {
       clearInterval(sampler);
       for (const id of badIds) {
         const v = badViews.get(id);
-        if (id.startsWith("loud") && !(v?.state === "done" && (v.result?.truncated ?? 0) >= 0)) fig.problems.push(`loud: ${JSON.stringify(v)}`);
+        if (id.startsWith("loud") && !(v?.state === "done" && (v.result?.truncated ?? 0) >= 0))
+          fig.problems.push(`loud: ${JSON.stringify(v)}`);
       }
       let left: number[] = [];
       await sleepUntil(

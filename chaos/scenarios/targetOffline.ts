@@ -9,7 +9,7 @@ import { RunsLog } from "../../test/helpers/faults-helpers.js";
 import { Fleet } from "../../test/helpers/fleet.js";
 import { TcpProxy } from "../lib/net.js";
 import type { Scenario } from "../lib/scenario.js";
-import { answering, emptyFigures, noteRecovery, recovery, since, settle, sleep, Stream } from "../lib/tally.js";
+import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 
 export const targetOffline: Scenario = {
   name: "targetOffline",
@@ -29,7 +29,16 @@ export const targetOffline: Scenario = {
       // a) ship1 stopped while its messages are sent.
       const runs1 = new RunsLog(fleet, "offline-stopped");
       await fleet.node("ship1").stop();
-      const s1 = new Stream({ fleet, from: "central", toNode: "ship1", runs: runs1, prefix: "off1", total: size.messages, extra, window: 1e9 });
+      const s1 = new Stream({
+        fleet,
+        from: "central",
+        toNode: "ship1",
+        runs: runs1,
+        prefix: "off1",
+        total: size.messages,
+        extra,
+        window: 1e9,
+      });
       await s1.start().finished();
       fig.faults++;
       await sleep(size.outageS * 1000);
@@ -41,7 +50,16 @@ export const targetOffline: Scenario = {
       // b) ship2's link stalled (bytes stop, sockets stay open) while its messages are sent.
       const runs2 = new RunsLog(fleet, "offline-stalled");
       proxy.cut("stall");
-      const s2 = new Stream({ fleet, from: "central", toNode: "ship2", runs: runs2, prefix: "off2", total: size.messages, extra, window: 1e9 });
+      const s2 = new Stream({
+        fleet,
+        from: "central",
+        toNode: "ship2",
+        runs: runs2,
+        prefix: "off2",
+        total: size.messages,
+        extra,
+        window: 1e9,
+      });
       await s2.start().finished();
       fig.faults++;
       await sleep(size.outageS * 1000);

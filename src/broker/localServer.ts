@@ -55,9 +55,13 @@ export class LocalNatsServer {
     if (!bin) throw new Error("nats-server is not installed: run ./setup.sh, or apt-get install -y nats-server");
     const portsDir = join(this.opts.dir, `ports-${Date.now()}-${Math.random().toString(36).slice(2)}`);
     mkdirSync(portsDir, { recursive: true });
-    const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), "--ports_file_dir", portsDir, ...(this.opts.args ?? [])], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const child = spawn(
+      bin,
+      ["-a", "127.0.0.1", "-p", String(port), "--ports_file_dir", portsDir, ...(this.opts.args ?? [])],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     let stderr = "";
     child.stderr?.setEncoding("utf8");
     child.stderr?.on("data", (d: string) => {
@@ -73,7 +77,8 @@ export class LocalNatsServer {
     const deadline = Date.now() + 10_000;
     try {
       while (Date.now() < deadline) {
-        if (this.child !== child) throw new Error(`nats-server exited at start: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+        if (this.child !== child)
+          throw new Error(`nats-server exited at start: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
         const file = readdirSync(portsDir).find((f) => f.endsWith(".ports"));
         if (file) {
           const ports = JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats?: string[] };

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalNatsServer } from "../broker/localServer.js";
-import { listNodes, type MessageView, messageStatus, submit, waitForFinal } from "../client/client.js";
+import { listNodes, messageStatus, submit, waitForFinal, type MessageView } from "../client/client.js";
 import { NodeProcess } from "../node/process.js";
 import { takeFlag } from "./args.js";
 import { ago, stateText, table } from "./format.js";
@@ -59,7 +59,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
         brokerAddress: (broker as LocalNatsServer).url,
         settings: { startPubREQHello: 2 },
       });
-    const [central, ship1, ship2] = [make("central"), make("ship1"), make("ship2")] as [NodeProcess, NodeProcess, NodeProcess];
+    const [central, ship1, ship2] = [make("central"), make("ship1"), make("ship2")] as [
+      NodeProcess,
+      NodeProcess,
+      NodeProcess,
+    ];
     nodes.push(central, ship1, ship2);
     await Promise.all(nodes.map((n) => n.start()));
     for (const n of nodes) say(`${n.opts.nodeName.padEnd(8)} pid ${n.pid}, socket ${n.socketPath}`);
@@ -80,7 +84,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
     const first = await waitForFinal(central.socketPath, ids, { timeoutMs: 20_000 });
     for (const m of first.values()) showResult(m);
     say(`results written on central: ${join(central.dataFolder, "demo", "<node>", "hello.result")}`);
-    say(`  ship1's file says: ${readFileSync(join(central.dataFolder, "demo", "ship1", "hello.result"), "utf8").trim()}`);
+    say(
+      `  ship1's file says: ${readFileSync(join(central.dataFolder, "demo", "ship1", "hello.result"), "utf8").trim()}`,
+    );
 
     step("central → ship1: cliCommandCont, output streamed back while the command runs");
     const [streamId] = await acceptAll(
@@ -101,7 +107,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
       onChange: (m) => say(`state on central: ${stateText(m)}`),
     });
     showResult(streamed.get(streamId) as MessageView);
-    say(`streamed file on central: ${readFileSync(join(central.dataFolder, "demo", "ship1", "stream.log"), "utf8").trim().replace(/\n/g, " | ")}`);
+    say(
+      `streamed file on central: ${readFileSync(join(central.dataFolder, "demo", "ship1", "stream.log"), "utf8")
+        .trim()
+        .replace(/\n/g, " | ")}`,
+    );
 
     step("Stopping ship2: it goes offline");
     await ship2.stop();

@@ -21,7 +21,9 @@ export function ago(ms: number | null, now = Date.now()): string {
 }
 
 /** "sent (attempt 2)", "done (exit 0)", "failed: reason" */
-export function stateText(m: Pick<MessageView, "state" | "attempt" | "exitCode" | "reason" | "rerun" | "parts">): string {
+export function stateText(
+  m: Pick<MessageView, "state" | "attempt" | "exitCode" | "reason" | "rerun" | "parts">,
+): string {
   switch (m.state) {
     case "running":
       return m.parts ? `running (${m.parts} part${m.parts === 1 ? "" : "s"} back)` : "running";

@@ -54,7 +54,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     // Messages, not stack traces: STEWARD_DEBUG=1 shows where an unexpected error came from.
-    const text = err instanceof Error ? (process.env.STEWARD_DEBUG ? (err.stack ?? err.message) : err.message) : String(err);
+    const text =
+      err instanceof Error ? (process.env.STEWARD_DEBUG ? (err.stack ?? err.message) : err.message) : String(err);
     process.stderr.write(`steward: ${text}\n`);
     if (err instanceof UsageError) process.stderr.write(`Run "steward --help" for usage.\n`);
     process.exitCode = err instanceof UsageError ? 2 : 1;

@@ -69,7 +69,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
     document = JSON.stringify(message);
   } else {
     const file = rest[0];
-    if (!file || rest.length > 1) throw new UsageError('give one FILE of messages, or "--to NODE -- COMMAND"; see "steward send --help"');
+    if (!file || rest.length > 1)
+      throw new UsageError('give one FILE of messages, or "--to NODE -- COMMAND"; see "steward send --help"');
     try {
       document = readFileSync(file === "-" ? 0 : file, "utf8");
     } catch (err) {

@@ -21,7 +21,14 @@ export interface MessageView {
   rerun?: boolean;
   /** While a streamed or scheduled method runs: how many parts are back. */
   parts?: number;
-  result?: { data?: string; stderr?: string; error?: string; exitCode: number | null; rerun?: boolean; truncated?: number };
+  result?: {
+    data?: string;
+    stderr?: string;
+    error?: string;
+    exitCode: number | null;
+    rerun?: boolean;
+    truncated?: number;
+  };
 }
 
 export interface NodeView {
@@ -89,10 +96,10 @@ export async function health(socketPath: string): Promise<Health> {
   return query(socketPath, "health");
 }
 
-
 /** Ask the node for the messages once all are final, or after `ms` as they are then (the node's `wait` query). */
 export async function waitQuery(socketPath: string, ids: string[], ms: number): Promise<MessageView[]> {
-  return (await query<{ messages: MessageView[] }>(socketPath, `wait ${Math.max(0, Math.round(ms))} ${ids.join(" ")}`)).messages;
+  return (await query<{ messages: MessageView[] }>(socketPath, `wait ${Math.max(0, Math.round(ms))} ${ids.join(" ")}`))
+    .messages;
 }
 
 /**

@@ -10,8 +10,8 @@
  * sent the request, with the path taken from the stored request, and moves
  * that request to done or failed.
  */
-import { readFileSync } from "node:fs";
 import type { Msg } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
 import { errorText, MethodError, StoreError } from "../errors.js";
 import { newId } from "../message/id.js";
 import type { Envelope, MethodResult } from "../message/message.js";
@@ -21,11 +21,11 @@ import type { MethodOutput } from "../methods/method.js";
 import type { Logger } from "../node/log.js";
 import { type AllowedNodes, Subscribers } from "../node/subscribers.js";
 import type { Store } from "../store/store.js";
+import { abortableSleep } from "../timers.js";
 import type { Outbox } from "./outbox.js";
 import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import { type Ack, decodeJson, encode, envelopeProblem, type StateNotice } from "./wire.js";
-import { abortableSleep } from "../timers.js";
 
 export interface InboxOptions {
   nodeName: string;
@@ -150,7 +150,11 @@ export class Inbox {
         stored.toNode !== env.fromNode ||
         canonicalMethod(stored.envelope.replyMethod) !== method
       ) {
-        this.refuse(msg, `reply ${env.id} from ${env.fromNode} answers no ${method} request of ${this.o.nodeName} (${env.requestId})`, env);
+        this.refuse(
+          msg,
+          `reply ${env.id} from ${env.fromNode} answers no ${method} request of ${this.o.nodeName} (${env.requestId})`,
+          env,
+        );
         return;
       }
     }
@@ -163,7 +167,8 @@ export class Inbox {
       this.o.log.error("cannot store a received message; not ACKing it", { id: env.id, reason: errorText(err) });
       return;
     }
-    if (!fresh) this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
+    if (!fresh)
+      this.o.log.debug("duplicate message ACKed again, not run again", { id: env.id, fromNode: env.fromNode });
     // Its task starts now and writes the run's start in this same turn, so that one disk sync covers
     // the message and its start; the run itself waits for that sync (see execute).
     // Stored: run it whatever happens to the ACK (a failed respond must not strand it until restart).
@@ -174,7 +179,11 @@ export class Inbox {
         if (msg.reply) msg.respond(encode({ ack: env.id } satisfies Ack));
       },
       // Not ACKed: the sender re-sends. If the turn was rolled back, the task finds its message gone and does not run it.
-      (err: unknown) => this.o.log.error("a received message is not confirmed on disk; not ACKing it", { id: env.id, reason: errorText(err) }),
+      (err: unknown) =>
+        this.o.log.error("a received message is not confirmed on disk; not ACKing it", {
+          id: env.id,
+          reason: errorText(err),
+        }),
     );
   }
 
@@ -212,7 +221,10 @@ export class Inbox {
     const task = this.execute(env, rerun, ac, receivedAt, request)
       .catch((err: unknown) =>
         err instanceof NotStored
-          ? this.o.log.warn("a received message was rolled back before it ran (disk trouble); not run, not ACKed: its sender sends it again", { id: env.id })
+          ? this.o.log.warn(
+              "a received message was rolled back before it ran (disk trouble); not run, not ACKed: its sender sends it again",
+              { id: env.id },
+            )
           : this.o.log.error("message task failed", { id: env.id, reason: errorText(err) }),
       )
       .finally(() => {
@@ -222,7 +234,13 @@ export class Inbox {
     this.tasks.add(task);
   }
 
-  private async execute(env: Envelope, rerun: boolean, ac: AbortController, receivedAt: number, known?: Envelope): Promise<void> {
+  private async execute(
+    env: Envelope,
+    rerun: boolean,
+    ac: AbortController,
+    receivedAt: number,
+    known?: Envelope,
+  ): Promise<void> {
     const { store, log } = this.o;
     const method = canonicalMethod(env.method) as MethodName;
     const isReply = env.requestId !== undefined;
@@ -251,11 +269,21 @@ export class Inbox {
     // so the notice waits a moment (a message and a store write less per quick message on both sides).
     const notice = isReply
       ? undefined
-      : setTimeout(() => this.o.transport.publish(stateSubject(env.fromNode), encode({ id: env.id, state: "running" } satisfies StateNotice)), RUNNING_NOTICE_MS);
+      : setTimeout(
+          () =>
+            this.o.transport.publish(
+              stateSubject(env.fromNode),
+              encode({ id: env.id, state: "running" } satisfies StateNotice),
+            ),
+          RUNNING_NOTICE_MS,
+        );
 
     const started = Date.now();
     let parts = 0;
-    const emit = !isReply && wantsReply(method) ? (data: string) => this.sendPart(env, { data, exitCode: null }, undefined, ++parts, rerun) : undefined;
+    const emit =
+      !isReply && wantsReply(method)
+        ? (data: string) => this.sendPart(env, { data, exitCode: null }, undefined, ++parts, rerun)
+        : undefined;
     let { output, error } = await this.runOnce(env, method, request, ac.signal, emit);
 
     // schedule [interval, total]: run again every interval until total has passed since the message arrived;
@@ -278,7 +306,11 @@ export class Inbox {
     if (isReply && env.result?.partial) {
       // A part of a streamed or scheduled result: written by the reply method above; the request runs on.
       const requestId = env.requestId as string;
-      await complete(() => store.completeRun(env, undefined, () => store.progress(requestId, { ...env.result, ...(env.data !== undefined && { data: env.data }) })));
+      await complete(() =>
+        store.completeRun(env, undefined, () =>
+          store.progress(requestId, { ...env.result, ...(env.data !== undefined && { data: env.data }) }),
+        ),
+      );
       if (error) log.warn("reply method failed on a streamed part", { id: env.id, requestId, reason: error });
       return;
     }
@@ -303,13 +335,16 @@ export class Inbox {
       return;
     }
 
-    const reply = wantsReply(method) ? this.buildReply(env, output, error, rerun, parts > 0 ? { seq: parts + 1, partial: false } : undefined) : undefined;
+    const reply = wantsReply(method)
+      ? this.buildReply(env, output, error, rerun, parts > 0 ? { seq: parts + 1, partial: false } : undefined)
+      : undefined;
     await complete(() => store.completeRun(env, reply));
     if (reply) this.o.outbox.deliver({ envelope: reply, attempt: 0 });
     this.o.onExecuted?.(env, output, error, rerun, Date.now() - started);
     if (error) {
       log.warn("method failed", { id: env.id, method, fromNode: env.fromNode, reason: error });
-      if (method !== "errorLog") this.o.reportError({ toNode: this.o.nodeName, fromNode: env.fromNode, method, id: env.id, reason: error });
+      if (method !== "errorLog")
+        this.o.reportError({ toNode: this.o.nodeName, fromNode: env.fromNode, method, id: env.id, reason: error });
     } else {
       log.debug("method done", { id: env.id, method, fromNode: env.fromNode, exitCode: output.exitCode });
     }
@@ -353,7 +388,10 @@ export class Inbox {
     signal.addEventListener("abort", onShutdown, { once: true });
     const timeout =
       env.methodTimeout >= 0
-        ? setTimeout(() => run.abort(new Error(`method timed out after ${env.methodTimeout}s (methodTimeout)`)), env.methodTimeout * 1000)
+        ? setTimeout(
+            () => run.abort(new Error(`method timed out after ${env.methodTimeout}s (methodTimeout)`)),
+            env.methodTimeout * 1000,
+          )
         : undefined;
     try {
       const output = await METHODS[method]({
@@ -389,10 +427,12 @@ export class Inbox {
   /** Send one part of a streamed or scheduled result now, stored first like every reply. */
   private sendPart(env: Envelope, output: MethodOutput, error: string | undefined, seq: number, rerun: boolean): void {
     const part = this.buildReply(env, output, error, rerun, { seq, partial: true });
-    const failed = (err: unknown) => this.o.log.error("cannot store a part of a streamed result", { id: env.id, seq, reason: errorText(err) });
+    const failed = (err: unknown) =>
+      this.o.log.error("cannot store a part of a streamed result", { id: env.id, seq, reason: errorText(err) });
     try {
       // Sent once on disk, like every reply (parts of one run reach the disk, and so the outbox, in order).
-      if (this.o.store.addOutgoing(part)) this.o.store.durable().then(() => this.o.outbox.deliver({ envelope: part, attempt: 0 }), failed);
+      if (this.o.store.addOutgoing(part))
+        this.o.store.durable().then(() => this.o.outbox.deliver({ envelope: part, attempt: 0 }), failed);
     } catch (err) {
       failed(err);
     }
@@ -444,7 +484,9 @@ export class Inbox {
     const grace = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
         if (this.tasks.size > 0)
-          this.o.log.warn("stopping with methods still running; they run again at next start", { running: this.tasks.size });
+          this.o.log.warn("stopping with methods still running; they run again at next start", {
+            running: this.tasks.size,
+          });
         resolve();
       }, graceMs);
     });

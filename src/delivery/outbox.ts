@@ -17,10 +17,10 @@ import type { Envelope } from "../message/message.js";
 import { wantsReply } from "../message/methods.js";
 import type { Logger } from "../node/log.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
+import { MAX_TIMER_MS } from "../timers.js";
 import { methodSubject, onlineSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import { type Ack, decodeJson, encode } from "./wire.js";
-import { MAX_TIMER_MS } from "../timers.js";
 
 export interface OutboxHooks {
   /** Retries spent or refused: report to central's error log. */
@@ -196,7 +196,8 @@ export class Outbox {
   private watch(node: string): void {
     const w = this.watching.get(node);
     if (w) w.count++;
-    else this.watching.set(node, { count: 1, end: this.transport.subscribe(onlineSubject(node), () => this.wake(node)) });
+    else
+      this.watching.set(node, { count: 1, end: this.transport.subscribe(onlineSubject(node), () => this.wake(node)) });
   }
 
   private unwatch(node: string): void {

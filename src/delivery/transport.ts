@@ -7,9 +7,6 @@
  *   connecting ──connected──▶ up ──disconnect──▶ down ──reconnect──▶ up
  *        └────────────────────── close() ─────────────────────────▶ closed
  */
-import { readFile } from "node:fs/promises";
-import { connect as tcpConnect, isIP } from "node:net";
-import { connect as tlsConnect } from "node:tls";
 import {
   type Authenticator,
   AuthorizationError,
@@ -25,6 +22,9 @@ import {
   type TlsOptions,
   UserAuthenticationExpiredError,
 } from "@nats-io/transport-node";
+import { readFile } from "node:fs/promises";
+import { isIP, connect as tcpConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import type { Logger } from "../node/log.js";
 
 export type LinkState = "connecting" | "up" | "down" | "closed";
@@ -94,10 +94,18 @@ export class Transport {
           noAsyncTraces: true,
         });
         // close() does not wait out a pending attempt (up to nats.js's 20 s connect timeout).
-        const nc = await Promise.race([attempt, new Promise<undefined>((r) => (this.stopWaiting = () => r(undefined)))]);
+        const nc = await Promise.race([
+          attempt,
+          new Promise<undefined>((r) => (this.stopWaiting = () => r(undefined))),
+        ]);
         this.stopWaiting = undefined;
         if (!nc || this.closing) {
-          attempt.then((late) => late.close(), () => undefined).catch(() => undefined);
+          attempt
+            .then(
+              (late) => late.close(),
+              () => undefined,
+            )
+            .catch(() => undefined);
           break;
         }
         this.nc = nc;
@@ -113,9 +121,12 @@ export class Transport {
       } catch (err) {
         const problem = await this.explain(err, tls);
         if (problem !== this.lastProblem) {
-          log.warn(`cannot connect to broker at ${this.opts.brokerAddress}; retrying every ${this.opts.retryInterval}s`, {
-            reason: problem,
-          });
+          log.warn(
+            `cannot connect to broker at ${this.opts.brokerAddress}; retrying every ${this.opts.retryInterval}s`,
+            {
+              reason: problem,
+            },
+          );
           this.lastProblem = problem;
         }
       }
@@ -156,12 +167,18 @@ export class Transport {
     };
     const out: Security = {};
     if (nkeySeedFile && credsFile) {
-      throw new LinkProblem(`both nkeySeedFile (${nkeySeedFile}) and natsCredsFile (${credsFile}) are set; a creds file holds its own seed: set only one`);
+      throw new LinkProblem(
+        `both nkeySeedFile (${nkeySeedFile}) and natsCredsFile (${credsFile}) are set; a creds file holds its own seed: set only one`,
+      );
     }
     if (nkeySeedFile) {
       const text = await read("nkeySeedFile", nkeySeedFile);
-      const seed = text.split("\n").map((l) => l.trim()).find((l) => l.startsWith("SU"));
-      if (!seed) throw new LinkProblem(`nkeySeedFile ${nkeySeedFile} holds no user nkey seed (a line starting with "SU")`);
+      const seed = text
+        .split("\n")
+        .map((l) => l.trim())
+        .find((l) => l.startsWith("SU"));
+      if (!seed)
+        throw new LinkProblem(`nkeySeedFile ${nkeySeedFile} holds no user nkey seed (a line starting with "SU")`);
       const bytes = new TextEncoder().encode(seed);
       try {
         this.nkeyPublic = nkeys.fromSeed(bytes).getPublicKey();
@@ -183,7 +200,11 @@ export class Transport {
       out.authenticator = authenticator;
     }
     if (Boolean(tlsCertFile) !== Boolean(tlsKeyFile)) {
-      throw new LinkProblem(tlsCertFile ? `tlsCertFile ${tlsCertFile} is set but tlsKeyFile is not` : `tlsKeyFile ${tlsKeyFile} is set but tlsCertFile is not`);
+      throw new LinkProblem(
+        tlsCertFile
+          ? `tlsCertFile ${tlsCertFile} is set but tlsKeyFile is not`
+          : `tlsKeyFile ${tlsKeyFile} is set but tlsCertFile is not`,
+      );
     }
     if (rootCAPath || tlsCertFile) {
       const tls: TlsOptions = {};
@@ -270,7 +291,14 @@ export class Transport {
       sock.once("error", () => done());
       // The broker speaks first (INFO, in clear); TLS starts after it.
       sock.once("data", () => {
-        secured = tlsConnect({ socket: sock, host, ...(isIP(host) ? {} : { servername: host }), ca: tls.ca, cert: tls.cert, key: tls.key });
+        secured = tlsConnect({
+          socket: sock,
+          host,
+          ...(isIP(host) ? {} : { servername: host }),
+          ca: tls.ca,
+          cert: tls.cert,
+          key: tls.key,
+        });
         secured.once("error", done);
         secured.once("secureConnect", () => secured?.write("PING\r\n"));
         secured.once("data", () => done());

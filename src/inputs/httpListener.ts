@@ -45,16 +45,19 @@ async function serve(req: IncomingMessage, res: ServerResponse, o: HttpListenerO
   const parts = url.pathname.split("/").filter(Boolean);
   if (parts[0] === "messages" && parts.length === 1 && req.method === "POST") {
     const body = await readBody(req, o.maxBytes);
-    if (body === undefined) return send(res, 413, { error: `body larger than ${o.maxBytes} bytes; split it into several requests` });
+    if (body === undefined)
+      return send(res, 413, { error: `body larger than ${o.maxBytes} bytes; split it into several requests` });
     const results = await o.acceptor.accept(body, "httpListener");
     return send(res, results.every((r) => r.ok) ? 200 : 422, { results });
   }
-  if (req.method !== "GET") return send(res, 405, { error: `${req.method} ${url.pathname} is not served; see GET /health` });
+  if (req.method !== "GET")
+    return send(res, 405, { error: `${req.method} ${url.pathname} is not served; see GET /health` });
   if (parts[0] === "messages" && parts.length === 2) {
     const value = o.query("status", [decodeURIComponent(parts[1] as string)]) as { error?: string };
     return send(res, value.error ? 404 : 200, value);
   }
-  if (parts[0] === "messages" && parts.length === 1) return send(res, 200, o.query("list", [url.searchParams.get("limit") ?? "50"]));
+  if (parts[0] === "messages" && parts.length === 1)
+    return send(res, 200, o.query("list", [url.searchParams.get("limit") ?? "50"]));
   if (parts[0] === "nodes" && parts.length === 1) return send(res, 200, o.query("nodes", []));
   if (parts[0] === "health" && parts.length === 1) return send(res, 200, o.query("health", []));
   return send(res, 404, { error: `nothing at ${url.pathname}; try POST /messages, GET /messages/:id, GET /nodes` });

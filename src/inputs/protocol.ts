@@ -19,14 +19,23 @@ export type AcceptAnswer =
 export const QUERY_PREFIX = "STEWARD/1 ";
 
 export function answerLine(a: AcceptAnswer): string {
-  const line = a.ok ? `accepted ${a.id} ${a.toNode} ${a.method}${a.duplicate ? " (already accepted)" : ""}` : `error ${a.error}`;
+  const line = a.ok
+    ? `accepted ${a.id} ${a.toNode} ${a.method}${a.duplicate ? " (already accepted)" : ""}`
+    : `error ${a.error}`;
   // One line per message, whatever the input quoted back holds.
   return line.replace(/[\r\n]/g, (c) => (c === "\n" ? "\\n" : "\\r"));
 }
 
 export function parseAnswerLine(line: string): AcceptAnswer {
   const ok = /^accepted (\S+) (\S+) (\S+)( \(already accepted\))?$/.exec(line);
-  if (ok) return { ok: true, id: ok[1] as string, toNode: ok[2] as string, method: ok[3] as string, ...(ok[4] && { duplicate: true }) };
+  if (ok)
+    return {
+      ok: true,
+      id: ok[1] as string,
+      toNode: ok[2] as string,
+      method: ok[3] as string,
+      ...(ok[4] && { duplicate: true }),
+    };
   const index = /^error message (\d+)/.exec(line);
   return { ok: false, error: line.replace(/^error /, ""), ...(index && { index: Number(index[1]) }) };
 }

@@ -8,7 +8,17 @@
  * there, then rename), and a file is only read once it has not changed for
  * a moment, so a slow writer is never read half-way.
  */
-import { type FSWatcher, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, watch, writeFileSync } from "node:fs";
+import {
+  type FSWatcher,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  watch,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../node/log.js";
 import { type Acceptor, answerLine } from "./protocol.js";

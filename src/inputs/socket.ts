@@ -33,7 +33,9 @@ export async function startSocketInput(o: SocketInputOptions): Promise<Server> {
   mkdirSync(dirname(o.path), { recursive: true });
   if (existsSync(o.path)) {
     if (await someoneListens(o.path)) {
-      throw new Error(`another Steward node already listens on ${o.path}; stop it, or give this node its own --socket-folder`);
+      throw new Error(
+        `another Steward node already listens on ${o.path}; stop it, or give this node its own --socket-folder`,
+      );
     }
     unlinkSync(o.path); // Left behind by a node that was killed.
   }

@@ -19,7 +19,8 @@ export async function runStartupFolder(folder: string, acceptor: Acceptor, log: 
       if (!statSync(path).isFile()) continue;
       const answers = await acceptor.accept(readFileSync(path, "utf8"), `startupFolder:${name}`);
       accepted += answers.filter((a) => a.ok).length;
-      for (const a of answers) if (!a.ok) log.warn("startup folder: message refused", { file: path, answer: answerLine(a) });
+      for (const a of answers)
+        if (!a.ok) log.warn("startup folder: message refused", { file: path, answer: answerLine(a) });
     } catch (err) {
       log.warn("startup folder: cannot read a file", { file: path, reason: (err as Error).message });
     }

@@ -16,10 +16,15 @@ export function listenAddress(value: string, setting: string): { host: string; p
   return { host: host === "" ? "127.0.0.1" : host, port };
 }
 
-export async function startTcpListener(address: string, o: Omit<ConnectionOptions, "query" | "source">): Promise<Server> {
+export async function startTcpListener(
+  address: string,
+  o: Omit<ConnectionOptions, "query" | "source">,
+): Promise<Server> {
   const { host, port } = listenAddress(address, "tcpListener");
   // Half-open: a client that ends its side still gets the answer, which waits for the disk.
-  const server = createServer({ allowHalfOpen: true }, (socket) => handleConnection(socket, { ...o, source: "tcpListener" }));
+  const server = createServer({ allowHalfOpen: true }, (socket) =>
+    handleConnection(socket, { ...o, source: "tcpListener" }),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) => reject(new Error(`tcpListener cannot listen on ${host}:${port}: ${err.message}`)));
     server.listen(port, host, () => resolve());

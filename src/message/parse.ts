@@ -19,7 +19,8 @@ export interface MessageDefaults {
 }
 
 /** One entry per object of the batch (or one error for a document that did not parse). */
-export type ParseOutcome = { index: number; messages: Message[] } | { index: number | undefined; error: MessageInputError };
+export type ParseOutcome =
+  { index: number; messages: Message[] } | { index: number | undefined; error: MessageInputError };
 
 const FIELDS = new Set([
   "id",
@@ -51,7 +52,8 @@ export function badTokenReason(name: string): string | undefined {
   if (name.includes(".")) return `"${name}" contains a dot, which separates NATS subject tokens`;
   if (/[\\/]/.test(name)) return `"${name}" contains a slash; node names also name folders`;
   if (/[\s*>]/.test(name)) return `"${name}" contains a space, "*" or ">", which NATS subjects do not allow`;
-  if ([...name].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) return `"${name}" contains a control character`;
+  if ([...name].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f))
+    return `"${name}" contains a control character`;
   return undefined;
 }
 
@@ -215,9 +217,11 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   const int = (field: string, fallback: number, min = 0): number => {
     const v = o[field];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== "number" || !Number.isInteger(v)) return fail(field, `expected a whole number of seconds, got ${describe(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v))
+      return fail(field, `expected a whole number of seconds, got ${describe(v)}`);
     if (v < min) return fail(field, `must be ${min} or more, got ${v}`);
-    if (v > MAX_SECONDS) return fail(field, `must be at most ${MAX_SECONDS} (about 24 days)${min < 0 ? "; -1 means no limit" : ""}`);
+    if (v > MAX_SECONDS)
+      return fail(field, `must be at most ${MAX_SECONDS} (about 24 days)${min < 0 ? "; -1 means no limit" : ""}`);
     return v;
   };
   const strings = (field: string): string[] => {
@@ -239,7 +243,8 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   if (o.toNodes !== undefined && o.toNodes !== null) {
     for (const n of strings("toNodes")) if (!targets.includes(n)) targets.push(n);
   }
-  if (targets.length === 0) fail("toNode", `missing: say which node runs the method ("toNode": "ship1", or "toNodes": [...])`);
+  if (targets.length === 0)
+    fail("toNode", `missing: say which node runs the method ("toNode": "ship1", or "toNodes": [...])`);
   for (const t of targets) {
     const bad = badTokenReason(t);
     if (bad) fail(toNode === t ? "toNode" : "toNodes", `node name ${bad}`);
@@ -263,8 +268,10 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   if ((method === "cliCommand" || method === "cliCommandCont") && (methodArgs[0] ?? "") === "") {
     fail("methodArgs", `${method} needs the command as the first element, e.g. ["bash","-c","uptime"]`);
   }
-  if (method === "tailFile" && (methodArgs[0] ?? "") === "") fail("methodArgs", `tailFile needs the file to follow, e.g. ["/var/log/syslog"]`);
-  if (method === "httpGet" && !/^https?:\/\//i.test(methodArgs[0] ?? "")) fail("methodArgs", `httpGet needs a URL, e.g. ["https://example.com/"]`);
+  if (method === "tailFile" && (methodArgs[0] ?? "") === "")
+    fail("methodArgs", `tailFile needs the file to follow, e.g. ["/var/log/syslog"]`);
+  if (method === "httpGet" && !/^https?:\/\//i.test(methodArgs[0] ?? ""))
+    fail("methodArgs", `httpGet needs a URL, e.g. ["https://example.com/"]`);
 
   // Where results go (DESIGN §5).
   const directory = str("directory");
@@ -289,11 +296,22 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   let schedule: [number, number] | undefined;
   if (o.schedule !== undefined && o.schedule !== null) {
     const v = o.schedule;
-    const ok = Array.isArray(v) && v.length === 2 && v.every((n) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= MAX_SECONDS);
-    if (!ok || (v[0] as number) < 1) fail("schedule", `expected [interval, total] in whole seconds, interval 1 or more, e.g. [60, 3600]; got ${describe(v)}`);
+    const ok =
+      Array.isArray(v) &&
+      v.length === 2 &&
+      v.every((n) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= MAX_SECONDS);
+    if (!ok || (v[0] as number) < 1)
+      fail(
+        "schedule",
+        `expected [interval, total] in whole seconds, interval 1 or more, e.g. [60, 3600]; got ${describe(v)}`,
+      );
     schedule = v as [number, number];
   }
-  if (o.operation !== undefined && o.operation !== null && (typeof o.operation !== "object" || Array.isArray(o.operation))) {
+  if (
+    o.operation !== undefined &&
+    o.operation !== null &&
+    (typeof o.operation !== "object" || Array.isArray(o.operation))
+  ) {
     fail("operation", `expected an object like {"opCmd": "ps"}, got ${describe(o.operation)}`);
   }
 
@@ -332,9 +350,15 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
 }
 
 /** REQOpCommand {opCmd: ps | startProc | stopProc, opArg} → the op method it stands for. */
-function legacyOpCommand(operation: unknown, fail: (field: string, reason: string) => never): { method: MethodName; methodArgs: string[] } {
+function legacyOpCommand(
+  operation: unknown,
+  fail: (field: string, reason: string) => never,
+): { method: MethodName; methodArgs: string[] } {
   if (operation === null || typeof operation !== "object" || Array.isArray(operation)) {
-    return fail("operation", `REQOpCommand needs "operation": {"opCmd": "ps" | "startProc" | "stopProc", "opArg": {...}}`);
+    return fail(
+      "operation",
+      `REQOpCommand needs "operation": {"opCmd": "ps" | "startProc" | "stopProc", "opArg": {...}}`,
+    );
   }
   const { opCmd, opArg } = operation as { opCmd?: unknown; opArg?: Record<string, unknown> };
   const text = (v: unknown) => (typeof v === "string" ? v : "");
@@ -348,7 +372,10 @@ function legacyOpCommand(operation: unknown, fail: (field: string, reason: strin
     }
     case "stopProc":
       if (!text(opArg?.method)) return fail("operation.opArg.method", "stopProc needs the method to stop");
-      return { method: "opProcessStop", methodArgs: [text(opArg?.method), text(opArg?.receivingNode), text(opArg?.kind)] };
+      return {
+        method: "opProcessStop",
+        methodArgs: [text(opArg?.method), text(opArg?.receivingNode), text(opArg?.kind)],
+      };
     default:
       return fail("operation.opCmd", `unknown opCmd ${JSON.stringify(opCmd)}; use "ps", "startProc" or "stopProc"`);
   }

@@ -11,7 +11,10 @@ import { StreamBatcher } from "./stream.js";
 export async function cliCommandCont(ctx: MethodContext): Promise<MethodOutput> {
   const batcher = new StreamBatcher(ctx);
   const stderr = new Capture(STDERR_LIMIT);
-  const exit = await runTree(ctx, "cliCommandCont", { stdout: (b) => batcher.push(b.toString("utf8")), stderr: (b) => stderr.add(b) });
+  const exit = await runTree(ctx, "cliCommandCont", {
+    stdout: (b) => batcher.push(b.toString("utf8")),
+    stderr: (b) => stderr.add(b),
+  });
   const rest = batcher.rest();
   const note = exit.aborted ? `[steward] stopped: ${exit.aborted}\n` : "";
   return { data: rest + note, stderr: stderr.text(), exitCode: exit.aborted ? 0 : exit.code };

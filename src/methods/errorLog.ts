@@ -23,7 +23,13 @@ export async function errorLog(ctx: MethodContext): Promise<MethodOutput> {
 }
 
 /** One error line, the seeds' way. */
-export function errorLine(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): string {
+export function errorLine(e: {
+  toNode: string;
+  fromNode: string;
+  method: string;
+  id?: string;
+  reason: string;
+}): string {
   // "Tue Sep 21 09:17:55 2021", local time, as in the seeds.
   const [wd, mon, day, year, time] = new Date().toString().split(" ");
   const when = `${wd} ${mon} ${day} ${time} ${year}`;

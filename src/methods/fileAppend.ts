@@ -25,6 +25,7 @@ export function resultText(ctx: MethodContext): string {
   if (r?.partial) return text; // Notes go with the last part only.
   if (r?.error) text += `[steward] ${ctx.message.requestId} failed on ${ctx.message.fromNode}: ${r.error}\n`;
   if (r?.truncated) text += `[steward] output cut: ${r.truncated} bytes dropped\n`;
-  if (r?.rerun) text += `[steward] ${ctx.message.requestId} was run again after ${ctx.message.fromNode} restarted mid-run\n`;
+  if (r?.rerun)
+    text += `[steward] ${ctx.message.requestId} was run again after ${ctx.message.fromNode} restarted mid-run\n`;
   return text;
 }

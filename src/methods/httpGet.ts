@@ -10,7 +10,11 @@ import { abortReason, Capture } from "./processTree.js";
 
 export async function httpGet(ctx: MethodContext): Promise<MethodOutput> {
   const url = ctx.message.methodArgs[0];
-  if (!url || !/^https?:\/\//i.test(url)) throw new MethodError("httpGet", `methodArgs[0] must be an http:// or https:// URL, got ${JSON.stringify(url ?? "")}`);
+  if (!url || !/^https?:\/\//i.test(url))
+    throw new MethodError(
+      "httpGet",
+      `methodArgs[0] must be an http:// or https:// URL, got ${JSON.stringify(url ?? "")}`,
+    );
   let res: Response;
   try {
     res = await fetch(url, { signal: ctx.signal, redirect: "follow" });
@@ -23,10 +27,12 @@ export async function httpGet(ctx: MethodContext): Promise<MethodOutput> {
   try {
     if (res.body) for await (const chunk of res.body) body.add(Buffer.from(chunk as Uint8Array));
   } catch (err) {
-    if (ctx.signal.aborted) throw new MethodError("httpGet", `GET ${url}: ${abortReason(ctx.signal)} while reading the body`);
+    if (ctx.signal.aborted)
+      throw new MethodError("httpGet", `GET ${url}: ${abortReason(ctx.signal)} while reading the body`);
     throw new MethodError("httpGet", `GET ${url}: reading the body failed: ${(err as Error).message}`, err);
   }
   const output: MethodOutput = { data: body.text(), exitCode: 0, ...(body.dropped > 0 && { truncated: body.dropped }) };
-  if (!res.ok) throw Object.assign(new MethodError("httpGet", `GET ${url}: HTTP ${res.status} ${res.statusText}`), { output });
+  if (!res.ok)
+    throw Object.assign(new MethodError("httpGet", `GET ${url}: HTTP ${res.status} ${res.statusText}`), { output });
   return output;
 }

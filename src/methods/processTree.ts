@@ -22,7 +22,8 @@ export function runTree(
   on: { stdout: (b: Buffer) => void; stderr: (b: Buffer) => void },
 ): Promise<TreeExit> {
   const [command, ...args] = ctx.message.methodArgs;
-  if (!command) return Promise.reject(new MethodError(method, "methodArgs is empty: give the command to run as its first element"));
+  if (!command)
+    return Promise.reject(new MethodError(method, "methodArgs is empty: give the command to run as its first element"));
   if (ctx.signal.aborted) return Promise.reject(new MethodError(method, `not started: ${abortReason(ctx.signal)}`));
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
@@ -30,7 +31,12 @@ export function runTree(
       stdio: ["ignore", "pipe", "pipe"],
       cwd: ctx.dataFolder,
       // Scripts can tell where and for which message they run.
-      env: { ...process.env, STEWARD_NODE_NAME: ctx.nodeName, STEWARD_MESSAGE_ID: ctx.message.id, STEWARD_FROM_NODE: ctx.message.fromNode },
+      env: {
+        ...process.env,
+        STEWARD_NODE_NAME: ctx.nodeName,
+        STEWARD_MESSAGE_ID: ctx.message.id,
+        STEWARD_FROM_NODE: ctx.message.fromNode,
+      },
     });
     child.stdout.on("data", on.stdout);
     child.stderr.on("data", on.stderr);
@@ -65,7 +71,15 @@ export function abortReason(signal: AbortSignal): string {
   return r instanceof Error ? r.message : typeof r === "string" ? r : "aborted";
 }
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGKILL: 9,
+  SIGSEGV: 11,
+  SIGPIPE: 13,
+  SIGTERM: 15,
+};
 
 /** Keeps the first `limit` bytes and counts the rest: a chatty command never fills the memory. */
 export class Capture {

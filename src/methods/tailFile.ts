@@ -7,9 +7,9 @@
 import { open, stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { MethodError } from "../errors.js";
+import { abortableSleep } from "../timers.js";
 import type { MethodContext, MethodOutput } from "./method.js";
 import { StreamBatcher } from "./stream.js";
-import { abortableSleep } from "../timers.js";
 
 const POLL_MS = 250;
 const READ_CHUNK = 64 * 1024;

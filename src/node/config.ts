@@ -71,23 +71,69 @@ export const SETTINGS: Setting[] = [
     default: () => (hostname().split(".")[0] ?? "node").replace(/[^A-Za-z0-9_-]/g, "-"),
     help: "unique name of this node (no dots or spaces)",
   },
-  { key: "brokerAddress", kind: "string", default: () => "nats://127.0.0.1:4222", help: "NATS server(s) to connect to, comma-separated" },
-  { key: "centralNodeName", kind: "string", default: () => "central", help: "node that receives hellos and the error log" },
-  { key: "configFolder", kind: "string", default: () => "./etc", help: "folder of config.json (env CONFIG_FOLDER)", notInFile: true },
+  {
+    key: "brokerAddress",
+    kind: "string",
+    default: () => "nats://127.0.0.1:4222",
+    help: "NATS server(s) to connect to, comma-separated",
+  },
+  {
+    key: "centralNodeName",
+    kind: "string",
+    default: () => "central",
+    help: "node that receives hellos and the error log",
+  },
+  {
+    key: "configFolder",
+    kind: "string",
+    default: () => "./etc",
+    help: "folder of config.json (env CONFIG_FOLDER)",
+    notInFile: true,
+  },
   { key: "socketFolder", kind: "string", default: () => "./tmp", help: "folder of the unix socket steward.sock" },
   { key: "databaseFolder", kind: "string", default: () => "./var/lib", help: "folder of the local SQLite store" },
-  { key: "subscribersDataFolder", kind: "string", default: () => "./data", help: "folder where methods and replies write files" },
-  { key: "readFolder", kind: "string", default: () => "./readfolder", help: "messages dropped here as files are taken in and removed" },
-  { key: "startupFolder", kind: "string", default: () => "./startup", help: "messages in files here are handed in at every start" },
-  { key: "tcpListener", kind: "string", default: () => "", help: 'host:port to take messages on over TCP (":8888" = loopback); empty = off' },
-  { key: "httpListener", kind: "string", default: () => "", help: "host:port of the HTTP API (POST /messages, GET /messages/:id, GET /nodes); empty = off" },
+  {
+    key: "subscribersDataFolder",
+    kind: "string",
+    default: () => "./data",
+    help: "folder where methods and replies write files",
+  },
+  {
+    key: "readFolder",
+    kind: "string",
+    default: () => "./readfolder",
+    help: "messages dropped here as files are taken in and removed",
+  },
+  {
+    key: "startupFolder",
+    kind: "string",
+    default: () => "./startup",
+    help: "messages in files here are handed in at every start",
+  },
+  {
+    key: "tcpListener",
+    kind: "string",
+    default: () => "",
+    help: 'host:port to take messages on over TCP (":8888" = loopback); empty = off',
+  },
+  {
+    key: "httpListener",
+    kind: "string",
+    default: () => "",
+    help: "host:port of the HTTP API (POST /messages, GET /messages/:id, GET /nodes); empty = off",
+  },
   {
     key: "defaultMessageTimeout",
     kind: "int",
     default: () => 10,
     help: "seconds to wait for an ACK when a message does not say (ACKTimeout)",
   },
-  { key: "defaultMessageRetries", kind: "int", default: () => 3, help: "re-sends when a message does not say (retries)" },
+  {
+    key: "defaultMessageRetries",
+    kind: "int",
+    default: () => 3,
+    help: "re-sends when a message does not say (retries)",
+  },
   {
     key: "defaultMethodTimeout",
     kind: "int",
@@ -95,39 +141,87 @@ export const SETTINGS: Setting[] = [
     help: "seconds a method may run when a message does not say (methodTimeout); -1 = no limit",
   },
   { key: "startPubREQHello", kind: "int", default: () => 30, help: "seconds between hellos to central; 0 = no hellos" },
-  { key: "errorMessageTimeout", kind: "int", default: () => 10, help: "seconds to wait for central's ACK of an error report" },
+  {
+    key: "errorMessageTimeout",
+    kind: "int",
+    default: () => 10,
+    help: "seconds to wait for central's ACK of an error report",
+  },
   {
     key: "errorMessageRetries",
     kind: "int",
     default: () => -1,
     help: "re-sends of an error report to central; -1 = until central has it (a node cut off from central keeps its errors)",
   },
-  { key: "natsConnectRetryInterval", kind: "int", default: () => 2, help: "seconds between attempts to reach the broker" },
-  { key: "maxMessageSize", kind: "int", default: () => 64 * 1024 * 1024, help: "most bytes of a method's output kept for the reply" },
+  {
+    key: "natsConnectRetryInterval",
+    kind: "int",
+    default: () => 2,
+    help: "seconds between attempts to reach the broker",
+  },
+  {
+    key: "maxMessageSize",
+    kind: "int",
+    default: () => 64 * 1024 * 1024,
+    help: "most bytes of a method's output kept for the reply",
+  },
   { key: "logLevel", kind: "string", default: () => "info", help: "debug, info, warn or error" },
-  { key: "nkeySeedFile", kind: "string", default: () => "", help: "nkey seed file to authenticate to the broker with; empty = none" },
-  { key: "natsCredsFile", kind: "string", default: () => "", help: "NATS user credentials file (JWT + nkey seed); empty = none" },
-  { key: "rootCAPath", kind: "string", default: () => "", help: "root CA certificate (PEM) to verify the broker's TLS certificate" },
+  {
+    key: "nkeySeedFile",
+    kind: "string",
+    default: () => "",
+    help: "nkey seed file to authenticate to the broker with; empty = none",
+  },
+  {
+    key: "natsCredsFile",
+    kind: "string",
+    default: () => "",
+    help: "NATS user credentials file (JWT + nkey seed); empty = none",
+  },
+  {
+    key: "rootCAPath",
+    kind: "string",
+    default: () => "",
+    help: "root CA certificate (PEM) to verify the broker's TLS certificate",
+  },
   { key: "tlsCertFile", kind: "string", default: () => "", help: "client certificate (PEM) for TLS to the broker" },
   { key: "tlsKeyFile", kind: "string", default: () => "", help: "key (PEM) of the client certificate" },
-  { key: "promHostAndPort", kind: "string", default: () => "", help: 'host:port of the Prometheus metrics endpoint (":2112" = loopback); empty = off' },
+  {
+    key: "promHostAndPort",
+    kind: "string",
+    default: () => "",
+    help: 'host:port of the Prometheus metrics endpoint (":2112" = loopback); empty = off',
+  },
   {
     key: "profilingPort",
     kind: "string",
     default: () => "",
     help: "the seeds' Go pprof port: not served by this Node.js version (a warning says so); profile with NODE_OPTIONS=--cpu-prof",
   },
-  { key: "exposeDataFolder", kind: "string", default: () => "", help: "host:port of a read-only HTTP view of subscribersDataFolder; empty = off" },
-  { key: "auditLogFolder", kind: "string", default: () => "./var/log", help: "folder of audit.log: every message accepted and executed, as JSON lines" },
-  { key: "auditLogMaxBytes", kind: "int", default: () => 10 * 1024 * 1024, help: "size at which audit.log is rotated (5 files are kept)" },
-  ...METHOD_NAMES.map(
-    (m): Setting => ({
-      key: startSubKey(m),
-      kind: "string",
-      default: () => "*",
-      help: `nodes allowed to use ${m} here: "*" = all, "central,ship1" = those, "" = no subscriber`,
-    }),
-  ),
+  {
+    key: "exposeDataFolder",
+    kind: "string",
+    default: () => "",
+    help: "host:port of a read-only HTTP view of subscribersDataFolder; empty = off",
+  },
+  {
+    key: "auditLogFolder",
+    kind: "string",
+    default: () => "./var/log",
+    help: "folder of audit.log: every message accepted and executed, as JSON lines",
+  },
+  {
+    key: "auditLogMaxBytes",
+    kind: "int",
+    default: () => 10 * 1024 * 1024,
+    help: "size at which audit.log is rotated (5 files are kept)",
+  },
+  ...METHOD_NAMES.map((m): Setting => ({
+    key: startSubKey(m),
+    kind: "string",
+    default: () => "*",
+    help: `nodes allowed to use ${m} here: "*" = all, "central,ship1" = those, "" = no subscriber`,
+  })),
 ];
 
 /** nodeName → NODE_NAME, startPubREQHello → START_PUB_REQ_HELLO */
@@ -183,10 +277,12 @@ export function parseSettingFlags(argv: string[]): ParsedFlags {
 function coerce(s: Setting, raw: unknown, source: string): string | number {
   if (s.kind === "int") {
     const n = typeof raw === "number" ? raw : Number(String(raw).trim());
-    if (!Number.isInteger(n)) throw new ConfigError(s.key, `expected a whole number, got ${JSON.stringify(raw)} (from ${source})`);
+    if (!Number.isInteger(n))
+      throw new ConfigError(s.key, `expected a whole number, got ${JSON.stringify(raw)} (from ${source})`);
     return n;
   }
-  if (typeof raw !== "string") throw new ConfigError(s.key, `expected a string, got ${JSON.stringify(raw)} (from ${source})`);
+  if (typeof raw !== "string")
+    throw new ConfigError(s.key, `expected a string, got ${JSON.stringify(raw)} (from ${source})`);
   return raw;
 }
 
@@ -259,10 +355,22 @@ function validate(c: Config): void {
   const badCentral = badTokenReason(c.centralNodeName);
   if (badCentral) throw new ConfigError("centralNodeName", `node name ${badCentral}`);
   if (c.errorMessageRetries < -1) throw new ConfigError("errorMessageRetries", "must be -1 (until delivered) or more");
-  for (const k of ["defaultMessageTimeout", "defaultMessageRetries", "startPubREQHello", "natsConnectRetryInterval", "errorMessageTimeout"] as const) {
+  for (const k of [
+    "defaultMessageTimeout",
+    "defaultMessageRetries",
+    "startPubREQHello",
+    "natsConnectRetryInterval",
+    "errorMessageTimeout",
+  ] as const) {
     if (c[k] < 0) throw new ConfigError(k, `must be 0 or more, got ${c[k]}`);
   }
-  for (const k of ["defaultMessageTimeout", "defaultMethodTimeout", "startPubREQHello", "natsConnectRetryInterval", "errorMessageTimeout"] as const) {
+  for (const k of [
+    "defaultMessageTimeout",
+    "defaultMethodTimeout",
+    "startPubREQHello",
+    "natsConnectRetryInterval",
+    "errorMessageTimeout",
+  ] as const) {
     if (c[k] > MAX_SECONDS) throw new ConfigError(k, `must be at most ${MAX_SECONDS} seconds (about 24 days)`);
   }
   if (c.natsConnectRetryInterval < 1) c.natsConnectRetryInterval = 1;

@@ -12,7 +12,11 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-export function createLogger(node: string, level: Level = "info", out: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+export function createLogger(
+  node: string,
+  level: Level = "info",
+  out: (line: string) => void = (l) => process.stderr.write(l),
+): Logger {
   const emit = (lvl: Level, msg: string, fields: Record<string, unknown> = {}) => {
     if (ORDER[lvl] < ORDER[level]) return;
     const parts = [new Date().toISOString(), lvl.padEnd(5), `node=${node}`, JSON.stringify(msg)];

@@ -17,9 +17,9 @@ import { methodSubject, onlineSubject } from "../delivery/subjects.js";
 import { Transport } from "../delivery/transport.js";
 import { encode } from "../delivery/wire.js";
 import { errorText, StoreError } from "../errors.js";
+import { startHttpListener } from "../inputs/httpListener.js";
 import type { AcceptAnswer } from "../inputs/protocol.js";
 import { ReadFolderInput } from "../inputs/readFolder.js";
-import { startHttpListener } from "../inputs/httpListener.js";
 import { startSocketInput } from "../inputs/socket.js";
 import { runStartupFolder } from "../inputs/startupFolder.js";
 import { startTcpListener } from "../inputs/tcpListener.js";
@@ -38,7 +38,6 @@ import { createLogger, type Level, type Logger } from "./log.js";
 import { parseAllowed } from "./subscribers.js";
 
 export type NodeLifecycle = "starting" | "running" | "closing" | "closed";
-
 
 export class StewardNode {
   lifecycle: NodeLifecycle = "starting";
@@ -88,7 +87,13 @@ export class StewardNode {
         this.metrics.failed(env);
         // An error report that cannot be delivered is not reported again (no loops).
         if (env.method !== "errorLog")
-          this.reportError({ toNode: env.toNode, fromNode: this.config.nodeName, method: env.method, id: env.id, reason });
+          this.reportError({
+            toNode: env.toNode,
+            fromNode: this.config.nodeName,
+            method: env.method,
+            id: env.id,
+            reason,
+          });
       },
     });
     this.inbox = new Inbox({
@@ -107,7 +112,12 @@ export class StewardNode {
       },
       onExecuted: (env, output, error, rerun, durationMs) => {
         this.metrics.executed(env, durationMs);
-        this.audit.executed(env, { exitCode: output.exitCode ?? (error ? null : 0), ...(error !== undefined && { error }), rerun, durationMs });
+        this.audit.executed(env, {
+          exitCode: output.exitCode ?? (error ? null : 0),
+          ...(error !== undefined && { error }),
+          rerun,
+          durationMs,
+        });
       },
     });
   }
@@ -135,11 +145,16 @@ export class StewardNode {
     });
     const maxBytes = Math.max(c.maxMessageSize, 1024 * 1024);
     const query = (command: string, args: string[]) => this.query(command, args);
-    this.servers.push(await startSocketInput({ path: socketPath(c), acceptor: this, query, log: this.log, maxBytes, source: "socket" }));
-    if (c.tcpListener) this.servers.push(await startTcpListener(c.tcpListener, { acceptor: this, log: this.log, maxBytes }));
-    if (c.httpListener) this.servers.push(await startHttpListener(c.httpListener, { acceptor: this, query, log: this.log, maxBytes }));
+    this.servers.push(
+      await startSocketInput({ path: socketPath(c), acceptor: this, query, log: this.log, maxBytes, source: "socket" }),
+    );
+    if (c.tcpListener)
+      this.servers.push(await startTcpListener(c.tcpListener, { acceptor: this, log: this.log, maxBytes }));
+    if (c.httpListener)
+      this.servers.push(await startHttpListener(c.httpListener, { acceptor: this, query, log: this.log, maxBytes }));
     if (c.promHostAndPort) this.servers.push(await startMetricsServer(c.promHostAndPort, this.metrics, this.log));
-    if (c.exposeDataFolder) this.servers.push(await startDataFolderServer(c.exposeDataFolder, resolve(c.subscribersDataFolder), this.log));
+    if (c.exposeDataFolder)
+      this.servers.push(await startDataFolderServer(c.exposeDataFolder, resolve(c.subscribersDataFolder), this.log));
     this.readFolder = new ReadFolderInput(resolve(c.readFolder), this, this.log, maxBytes);
     this.readFolder.start();
     const resent = this.outbox.resume();
@@ -184,7 +199,9 @@ export class StewardNode {
     });
     // The whole document in one transaction: one disk sync for a fan-out to a thousand nodes.
     // Should that fail, each message is tried on its own so that each gets its own answer.
-    const envs = outcomes.flatMap((o) => ("messages" in o ? o.messages.map((m): Envelope => ({ ...m, fromNode: c.nodeName, attempt: 0 })) : []));
+    const envs = outcomes.flatMap((o) =>
+      "messages" in o ? o.messages.map((m): Envelope => ({ ...m, fromNode: c.nodeName, attempt: 0 })) : [],
+    );
     let batch: boolean[] | undefined;
     try {
       batch = this.store.addOutgoingMany(envs);
@@ -196,7 +213,11 @@ export class StewardNode {
     let next = 0;
     for (const outcome of outcomes) {
       if ("error" in outcome) {
-        answers.push({ ok: false, error: outcome.error.message, ...(outcome.index !== undefined && { index: outcome.index }) });
+        answers.push({
+          ok: false,
+          error: outcome.error.message,
+          ...(outcome.index !== undefined && { index: outcome.index }),
+        });
         this.log.warn("refused input", { source, reason: outcome.error.message });
         continue;
       }
@@ -207,11 +228,21 @@ export class StewardNode {
         try {
           stored = batch ? (batch[at] as boolean) : this.store.addOutgoing(env);
         } catch (err) {
-          answers.push({ ok: false, index: outcome.index, error: `message ${outcome.index}: not accepted, ${errorText(err)}` });
+          answers.push({
+            ok: false,
+            index: outcome.index,
+            error: `message ${outcome.index}: not accepted, ${errorText(err)}`,
+          });
           continue;
         }
         if (stored) fresh.push(env);
-        answers.push({ ok: true, id: env.id, toNode: env.toNode, method: env.method, ...(!stored && { duplicate: true }) });
+        answers.push({
+          ok: true,
+          id: env.id,
+          toNode: env.toNode,
+          method: env.method,
+          ...(!stored && { duplicate: true }),
+        });
       }
     }
     // "accepted" only once it is on disk; a duplicate's first copy may still be on its way there too.
@@ -237,7 +268,10 @@ export class StewardNode {
     this.log.error("accepted messages may not be on disk", { source, reason: unsynced });
     return answers.map((a) =>
       a.ok
-        ? { ok: false, error: `message stored as ${a.id} but not confirmed on disk (${unsynced}); check "steward status ${a.id}" before sending it again` }
+        ? {
+            ok: false,
+            error: `message stored as ${a.id} but not confirmed on disk (${unsynced}); check "steward status ${a.id}" before sending it again`,
+          }
         : a,
     );
   }
@@ -248,7 +282,8 @@ export class StewardNode {
       case "wait": {
         const [ms = "", ...ids] = args;
         const limit = Number(ms);
-        if (!Number.isInteger(limit) || limit < 0 || ids.length === 0) return { error: "wait needs MS ID...: the longest wait in milliseconds, then message ids" };
+        if (!Number.isInteger(limit) || limit < 0 || ids.length === 0)
+          return { error: "wait needs MS ID...: the longest wait in milliseconds, then message ids" };
         const unknown = ids.find((id) => !this.store.getOutgoing(id));
         if (unknown) return { error: `no message with id ${unknown} was sent from ${this.config.nodeName}` };
         return this.waitFinal(ids, Math.min(limit, 60_000));
@@ -261,7 +296,11 @@ export class StewardNode {
       }
       case "list": {
         const limit = Number(args[0] ?? 50);
-        return { messages: this.store.listOutgoing(Number.isInteger(limit) && limit > 0 ? limit : 50).map((r) => messageView(r, false)) };
+        return {
+          messages: this.store
+            .listOutgoing(Number.isInteger(limit) && limit > 0 ? limit : 50)
+            .map((r) => messageView(r, false)),
+        };
       }
       case "nodes":
         return { node: this.config.nodeName, central: this.config.centralNodeName, nodes: this.store.listNodes() };
@@ -300,7 +339,9 @@ export class StewardNode {
       });
     }
     await this.store.durable().catch(() => undefined); // a final state is reported once it is stored for good
-    return { messages: ids.map((id) => this.store.getOutgoing(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])) };
+    return {
+      messages: ids.map((id) => this.store.getOutgoing(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])),
+    };
   }
 
   /** Queue an error for central's error log (DESIGN §3.3). */
@@ -308,7 +349,12 @@ export class StewardNode {
     const c = this.config;
     // -1: keep re-sending until central has it; attempts only count while this node's link is up.
     const retries = c.errorMessageRetries < 0 ? MAX_SECONDS : c.errorMessageRetries;
-    const env = this.toCentral("errorLog", { ACKTimeout: Math.max(1, c.errorMessageTimeout), retries, retryWait: 5, data: errorLine(e) });
+    const env = this.toCentral("errorLog", {
+      ACKTimeout: Math.max(1, c.errorMessageTimeout),
+      retries,
+      retryWait: 5,
+      data: errorLine(e),
+    });
     try {
       if (this.store.addOutgoing(env)) this.outbox.deliver({ envelope: env, attempt: 0 });
     } catch (err) {

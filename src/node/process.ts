@@ -100,7 +100,9 @@ export class NodeProcess {
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`node ${this.opts.nodeName} not ready within ${timeoutMs} ms (${String(last)}); see ${this.logPath}`);
+    throw new Error(
+      `node ${this.opts.nodeName} not ready within ${timeoutMs} ms (${String(last)}); see ${this.logPath}`,
+    );
   }
 
   /** Graceful stop (SIGTERM). */

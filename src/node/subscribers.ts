@@ -6,10 +6,10 @@
  * senders get no ACK and, when their retries are spent, "max retries
  * reached … check if it got a subscriber for the given method".
  */
+import type { Msg } from "@nats-io/transport-node";
 import { methodSubject } from "../delivery/subjects.js";
 import type { Transport } from "../delivery/transport.js";
 import type { MethodName } from "../message/methods.js";
-import type { Msg } from "@nats-io/transport-node";
 
 export type AllowedNodes = "*" | string[];
 

@@ -82,7 +82,10 @@ export class AuditLog {
       this.size = undefined; // Look at the file afresh next time.
       if (!this.failing) {
         this.failing = true;
-        this.log.error("cannot write the audit log; entries are lost until it is writable again", { path: this.path, reason: errorText(err) });
+        this.log.error("cannot write the audit log; entries are lost until it is writable again", {
+          path: this.path,
+          reason: errorText(err),
+        });
       }
     }
   }

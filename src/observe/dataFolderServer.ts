@@ -31,7 +31,9 @@ export async function startDataFolderServer(address: string, folder: string, log
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) => reject(new Error(`exposeDataFolder cannot listen on ${host}:${port}: ${err.message}`)));
+    server.once("error", (err) =>
+      reject(new Error(`exposeDataFolder cannot listen on ${host}:${port}: ${err.message}`)),
+    );
     server.listen(port, host, () => resolve());
   });
   return server;

@@ -89,7 +89,9 @@ export class Histogram extends Labelled<{ counts: number[]; sum: number; count: 
   samples(): string[] {
     const out: string[] = [];
     for (const { labels, value } of this.values.values()) {
-      this.buckets.forEach((le, i) => out.push(sample(`${this.name}_bucket`, { ...labels, le: num(le) }, value.counts[i] ?? 0)));
+      this.buckets.forEach((le, i) =>
+        out.push(sample(`${this.name}_bucket`, { ...labels, le: num(le) }, value.counts[i] ?? 0)),
+      );
       out.push(sample(`${this.name}_bucket`, { ...labels, le: "+Inf" }, value.count));
       out.push(sample(`${this.name}_sum`, labels, value.sum));
       out.push(sample(`${this.name}_count`, labels, value.count));
@@ -115,7 +117,11 @@ export class Registry {
   text(): string {
     const lines: string[] = [];
     for (const m of this.metrics) {
-      lines.push(`# HELP ${m.name} ${m.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`, `# TYPE ${m.name} ${m.type}`, ...m.samples());
+      lines.push(
+        `# HELP ${m.name} ${m.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`,
+        `# TYPE ${m.name} ${m.type}`,
+        ...m.samples(),
+      );
     }
     return `${lines.join("\n")}\n`;
   }
@@ -128,7 +134,9 @@ export class Registry {
 }
 
 function sample(name: string, labels: Labels, value: number): string {
-  const pairs = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`);
+  const pairs = Object.entries(labels).map(
+    ([k, v]) => `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`,
+  );
   return `${name}${pairs.length > 0 ? `{${pairs.join(",")}}` : ""} ${num(value)}`;
 }
 
@@ -161,23 +169,53 @@ export class StewardMetrics {
   constructor(state: NodeState) {
     const r = this.registry;
     const out = ["method", "to_node"] as const;
-    this.acceptedTotal = r.counter("steward_messages_accepted_total", "Messages accepted at this node's inputs and stored.", out);
-    this.sentTotal = r.counter("steward_messages_sent_total", "Send attempts of messages from this node's outbox (each attempt counts).", out);
-    this.ackedTotal = r.counter("steward_messages_acked_total", "Messages from this node's outbox ACKed by their receiver.", out);
-    this.failedTotal = r.counter("steward_messages_failed_total", "Messages from this node's outbox that failed (retries spent, or refused).", out);
-    this.retriedTotal = r.counter("steward_messages_retried_total", "Re-sends (attempts after the first) from this node's outbox.", out);
-    this.executedTotal = r.counter("steward_messages_executed_total", "Messages whose method ran on this node (replies not counted).", [
+    this.acceptedTotal = r.counter(
+      "steward_messages_accepted_total",
+      "Messages accepted at this node's inputs and stored.",
+      out,
+    );
+    this.sentTotal = r.counter(
+      "steward_messages_sent_total",
+      "Send attempts of messages from this node's outbox (each attempt counts).",
+      out,
+    );
+    this.ackedTotal = r.counter(
+      "steward_messages_acked_total",
+      "Messages from this node's outbox ACKed by their receiver.",
+      out,
+    );
+    this.failedTotal = r.counter(
+      "steward_messages_failed_total",
+      "Messages from this node's outbox that failed (retries spent, or refused).",
+      out,
+    );
+    this.retriedTotal = r.counter(
+      "steward_messages_retried_total",
+      "Re-sends (attempts after the first) from this node's outbox.",
+      out,
+    );
+    this.executedTotal = r.counter(
+      "steward_messages_executed_total",
+      "Messages whose method ran on this node (replies not counted).",
+      ["method", "from_node"],
+    );
+    this.duration = r.histogram("steward_method_duration_seconds", "How long methods ran on this node, in seconds.", [
       "method",
-      "from_node",
     ]);
-    this.duration = r.histogram("steward_method_duration_seconds", "How long methods ran on this node, in seconds.", ["method"]);
-    r.gauge("steward_messages_in_flight", "Messages this node is delivering now (queued or awaiting an ACK).", () => [{ value: state.inFlight() }]);
-    r.gauge("steward_broker_connected", "1 when this node's link to the broker is up, else 0.", () => [{ value: state.brokerConnected() ? 1 : 0 }]);
-    r.gauge("steward_node_last_hello_timestamp_seconds", "When each node's last hello arrived here (unix seconds).", () =>
-      state
-        .lastHellos()
-        .filter((n) => n.lastSeen !== null)
-        .map((n) => ({ labels: { node: n.name }, value: (n.lastSeen as number) / 1000 })),
+    r.gauge("steward_messages_in_flight", "Messages this node is delivering now (queued or awaiting an ACK).", () => [
+      { value: state.inFlight() },
+    ]);
+    r.gauge("steward_broker_connected", "1 when this node's link to the broker is up, else 0.", () => [
+      { value: state.brokerConnected() ? 1 : 0 },
+    ]);
+    r.gauge(
+      "steward_node_last_hello_timestamp_seconds",
+      "When each node's last hello arrived here (unix seconds).",
+      () =>
+        state
+          .lastHellos()
+          .filter((n) => n.lastSeen !== null)
+          .map((n) => ({ labels: { node: n.name }, value: (n.lastSeen as number) / 1000 })),
     );
   }
 

@@ -15,11 +15,15 @@ export async function startMetricsServer(address: string, metrics: { text(): str
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path !== "/metrics") {
-      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end(`nothing at ${path}; metrics are at GET /metrics\n`);
+      res
+        .writeHead(404, { "content-type": "text/plain; charset=utf-8" })
+        .end(`nothing at ${path}; metrics are at GET /metrics\n`);
       return;
     }
     if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" }).end("only GET /metrics\n");
+      res
+        .writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" })
+        .end("only GET /metrics\n");
       return;
     }
     let body: string;
@@ -28,14 +32,21 @@ export async function startMetricsServer(address: string, metrics: { text(): str
     } catch (err) {
       // E.g. a scrape while the node is closing its store.
       log.warn("cannot collect metrics", { reason: errorText(err) });
-      res.writeHead(500, { "content-type": "text/plain; charset=utf-8" }).end(`cannot collect metrics: ${errorText(err)}\n`);
+      res
+        .writeHead(500, { "content-type": "text/plain; charset=utf-8" })
+        .end(`cannot collect metrics: ${errorText(err)}\n`);
       return;
     }
-    res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(body) });
+    res.writeHead(200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+    });
     res.end(req.method === "HEAD" ? undefined : body);
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) => reject(new Error(`promHostAndPort cannot listen on ${host}:${port}: ${err.message}`)));
+    server.once("error", (err) =>
+      reject(new Error(`promHostAndPort cannot listen on ${host}:${port}: ${err.message}`)),
+    );
     server.listen(port, host, () => resolve());
   });
   return server;

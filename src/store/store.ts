@@ -32,9 +32,9 @@
  * its sync fails its checksum and is dropped with its transaction, which no
  * one was told about.
  */
+import Database from "better-sqlite3";
 import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { StoreError } from "../errors.js";
 import { type Envelope, FINAL_STATES, type MessageState, type MethodResult } from "../message/message.js";
 
@@ -194,11 +194,15 @@ export class Store {
          VALUES (?, ?, 'received', 0, ?, ?, ?)`,
       ),
       getIn: db.prepare(`SELECT * FROM inbox WHERE from_node = ? AND id = ?`),
-      startRun: db.prepare(`UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`),
+      startRun: db.prepare(
+        `UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`,
+      ),
       recordProcess: db.prepare(`UPDATE inbox SET pgid = ?, pstart = ? WHERE from_node = ? AND id = ?`),
       finishRun: db.prepare(`UPDATE inbox SET state = 'done', updated_at = ? WHERE from_node = ? AND id = ?`),
       unfinishedIn: db.prepare(`SELECT * FROM inbox WHERE state IN ('received', 'running') ORDER BY received_at`),
-      hello: db.prepare(`INSERT INTO nodes (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen`),
+      hello: db.prepare(
+        `INSERT INTO nodes (name, last_seen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen`,
+      ),
       nodes: db.prepare(
         `SELECT name, MAX(last_seen) AS last_seen, SUM(pending) AS pending, SUM(failed) AS failed, SUM(total) AS total FROM (
            SELECT name, last_seen, 0 AS pending, 0 AS failed, 0 AS total FROM nodes
@@ -273,7 +277,11 @@ export class Store {
   }
 
   /** The reply to a request is back: record its outcome. */
-  settle(id: string, state: "done" | "failed", fields: { reason: string | null; exitCode: number | null; result: unknown }): boolean {
+  settle(
+    id: string,
+    state: "done" | "failed",
+    fields: { reason: string | null; exitCode: number | null; result: unknown },
+  ): boolean {
     return this.move(id, state, MOVES_FROM.replied, fields);
   }
 
@@ -327,9 +335,21 @@ export class Store {
   }
 
   listNodes(): NodeRecord[] {
-    return (this.stmts.nodes.all() as { name: string; last_seen: number | null; pending: number; failed: number; total: number }[]).map(
-      (r) => ({ name: r.name, lastSeen: r.last_seen, pending: r.pending ?? 0, failed: r.failed ?? 0, total: r.total ?? 0 }),
-    );
+    return (
+      this.stmts.nodes.all() as {
+        name: string;
+        last_seen: number | null;
+        pending: number;
+        failed: number;
+        total: number;
+      }[]
+    ).map((r) => ({
+      name: r.name,
+      lastSeen: r.last_seen,
+      pending: r.pending ?? 0,
+      failed: r.failed ?? 0,
+      total: r.total ?? 0,
+    }));
   }
 
   /**
@@ -371,7 +391,12 @@ export class Store {
         // Already undone.
       }
     }
-    const error = new StoreError(this.path, `write not stored: ${(err as Error).message}; check free space and permissions of databaseFolder`, err, true);
+    const error = new StoreError(
+      this.path,
+      `write not stored: ${(err as Error).message}; check free space and permissions of databaseFolder`,
+      err,
+      true,
+    );
     const first = this.committed;
     this.committed = this.written;
     const waiting = this.syncWaiters;
@@ -399,7 +424,9 @@ export class Store {
       this.syncing = false;
       if (this.walFd !== fd) closeSync(fd); // closed while this sync ran
       if (err) {
-        this.settleWaiters(new StoreError(this.path, `disk sync failed: ${err.message}; check the disk of databaseFolder`, err));
+        this.settleWaiters(
+          new StoreError(this.path, `disk sync failed: ${err.message}; check the disk of databaseFolder`, err),
+        );
       } else {
         this.synced = Math.max(this.synced, upTo);
         this.settleWaiters();
@@ -484,7 +511,11 @@ export class Store {
     } catch (err) {
       // SQLite undoes the whole transaction after some errors (SQLITE_FULL, IOERR): the turn's other writes are gone too.
       if (!this.db.inTransaction) this.lost(err);
-      throw new StoreError(this.path, `write failed: ${(err as Error).message}; check free space and permissions of databaseFolder`, err);
+      throw new StoreError(
+        this.path,
+        `write failed: ${(err as Error).message}; check free space and permissions of databaseFolder`,
+        err,
+      );
     }
   }
 }

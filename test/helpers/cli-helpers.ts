@@ -45,7 +45,9 @@ export function runCli(
     const guard = setTimeout(() => {
       child.kill("SIGKILL");
       reject(
-        new Error(`steward ${args.join(" ")} still running after ${opts.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`),
+        new Error(
+          `steward ${args.join(" ")} still running after ${opts.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
       );
     }, opts.timeoutMs ?? 30_000);
     child.on("error", (err) => {

@@ -50,12 +50,20 @@ export class RunsLog {
 }
 
 /** One cliCommand message for `toNode` with sensible test defaults. */
-export function cmd(toNode: string, methodArgs: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function cmd(
+  toNode: string,
+  methodArgs: string[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { toNode, method: "cliCommand", methodArgs, replyMethod: "none", ...extra };
 }
 
 /** The state of many messages of one origin node in one query. */
-export async function statesOf(fleet: Pick<Fleet, "node">, from: string, ids: string[]): Promise<Map<string, MessageView>> {
+export async function statesOf(
+  fleet: Pick<Fleet, "node">,
+  from: string,
+  ids: string[],
+): Promise<Map<string, MessageView>> {
   const all = await listMessages(fleet.node(from).socketPath, 100_000);
   const wanted = new Set(ids);
   const out = new Map<string, MessageView>();
@@ -64,7 +72,12 @@ export async function statesOf(fleet: Pick<Fleet, "node">, from: string, ids: st
 }
 
 /** How many of `ids` are in one of `states`. */
-export async function countIn(fleet: Pick<Fleet, "node">, from: string, ids: string[], states: string[]): Promise<number> {
+export async function countIn(
+  fleet: Pick<Fleet, "node">,
+  from: string,
+  ids: string[],
+  states: string[],
+): Promise<number> {
   const m = await statesOf(fleet, from, ids);
   let n = 0;
   for (const v of m.values()) if (states.includes(v.state)) n++;
@@ -72,19 +85,35 @@ export async function countIn(fleet: Pick<Fleet, "node">, from: string, ids: str
 }
 
 /** Wait until at least `n` of `ids` are in one of `states`. */
-export async function waitCount(fleet: Fleet, from: string, ids: string[], n: number, states: string[], timeoutMs = 30_000): Promise<void> {
+export async function waitCount(
+  fleet: Fleet,
+  from: string,
+  ids: string[],
+  n: number,
+  states: string[],
+  timeoutMs = 30_000,
+): Promise<void> {
   let last = -1;
   await sleepUntil(
     async () => {
       last = await countIn(fleet, from, ids, states);
       return last >= n;
     },
-    { timeoutMs, intervalMs: 100, what: () => `${n} of ${ids.length} messages to be ${states.join("/")} (last: ${last})` },
+    {
+      timeoutMs,
+      intervalMs: 100,
+      what: () => `${n} of ${ids.length} messages to be ${states.join("/")} (last: ${last})`,
+    },
   );
 }
 
 /** Wait until every id is final; returns their views. Fails with a summary of the stragglers. */
-export async function waitAllFinal(fleet: Pick<Fleet, "node">, from: string, ids: string[], timeoutMs = 60_000): Promise<Map<string, MessageView>> {
+export async function waitAllFinal(
+  fleet: Pick<Fleet, "node">,
+  from: string,
+  ids: string[],
+  timeoutMs = 60_000,
+): Promise<Map<string, MessageView>> {
   let last = new Map<string, MessageView>();
   await sleepUntil(
     async () => {
@@ -110,7 +139,9 @@ export async function waitAllFinal(fleet: Pick<Fleet, "node">, from: string, ids
 
 /** Ids whose state is not `done`, with state and reason, for a readable assertion message. */
 export function notDone(views: Map<string, MessageView>, ids: string[]): string[] {
-  return ids.filter((id) => views.get(id)?.state !== "done").map((id) => `${id}: ${views.get(id)?.state} ${views.get(id)?.reason ?? ""}`);
+  return ids
+    .filter((id) => views.get(id)?.state !== "done")
+    .map((id) => `${id}: ${views.get(id)?.state} ${views.get(id)?.reason ?? ""}`);
 }
 
 /** Ids executed other than exactly once, as "id×n". */

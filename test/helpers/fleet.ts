@@ -12,7 +12,10 @@ import type { AcceptAnswer } from "../../src/inputs/protocol.js";
 import { NodeProcess } from "../../src/node/process.js";
 
 /** The built CLI the nodes run (npm test builds it first). */
-export const STEWARD_BIN = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "../../dist/cli/main.js");
+export const STEWARD_BIN = resolve(
+  import.meta.dirname ?? new URL(".", import.meta.url).pathname,
+  "../../dist/cli/main.js",
+);
 
 export class Fleet {
   readonly dir: string;
@@ -32,7 +35,10 @@ export class Fleet {
   ): Promise<Fleet> {
     const fleet = new Fleet(name);
     try {
-      fleet.broker = await LocalNatsServer.start({ dir: join(fleet.dir, "broker"), ...(opts.brokerArgs && { args: opts.brokerArgs }) });
+      fleet.broker = await LocalNatsServer.start({
+        dir: join(fleet.dir, "broker"),
+        ...(opts.brokerArgs && { args: opts.brokerArgs }),
+      });
       await Promise.all(nodeNames.map((n) => fleet.add(n, settings)));
     } catch (err) {
       // Leave nothing running behind a failed start, or the test process never exits.
@@ -43,7 +49,11 @@ export class Fleet {
   }
 
   /** Create and start a node (connected to the broker unless `connected: false`); `settings.brokerAddress` overrides the fleet's broker. */
-  async add(nodeName: string, settings: Record<string, string | number> = {}, opts: { connected?: boolean } = {}): Promise<NodeProcess> {
+  async add(
+    nodeName: string,
+    settings: Record<string, string | number> = {},
+    opts: { connected?: boolean } = {},
+  ): Promise<NodeProcess> {
     const node = new NodeProcess({
       nodeName,
       dir: join(this.dir, nodeName),

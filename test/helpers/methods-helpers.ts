@@ -18,7 +18,11 @@ export function readIfExists(path: string): string | undefined {
 }
 
 /** Wait until the file exists and `ok(content)` holds; returns the content. */
-export async function waitFile(path: string, ok: (text: string) => boolean = () => true, timeoutMs = 15_000): Promise<string> {
+export async function waitFile(
+  path: string,
+  ok: (text: string) => boolean = () => true,
+  timeoutMs = 15_000,
+): Promise<string> {
   let last: string | undefined;
   await sleepUntil(
     () => {

@@ -4,11 +4,11 @@
  * certificates) made with the openssl CLI. Everything is generated fresh in
  * the test's temp dir; nothing is checked in.
  */
+import { createAccount, createOperator, createUser, type KeyPair } from "@nats-io/nkeys";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createAccount, createOperator, createUser, type KeyPair } from "@nats-io/nkeys";
 
 const b64url = (s: string | Uint8Array): string => Buffer.from(s).toString("base64url");
 
@@ -26,7 +26,13 @@ export function makeUserNkey(dir: string, name: string): { seedFile: string; pub
  */
 function signJwt(issuer: KeyPair, subject: string, name: string, nats: Record<string, unknown>): string {
   const header = b64url(JSON.stringify({ typ: "JWT", alg: "ed25519-nkey" }));
-  const claims: Record<string, unknown> = { iat: Math.floor(Date.now() / 1000), iss: issuer.getPublicKey(), name, sub: subject, nats };
+  const claims: Record<string, unknown> = {
+    iat: Math.floor(Date.now() / 1000),
+    iss: issuer.getPublicKey(),
+    name,
+    sub: subject,
+    nats,
+  };
   claims.jti = createHash("sha512-256").update(JSON.stringify(claims)).digest("hex").toUpperCase();
   const body = b64url(JSON.stringify(claims));
   const sig = b64url(issuer.sign(new TextEncoder().encode(`${header}.${body}`)));
@@ -57,7 +63,13 @@ export function makeOperator(dir: string): OperatorSetup {
   });
   const writeCreds = (name: string, signer: KeyPair): string => {
     const user = createUser();
-    const jwt = signJwt(signer, user.getPublicKey(), name, { type: "user", version: 2, pub: {}, sub: {}, ...UNLIMITED });
+    const jwt = signJwt(signer, user.getPublicKey(), name, {
+      type: "user",
+      version: 2,
+      pub: {},
+      sub: {},
+      ...UNLIMITED,
+    });
     const file = join(dir, `${name}.creds`);
     writeFileSync(
       file,
@@ -113,8 +125,24 @@ export function makePki(dir: string): Pki {
   const issue = (name: string, cn: string, ext: string) => {
     writeFileSync(join(dir, `${name}.ext`), ext);
     run("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`);
-    run("x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", `0x${Date.now().toString(16)}${name.length}`,
-      "-days", "2", "-out", `${name}.pem`, "-extfile", `${name}.ext`);
+    run(
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-set_serial",
+      `0x${Date.now().toString(16)}${name.length}`,
+      "-days",
+      "2",
+      "-out",
+      `${name}.pem`,
+      "-extfile",
+      `${name}.ext`,
+    );
   };
   issue("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
   issue("client", "steward-node", "extendedKeyUsage=clientAuth\n");
