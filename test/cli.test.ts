@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { listNodes, submit, waitQuery } from "../src/client/client.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { type CliResult, cleanEnv, runCli, uniqueId } from "./helpers/cli-helpers.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
 
 let fleet: Fleet;
 let centralDir: string;

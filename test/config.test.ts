@@ -14,9 +14,9 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { health } from "../src/client/client.js";
 import { ConfigError } from "../src/errors.js";
+import { sleepUntil, STEWARD_BIN } from "../src/harness/fleet.js";
 import { type Config, envName, flagName, loadConfig, parseSettingFlags, SETTINGS } from "../src/node/config.js";
 import { cleanEnv, runCli } from "./helpers/cli-helpers.js";
-import { sleepUntil, STEWARD_BIN } from "./helpers/fleet.js";
 
 const root = mkdtempSync(join(tmpdir(), "steward-test-config-"));
 after(() => {

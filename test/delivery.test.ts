@@ -11,8 +11,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { cmd, RunsLog } from "./helpers/faults-helpers.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { cmd, RunsLog } from "../src/harness/runs.js";
 
 let fleet: Fleet;
 before(async () => {

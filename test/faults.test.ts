@@ -9,17 +9,8 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { health } from "../src/client/client.js";
-import {
-  cmd,
-  countIn,
-  notDone,
-  notOnce,
-  RunsLog,
-  strangers,
-  waitAllFinal,
-  waitCount,
-} from "./helpers/faults-helpers.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { cmd, countIn, notDone, notOnce, RunsLog, strangers, waitAllFinal, waitCount } from "../src/harness/runs.js";
 
 let fleet: Fleet;
 before(async () => {

@@ -10,8 +10,8 @@ import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { health, submit } from "../src/client/client.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { noise, rawExchange, uniqueId } from "./helpers/cli-helpers.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
 
 let fleet: Fleet;
 let sock: string;

@@ -7,9 +7,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { freePort } from "../chaos/lib/net.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { freePort } from "../src/harness/net.js";
 import { parseAnswerLine } from "../src/inputs/protocol.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
 
 let fleet: Fleet;
 let tcpPort: number;

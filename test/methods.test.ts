@@ -10,7 +10,7 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { listNodes } from "../src/client/client.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { isAlive, marker, readIfExists, waitFile } from "./helpers/methods-helpers.js";
 
 let fleet: Fleet;

@@ -8,8 +8,8 @@ import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { freePort } from "../chaos/lib/net.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { freePort } from "../src/harness/net.js";
 
 let fleet: Fleet;
 let centralProm: number;

@@ -15,8 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { health } from "../src/client/client.js";
-import type { NodeProcess } from "../src/node/process.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import type { NodeProcess } from "../src/harness/nodeProcess.js";
 import { logLines, makeOperator, makePki, makeUserNkey, type Pki, tlsServerConf } from "./helpers/security-helpers.js";
 
 const keys = mkdtempSync(join(tmpdir(), "steward-test-keys-"));

@@ -19,8 +19,8 @@ import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { MessageView } from "../src/client/client.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import type { AcceptAnswer } from "../src/inputs/protocol.js";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
 import { marker, readIfExists, waitFile } from "./helpers/methods-helpers.js";
 
 // ---- The seeds, verbatim -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { Fleet } from "./helpers/fleet.js";
+import { Fleet } from "../src/harness/fleet.js";
 
 let fleet: Fleet;
 before(async () => {

@@ -11,11 +11,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { LocalNatsServer } from "../src/broker/localServer.js";
 import { submit } from "../src/client/client.js";
+import { sleepUntil, STEWARD_BIN } from "../src/harness/fleet.js";
+import { LocalNatsServer } from "../src/harness/natsServer.js";
 import type { Envelope } from "../src/message/message.js";
 import { Store } from "../src/store/store.js";
-import { sleepUntil, STEWARD_BIN } from "./helpers/fleet.js";
 
 function envelope(id: string): Envelope {
   return {

@@ -7,7 +7,7 @@ import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } f
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Fleet, sleepUntil } from "./helpers/fleet.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 
 let fleet: Fleet;
 let web: Server;

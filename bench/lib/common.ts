@@ -8,12 +8,12 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
-import { findNatsServer, LocalNatsServer } from "../../src/broker/localServer.js";
+import { findNatsServer, LocalNatsServer } from "../../src/harness/natsServer.js";
+import { NodeProcess } from "../../src/harness/nodeProcess.js";
+import { createLogger } from "../../src/log.js";
 import type { MessageState } from "../../src/message/message.js";
 import { loadConfig } from "../../src/node/config.js";
-import { createLogger } from "../../src/node/log.js";
 import { StewardNode } from "../../src/node/node.js";
-import { NodeProcess } from "../../src/node/process.js";
 
 export const ROOT = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "../..");
 /** The built CLI that node processes run (`npm run bench` builds it first). */

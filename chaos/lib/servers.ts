@@ -6,8 +6,8 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LocalNatsServer } from "../../src/broker/localServer.js";
-import { freePort } from "./net.js";
+import { LocalNatsServer } from "../../src/harness/natsServer.js";
+import { freePort } from "../../src/harness/net.js";
 
 export interface ClusterMember {
   name: string;

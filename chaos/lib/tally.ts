@@ -11,8 +11,8 @@
  */
 import { readFileSync } from "node:fs";
 import { health, type MessageView, submit } from "../../src/client/client.js";
-import { cmd, countIn, notDone, type RunsLog, statesOf } from "../../test/helpers/faults-helpers.js";
-import { type Fleet, sleepUntil } from "../../test/helpers/fleet.js";
+import { type Fleet, sleepUntil } from "../../src/harness/fleet.js";
+import { cmd, countIn, notDone, type RunsLog, statesOf } from "../../src/harness/runs.js";
 
 /** What one scenario run found. */
 export interface Figures {

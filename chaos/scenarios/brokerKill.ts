@@ -3,8 +3,8 @@
  * between two nodes. Nothing accepted may be lost, nothing run twice: the
  * nodes keep every message in their stores and re-send after reconnecting.
  */
-import { RunsLog } from "../../test/helpers/faults-helpers.js";
-import { Fleet } from "../../test/helpers/fleet.js";
+import { Fleet } from "../../src/harness/fleet.js";
+import { RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 

@@ -4,9 +4,9 @@
  * to another and traffic goes on there, with nothing lost or run twice.
  */
 import { join } from "node:path";
-import type { LocalNatsServer } from "../../src/broker/localServer.js";
-import { RunsLog } from "../../test/helpers/faults-helpers.js";
-import { Fleet } from "../../test/helpers/fleet.js";
+import { Fleet } from "../../src/harness/fleet.js";
+import type { LocalNatsServer } from "../../src/harness/natsServer.js";
+import { RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { clientsOf, clusterConfigs, startServer } from "../lib/servers.js";
 import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";

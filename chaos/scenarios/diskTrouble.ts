@@ -14,8 +14,8 @@ import { execFileSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { submit } from "../../src/client/client.js";
-import { RunsLog } from "../../test/helpers/faults-helpers.js";
-import { Fleet } from "../../test/helpers/fleet.js";
+import { Fleet } from "../../src/harness/fleet.js";
+import { RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import {
   answering,

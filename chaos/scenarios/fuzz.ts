@@ -11,8 +11,8 @@ import { connect } from "@nats-io/transport-node";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { submit } from "../../src/client/client.js";
-import { RunsLog, statesOf } from "../../test/helpers/faults-helpers.js";
-import { Fleet, sleepUntil } from "../../test/helpers/fleet.js";
+import { Fleet, sleepUntil } from "../../src/harness/fleet.js";
+import { RunsLog, statesOf } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, settle, since } from "../lib/tally.js";
 

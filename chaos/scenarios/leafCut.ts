@@ -6,10 +6,10 @@
  * its hellos that tell central it is reachable again.
  */
 import { join } from "node:path";
-import type { LocalNatsServer } from "../../src/broker/localServer.js";
-import { RunsLog } from "../../test/helpers/faults-helpers.js";
-import { Fleet } from "../../test/helpers/fleet.js";
-import { freePort, TcpProxy } from "../lib/net.js";
+import { Fleet } from "../../src/harness/fleet.js";
+import type { LocalNatsServer } from "../../src/harness/natsServer.js";
+import { freePort, TcpProxy } from "../../src/harness/net.js";
+import { RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { hubConfig, leafConfig, startServer } from "../lib/servers.js";
 import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";

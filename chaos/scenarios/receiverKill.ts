@@ -3,8 +3,8 @@
  * stored but not run are run after its restart; a run its crash cut short is
  * run again and marked as a re-run (DESIGN §3.5) — the only second run allowed.
  */
-import { RunsLog } from "../../test/helpers/faults-helpers.js";
-import { Fleet } from "../../test/helpers/fleet.js";
+import { Fleet } from "../../src/harness/fleet.js";
+import { RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 

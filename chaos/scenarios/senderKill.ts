@@ -5,8 +5,8 @@
  * re-sending; a submission the crash cut short is sent again with the same
  * ids and is not doubled (a client-chosen id makes input idempotent).
  */
-import { RunsLog } from "../../test/helpers/faults-helpers.js";
-import { Fleet } from "../../test/helpers/fleet.js";
+import { Fleet } from "../../src/harness/fleet.js";
+import { RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 

@@ -6,8 +6,8 @@
  * (DESIGN §3.7 isolation).
  */
 import { readdirSync, readFileSync } from "node:fs";
-import { cmd, RunsLog } from "../../test/helpers/faults-helpers.js";
-import { Fleet, sleepUntil } from "../../test/helpers/fleet.js";
+import { Fleet, sleepUntil } from "../../src/harness/fleet.js";
+import { cmd, RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, rssKiB, settle, since, Stream } from "../lib/tally.js";
 

@@ -5,9 +5,9 @@
  * ship1 stopped, and ship2's link to the broker stalled by a TCP proxy (a
  * satellite link gone dark: no reset, the node finds out by its own pings).
  */
-import { RunsLog } from "../../test/helpers/faults-helpers.js";
-import { Fleet } from "../../test/helpers/fleet.js";
-import { TcpProxy } from "../lib/net.js";
+import { Fleet } from "../../src/harness/fleet.js";
+import { TcpProxy } from "../../src/harness/net.js";
+import { RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, noteRecovery, recovery, settle, since, sleep, Stream } from "../lib/tally.js";
 

@@ -8,9 +8,9 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LocalNatsServer } from "../broker/localServer.js";
 import { listNodes, messageStatus, submit, waitForFinal, type MessageView } from "../client/client.js";
-import { NodeProcess } from "../node/process.js";
+import { LocalNatsServer } from "../harness/natsServer.js";
+import { NodeProcess } from "../harness/nodeProcess.js";
 import { takeFlag } from "./args.js";
 import { ago, stateText, table } from "./format.js";
 

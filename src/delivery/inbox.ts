@@ -13,17 +13,17 @@
 import type { Msg } from "@nats-io/transport-node";
 import { readFileSync } from "node:fs";
 import { errorText, MethodError, StoreError } from "../errors.js";
+import type { Logger } from "../log.js";
 import { newId } from "../message/id.js";
 import type { Envelope, MethodResult } from "../message/message.js";
 import { canonicalMethod, type MethodName, RUN_TWICE_HARMLESS, wantsReply } from "../message/methods.js";
 import { METHODS } from "../methods/index.js";
-import type { MethodOutput } from "../methods/method.js";
-import type { Logger } from "../node/log.js";
-import { type AllowedNodes, Subscribers } from "../node/subscribers.js";
+import type { AllowedNodes, MethodOutput } from "../methods/method.js";
 import type { Store } from "../store/store.js";
 import { abortableSleep } from "../timers.js";
 import type { Outbox } from "./outbox.js";
 import { stateSubject } from "./subjects.js";
+import { Subscribers } from "./subscribers.js";
 import type { Transport } from "./transport.js";
 import { type Ack, decodeJson, encode, envelopeProblem, type StateNotice } from "./wire.js";
 

@@ -13,9 +13,9 @@
  * Attempts are only counted while the broker link is up: a sender that is
  * itself offline keeps its messages queued rather than burning retries.
  */
+import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
 import { wantsReply } from "../message/methods.js";
-import type { Logger } from "../node/log.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { MAX_TIMER_MS } from "../timers.js";
 import { methodSubject, onlineSubject } from "./subjects.js";

@@ -25,7 +25,7 @@ import {
 import { readFile } from "node:fs/promises";
 import { isIP, connect as tcpConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import type { Logger } from "../node/log.js";
+import type { Logger } from "../log.js";
 
 export type LinkState = "connecting" | "up" | "down" | "closed";
 

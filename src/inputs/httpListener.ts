@@ -12,9 +12,9 @@
  * Binds to loopback unless a host is given.
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import type { Logger } from "../node/log.js";
+import { listenOn } from "../listen.js";
+import type { Logger } from "../log.js";
 import type { Acceptor } from "./protocol.js";
-import { listenAddress } from "./tcpListener.js";
 
 export interface HttpListenerOptions {
   acceptor: Acceptor;
@@ -26,18 +26,13 @@ export interface HttpListenerOptions {
 export async function startHttpListener(address: string, o: HttpListenerOptions): Promise<Server> {
   // node:http is loaded only when this input is configured: most nodes never serve HTTP (start time, memory).
   const { createServer } = await import("node:http");
-  const { host, port } = listenAddress(address, "httpListener");
   const server = createServer((req, res) => {
     serve(req, res, o).catch((err: unknown) => {
       o.log.warn("http listener error", { reason: (err as Error).message });
       if (!res.headersSent) send(res, 500, { error: (err as Error).message });
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) => reject(new Error(`httpListener cannot listen on ${host}:${port}: ${err.message}`)));
-    server.listen(port, host, () => resolve());
-  });
-  return server;
+  return listenOn(server, address, "httpListener");
 }
 
 async function serve(req: IncomingMessage, res: ServerResponse, o: HttpListenerOptions): Promise<void> {

@@ -20,7 +20,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "../node/log.js";
+import type { Logger } from "../log.js";
 import { type Acceptor, answerLine } from "./protocol.js";
 
 const SETTLE_MS = 300;

@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
-import type { Logger } from "../node/log.js";
+import type { Logger } from "../log.js";
 import { type Acceptor, answerLine, QUERY_PREFIX } from "./protocol.js";
 
 /** How a stream connection (unix socket or TCP) is served. */

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "../node/log.js";
+import type { Logger } from "../log.js";
 import { type Acceptor, answerLine } from "./protocol.js";
 
 export async function runStartupFolder(folder: string, acceptor: Acceptor, log: Logger): Promise<number> {

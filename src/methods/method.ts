@@ -4,9 +4,9 @@
  * honours `signal` (aborted on methodTimeout and on shutdown) and returns
  * its output; it throws MethodError when the method itself failed.
  */
+import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
-import type { Logger } from "../node/log.js";
-import type { SubscriberControl } from "../node/subscribers.js";
+import type { MethodName } from "../message/methods.js";
 
 export interface MethodContext {
   /** This node's name. */
@@ -47,3 +47,19 @@ export interface MethodOutput {
 }
 
 export type MethodHandler = (ctx: MethodContext) => Promise<MethodOutput>;
+
+/** Who may use a method on this node: "*" = every node. */
+export type AllowedNodes = "*" | string[];
+
+export interface SubscriberInfo {
+  method: MethodName;
+  allowedNodes: AllowedNodes;
+  since: number;
+}
+
+/** What op methods may do to the node's subscribers. */
+export interface SubscriberControl {
+  list(): SubscriberInfo[];
+  start(method: MethodName, allowedNodes: AllowedNodes): void;
+  stop(method: MethodName): boolean;
+}

@@ -14,6 +14,7 @@ import { resolve } from "node:path";
 import { Inbox } from "../delivery/inbox.js";
 import { Outbox } from "../delivery/outbox.js";
 import { methodSubject, onlineSubject } from "../delivery/subjects.js";
+import { parseAllowed } from "../delivery/subscribers.js";
 import { Transport } from "../delivery/transport.js";
 import { encode } from "../delivery/wire.js";
 import { errorText, StoreError } from "../errors.js";
@@ -23,6 +24,7 @@ import { ReadFolderInput } from "../inputs/readFolder.js";
 import { startSocketInput } from "../inputs/socket.js";
 import { runStartupFolder } from "../inputs/startupFolder.js";
 import { startTcpListener } from "../inputs/tcpListener.js";
+import { createLogger, type Level, type Logger } from "../log.js";
 import { newId } from "../message/id.js";
 import { type Envelope, isFinal } from "../message/message.js";
 import { METHOD_NAMES } from "../message/methods.js";
@@ -34,8 +36,6 @@ import { StewardMetrics } from "../observe/metrics.js";
 import { startMetricsServer } from "../observe/metricsServer.js";
 import { type OutgoingRecord, Store } from "../store/store.js";
 import { type Config, socketPath, startSubKey } from "./config.js";
-import { createLogger, type Level, type Logger } from "./log.js";
-import { parseAllowed } from "./subscribers.js";
 
 export type NodeLifecycle = "starting" | "running" | "closing" | "closed";
 

@@ -14,8 +14,8 @@
 import { appendFileSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { errorText } from "../errors.js";
+import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
-import type { Logger } from "../node/log.js";
 
 /** Rotated files kept beside audit.log. */
 export const AUDIT_KEEP = 5;

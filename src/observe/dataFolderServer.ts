@@ -15,13 +15,12 @@ import { open, readdir, realpath, stat } from "node:fs/promises";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { isAbsolute, relative, resolve, sep } from "node:path";
 import { errorText } from "../errors.js";
-import { listenAddress } from "../inputs/tcpListener.js";
-import type { Logger } from "../node/log.js";
+import { listenOn } from "../listen.js";
+import type { Logger } from "../log.js";
 
 export async function startDataFolderServer(address: string, folder: string, log: Logger): Promise<Server> {
   // node:http is loaded only when the view is configured: most nodes never serve HTTP (start time, memory).
   const { createServer } = await import("node:http");
-  const { host, port } = listenAddress(address, "exposeDataFolder");
   const root = resolve(folder);
   const server = createServer((req, res) => {
     serve(req, res, root).catch((err: unknown) => {
@@ -30,13 +29,7 @@ export async function startDataFolderServer(address: string, folder: string, log
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) =>
-      reject(new Error(`exposeDataFolder cannot listen on ${host}:${port}: ${err.message}`)),
-    );
-    server.listen(port, host, () => resolve());
-  });
-  return server;
+  return listenOn(server, address, "exposeDataFolder");
 }
 
 async function serve(req: IncomingMessage, res: ServerResponse, root: string): Promise<void> {

@@ -5,13 +5,12 @@
  */
 import type { Server } from "node:http";
 import { errorText } from "../errors.js";
-import { listenAddress } from "../inputs/tcpListener.js";
-import type { Logger } from "../node/log.js";
+import { listenOn } from "../listen.js";
+import type { Logger } from "../log.js";
 
 export async function startMetricsServer(address: string, metrics: { text(): string }, log: Logger): Promise<Server> {
   // node:http is loaded only when the endpoint is configured: most nodes never serve HTTP (start time, memory).
   const { createServer } = await import("node:http");
-  const { host, port } = listenAddress(address, "promHostAndPort");
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path !== "/metrics") {
@@ -43,11 +42,5 @@ export async function startMetricsServer(address: string, metrics: { text(): str
     });
     res.end(req.method === "HEAD" ? undefined : body);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) =>
-      reject(new Error(`promHostAndPort cannot listen on ${host}:${port}: ${err.message}`)),
-    );
-    server.listen(port, host, () => resolve());
-  });
-  return server;
+  return listenOn(server, address, "promHostAndPort");
 }

@@ -5,8 +5,8 @@
  */
 import { spawn } from "node:child_process";
 import { createConnection } from "node:net";
+import { STEWARD_BIN } from "../../src/harness/fleet.js";
 import { envName, SETTINGS } from "../../src/node/config.js";
-import { STEWARD_BIN } from "./fleet.js";
 
 export interface CliResult {
   code: number | null;

@@ -6,7 +6,7 @@
 
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { sleepUntil } from "./fleet.js";
+import { sleepUntil } from "../../src/harness/fleet.js";
 
 /** A string no other test (or earlier run) produces. */
 export function marker(prefix: string): string {

@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { listMessages, type MessageView } from "../../src/client/client.js";
+import { listMessages, type MessageView } from "../client/client.js";
 import { type Fleet, sleepUntil } from "./fleet.js";
 
 export const FINAL = ["done", "failed", "expired", "cancelled"];

@@ -7,24 +7,10 @@
  * reached … check if it got a subscriber for the given method".
  */
 import type { Msg } from "@nats-io/transport-node";
-import { methodSubject } from "../delivery/subjects.js";
-import type { Transport } from "../delivery/transport.js";
 import type { MethodName } from "../message/methods.js";
-
-export type AllowedNodes = "*" | string[];
-
-export interface SubscriberInfo {
-  method: MethodName;
-  allowedNodes: AllowedNodes;
-  since: number;
-}
-
-/** What op methods may do to the node's subscribers. */
-export interface SubscriberControl {
-  list(): SubscriberInfo[];
-  start(method: MethodName, allowedNodes: AllowedNodes): void;
-  stop(method: MethodName): boolean;
-}
+import type { AllowedNodes, SubscriberControl, SubscriberInfo } from "../methods/method.js";
+import { methodSubject } from "./subjects.js";
+import type { Transport } from "./transport.js";
 
 /** "*" / "" / "true" / "false" / "central,ship1" → who may use a method; undefined = not started. */
 export function parseAllowed(value: string): AllowedNodes | undefined {

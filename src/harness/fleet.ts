@@ -6,10 +6,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { LocalNatsServer } from "../../src/broker/localServer.js";
-import { type MessageView, messageStatus, submit } from "../../src/client/client.js";
-import type { AcceptAnswer } from "../../src/inputs/protocol.js";
-import { NodeProcess } from "../../src/node/process.js";
+import { type MessageView, messageStatus, submit } from "../client/client.js";
+import type { AcceptAnswer } from "../inputs/protocol.js";
+import { LocalNatsServer } from "./natsServer.js";
+import { NodeProcess } from "./nodeProcess.js";
 
 /** The built CLI the nodes run (npm test builds it first). */
 export const STEWARD_BIN = resolve(
