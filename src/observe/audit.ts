@@ -8,8 +8,11 @@
  * An accepted line holds everything needed to send the message again (drop
  * `fromNode` and `attempt`; keep `id` to make the re-send idempotent, drop it
  * for a new message). Rotated by size: audit.log → audit.log.1 … audit.log.5,
- * the oldest dropped. Writes are synchronous so that the line is on disk when
- * the input answers; a failing write is logged once and never stops the node.
+ * the oldest dropped. Each line is written (appendFileSync) before the input
+ * answers, but not synced: it survives a crash of the node, not a power cut of
+ * the machine — a disk sync per line would double the syncs of every message
+ * (the store's one sync is what makes "accepted" durable). A failing write is
+ * logged once and never stops the node.
  */
 import { appendFileSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
