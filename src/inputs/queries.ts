@@ -17,38 +17,26 @@
  * A query the node cannot answer (an unknown id, say) answers {"error": "…"}.
  */
 import type { LinkState } from "../delivery/transport.js";
-import type { MessageState, MethodResult } from "../message/message.js";
+import type { NodeRecord, OutgoingRecord } from "../store/store.js";
 
 export const QUERY_PREFIX = "STEWARD/1 ";
 
-/** A message as clients see it. */
-export interface MessageView {
-  id: string;
-  toNode: string;
-  method: string;
-  state: MessageState;
-  attempt: number;
-  reason: string | null;
-  exitCode: number | null;
+/** A message as clients see it: its stored state, times as ISO strings. */
+export interface MessageView extends Pick<
+  OutgoingRecord,
+  "id" | "toNode" | "method" | "state" | "attempt" | "reason" | "exitCode"
+> {
   createdAt: string;
   updatedAt: string;
   rerun?: boolean;
   /** While a streamed or scheduled method runs: how many parts are back. */
   parts?: number;
   /** The reply's data and outcome (status and wait only, once the reply is back). */
-  result?: MethodResult & { data?: string };
+  result?: NonNullable<OutgoingRecord["result"]>;
 }
 
-/** A node this node knows of: its last hello and the messages sent to it. */
-export interface NodeView {
-  name: string;
-  /** Last hello seen (epoch ms; on central), or null. */
-  lastSeen: number | null;
-  /** Queued or sent, not yet ACKed. */
-  pending: number;
-  failed: number;
-  total: number;
-}
+/** A node this node knows of: last hello seen (on central), messages pending (queued or sent), failed, total. */
+export type NodeView = NodeRecord;
 
 /**
  * The life of a node process:
