@@ -1,5 +1,5 @@
 /**
- * The `steward` executable (DESIGN §7) against a real fleet: `send` (with
+ * The `steward` executable against a real fleet: `send` (with
  * --wait, from a FILE and from stdin), `status`, `status ID`, `nodes`, run
  * both with --socket-folder and from the node's own folder with no flags;
  * and what it says when the node is not there or the command line is wrong.
@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { listNodes, submit, waitQuery } from "../src/client/client.js";
+import { listNodes } from "../src/client/client.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { type CliResult, cleanEnv, runCli, uniqueId } from "./helpers/cli-helpers.js";
 
@@ -299,53 +299,6 @@ describe("steward status and nodes", () => {
       assert.ok(line, `${name} listed:\n${r.stdout}`);
       assert.doesNotMatch(line, /never/, `${name} has been seen`);
     }
-  });
-});
-
-describe("the node's wait query (what --wait uses instead of polling)", () => {
-  const sock = () => fleet.node("central").socketPath;
-  const accept = async (doc: unknown): Promise<string[]> =>
-    (await submit(sock(), JSON.stringify(doc))).map((a) => {
-      assert.ok(a.ok, `not accepted: ${JSON.stringify(a)}`);
-      return a.id;
-    });
-
-  test("answers with the results once every message is final, long before its limit", async () => {
-    const ids = await accept({
-      toNodes: ["ship1", "ship2"],
-      method: "cliCommand",
-      methodArgs: ["bash", "-c", "sleep 0.5; echo waited"],
-    });
-    const t0 = Date.now();
-    const views = await waitQuery(sock(), ids, 30_000);
-    const took = Date.now() - t0;
-    assert.deepEqual(
-      views.map((v) => v.state),
-      ["done", "done"],
-    );
-    assert.deepEqual(
-      views.map((v) => v.result?.data?.trim()),
-      ["waited", "waited"],
-    );
-    // Not a speed test: a node that only answered at its limit would take 30 s.
-    assert.ok(took < 25_000, `answered after ${took} ms`);
-  });
-
-  test("answers after its limit with the states as they are when a message is not final", async () => {
-    const [id] = await accept({
-      toNode: "nosuchnode",
-      method: "cliCommand",
-      methodArgs: ["true"],
-      ACKTimeout: 5,
-      retries: 3,
-    });
-    const views = await waitQuery(sock(), [id as string], 300);
-    assert.equal(views.length, 1);
-    assert.ok(["queued", "sent"].includes(views[0]?.state ?? ""), `state ${views[0]?.state}`);
-  });
-
-  test("an id the node never sent: an error that names it", async () => {
-    await assert.rejects(waitQuery(sock(), ["never-sent-here"], 100), /no message with id never-sent-here/);
   });
 });
 

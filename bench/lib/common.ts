@@ -230,10 +230,7 @@ export async function startInProcessNode(
   );
   const node = await StewardNode.start(config, createLogger(nodeName, config.logLevel as "warn"));
   const watched = new WatchedNode(node);
-  await waitUntil(
-    () => node.query("health", []) !== undefined && (node.query("health", []) as { broker: string }).broker === "up",
-    10_000,
-  );
+  await waitUntil(() => node.health().broker === "up", 10_000);
   return watched;
 }
 

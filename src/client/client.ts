@@ -5,47 +5,21 @@
  */
 import { createConnection } from "node:net";
 import { NodeQueryError, NodeUnreachableError } from "../errors.js";
-import { type AcceptAnswer, parseAnswerLine, QUERY_PREFIX } from "../inputs/protocol.js";
-import { FINAL_STATES, type MessageState } from "../message/message.js";
+import { type AcceptAnswer, parseAnswerLine } from "../inputs/protocol.js";
+import {
+  type Health,
+  isRefusal,
+  type MessageView,
+  type NodeView,
+  type QueryAnswer,
+  type QueryArgs,
+  queryLine,
+  type QueryName,
+  type QueryReply,
+} from "../inputs/queries.js";
+import { FINAL_STATES } from "../message/message.js";
 
-export interface MessageView {
-  id: string;
-  toNode: string;
-  method: string;
-  state: MessageState;
-  attempt: number;
-  reason: string | null;
-  exitCode: number | null;
-  createdAt: string;
-  updatedAt: string;
-  rerun?: boolean;
-  /** While a streamed or scheduled method runs: how many parts are back. */
-  parts?: number;
-  result?: {
-    data?: string;
-    stderr?: string;
-    error?: string;
-    exitCode: number | null;
-    rerun?: boolean;
-    truncated?: number;
-  };
-}
-
-export interface NodeView {
-  name: string;
-  lastSeen: number | null;
-  pending: number;
-  failed: number;
-  total: number;
-}
-
-export interface Health {
-  node: string;
-  lifecycle: string;
-  broker: "connecting" | "up" | "down" | "closed";
-  brokerAddress: string;
-  inFlight: number;
-}
+export type { Health, MessageView, NodeView };
 
 function exchange(socketPath: string, payload: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -73,33 +47,37 @@ export async function submit(socketPath: string, document: string): Promise<Acce
     .map(parseAnswerLine);
 }
 
-async function query<T>(socketPath: string, line: string): Promise<T> {
-  const out = await exchange(socketPath, `${QUERY_PREFIX}${line}\n`);
-  const value = JSON.parse(out) as T & { error?: string };
-  if (value.error) throw new NodeQueryError(value.error);
-  return value;
+/** Ask the node one query; a refusal (an unknown id, say) throws a NodeQueryError that says why. */
+export async function query<Q extends QueryName>(
+  socketPath: string,
+  name: Q,
+  args: QueryArgs<Q>,
+): Promise<QueryAnswer<Q>> {
+  const out = await exchange(socketPath, queryLine(name, args));
+  const reply = JSON.parse(out) as QueryReply<Q>;
+  if (isRefusal(reply)) throw new NodeQueryError(reply.error);
+  return reply;
 }
 
 export async function messageStatus(socketPath: string, id: string): Promise<MessageView> {
-  return (await query<{ message: MessageView }>(socketPath, `status ${id}`)).message;
+  return (await query(socketPath, "status", { id })).message;
 }
 
 export async function listMessages(socketPath: string, limit = 50): Promise<MessageView[]> {
-  return (await query<{ messages: MessageView[] }>(socketPath, `list ${limit}`)).messages;
+  return (await query(socketPath, "list", { limit })).messages;
 }
 
-export async function listNodes(socketPath: string): Promise<{ node: string; central: string; nodes: NodeView[] }> {
-  return query(socketPath, "nodes");
+export async function listNodes(socketPath: string): Promise<QueryAnswer<"nodes">> {
+  return query(socketPath, "nodes", {});
 }
 
 export async function health(socketPath: string): Promise<Health> {
-  return query(socketPath, "health");
+  return query(socketPath, "health", {});
 }
 
 /** Ask the node for the messages once all are final, or after `ms` as they are then (the node's `wait` query). */
 export async function waitQuery(socketPath: string, ids: string[], ms: number): Promise<MessageView[]> {
-  return (await query<{ messages: MessageView[] }>(socketPath, `wait ${Math.max(0, Math.round(ms))} ${ids.join(" ")}`))
-    .messages;
+  return (await query(socketPath, "wait", { ms, ids })).messages;
 }
 
 /**

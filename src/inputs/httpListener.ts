@@ -15,46 +15,48 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { listenOn } from "../listen.js";
 import type { Logger } from "../log.js";
 import type { Acceptor } from "./protocol.js";
+import { isRefusal, type QueryHandlers } from "./queries.js";
 
 export interface HttpListenerOptions {
   acceptor: Acceptor;
-  query(command: string, args: string[]): unknown;
+  queries: QueryHandlers;
   log: Logger;
   maxBytes: number;
 }
 
-export async function startHttpListener(address: string, o: HttpListenerOptions): Promise<Server> {
+export async function startHttpListener(address: string, opts: HttpListenerOptions): Promise<Server> {
   // node:http is loaded only when this input is configured: most nodes never serve HTTP (start time, memory).
   const { createServer } = await import("node:http");
   const server = createServer((req, res) => {
-    serve(req, res, o).catch((err: unknown) => {
-      o.log.warn("http listener error", { reason: (err as Error).message });
+    serve(req, res, opts).catch((err: unknown) => {
+      opts.log.warn("http listener error", { reason: (err as Error).message });
       if (!res.headersSent) send(res, 500, { error: (err as Error).message });
     });
   });
   return listenOn(server, address, "httpListener");
 }
 
-async function serve(req: IncomingMessage, res: ServerResponse, o: HttpListenerOptions): Promise<void> {
+async function serve(req: IncomingMessage, res: ServerResponse, opts: HttpListenerOptions): Promise<void> {
+  const { acceptor, queries, maxBytes } = opts;
   const url = new URL(req.url ?? "/", "http://steward");
   const parts = url.pathname.split("/").filter(Boolean);
   if (parts[0] === "messages" && parts.length === 1 && req.method === "POST") {
-    const body = await readBody(req, o.maxBytes);
+    const body = await readBody(req, maxBytes);
     if (body === undefined)
-      return send(res, 413, { error: `body larger than ${o.maxBytes} bytes; split it into several requests` });
-    const results = await o.acceptor.accept(body, "httpListener");
+      return send(res, 413, { error: `body larger than ${maxBytes} bytes; split it into several requests` });
+    const results = await acceptor.accept(body, "httpListener");
     return send(res, results.every((r) => r.ok) ? 200 : 422, { results });
   }
   if (req.method !== "GET")
     return send(res, 405, { error: `${req.method} ${url.pathname} is not served; see GET /health` });
   if (parts[0] === "messages" && parts.length === 2) {
-    const value = o.query("status", [decodeURIComponent(parts[1] as string)]) as { error?: string };
-    return send(res, value.error ? 404 : 200, value);
+    const reply = await queries.status({ id: decodeURIComponent(parts[1] as string) });
+    return send(res, isRefusal(reply) ? 404 : 200, reply);
   }
   if (parts[0] === "messages" && parts.length === 1)
-    return send(res, 200, o.query("list", [url.searchParams.get("limit") ?? "50"]));
-  if (parts[0] === "nodes" && parts.length === 1) return send(res, 200, o.query("nodes", []));
-  if (parts[0] === "health" && parts.length === 1) return send(res, 200, o.query("health", []));
+    return send(res, 200, await queries.list({ limit: Number(url.searchParams.get("limit") ?? 50) }));
+  if (parts[0] === "nodes" && parts.length === 1) return send(res, 200, await queries.nodes({}));
+  if (parts[0] === "health" && parts.length === 1) return send(res, 200, await queries.health({}));
   return send(res, 404, { error: `nothing at ${url.pathname}; try POST /messages, GET /messages/:id, GET /nodes` });
 }
 

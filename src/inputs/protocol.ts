@@ -6,17 +6,11 @@
  *   accepted <id> <toNode> <method> (already accepted)
  *   error message <n>, field "<f>": <reason>
  *
- * A connection that starts with "STEWARD/1 " is a query from the CLI instead
- * of a message document: "STEWARD/1 status ID", "STEWARD/1 list [LIMIT]",
- * "STEWARD/1 nodes", "STEWARD/1 health", "STEWARD/1 wait MS ID..." (answers
- * once every message is final, or after MS milliseconds); the answer is one
- * JSON value.
+ * A connection that starts with "STEWARD/1 " is a query instead (see queries.ts).
  */
 export type AcceptAnswer =
   | { ok: true; id: string; toNode: string; method: string; duplicate?: boolean }
   | { ok: false; error: string; index?: number };
-
-export const QUERY_PREFIX = "STEWARD/1 ";
 
 export function answerLine(a: AcceptAnswer): string {
   const line = a.ok

@@ -9,13 +9,21 @@ import { existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 import type { Logger } from "../log.js";
-import { type Acceptor, answerLine, QUERY_PREFIX } from "./protocol.js";
+import { type Acceptor, answerLine } from "./protocol.js";
+import {
+  answerQuery,
+  parseQueryLine,
+  QUERY_PREFIX,
+  type QueryHandlers,
+  type QueryName,
+  type QueryReply,
+} from "./queries.js";
 
 /** How a stream connection (unix socket or TCP) is served. */
 export interface ConnectionOptions {
   acceptor: Acceptor;
-  /** Answers a CLI query ("status ID", "nodes", "health"); without it, queries are not served. */
-  query?(command: string, args: string[]): unknown;
+  /** Answers the queries (status, list, wait, nodes, health); without them, queries are not served. */
+  queries?: QueryHandlers;
   log: Logger;
   /** Largest document taken in one connection. */
   maxBytes: number;
@@ -29,21 +37,22 @@ export interface SocketInputOptions extends ConnectionOptions {
 
 const IDLE_MS = 1000;
 
-export async function startSocketInput(o: SocketInputOptions): Promise<Server> {
-  mkdirSync(dirname(o.path), { recursive: true });
-  if (existsSync(o.path)) {
-    if (await someoneListens(o.path)) {
+export async function startSocketInput(opts: SocketInputOptions): Promise<Server> {
+  const { path } = opts;
+  mkdirSync(dirname(path), { recursive: true });
+  if (existsSync(path)) {
+    if (await someoneListens(path)) {
       throw new Error(
-        `another Steward node already listens on ${o.path}; stop it, or give this node its own --socket-folder`,
+        `another Steward node already listens on ${path}; stop it, or give this node its own --socket-folder`,
       );
     }
-    unlinkSync(o.path); // Left behind by a node that was killed.
+    unlinkSync(path); // Left behind by a node that was killed.
   }
   // Half-open: a client that ends its side (nc -N) still gets the answer, which waits for the disk.
-  const server = createServer({ allowHalfOpen: true }, (socket) => handleConnection(socket, o));
+  const server = createServer({ allowHalfOpen: true }, (socket) => handleConnection(socket, opts));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(o.path, () => {
+    server.listen(path, () => {
       server.off("error", reject);
       resolve();
     });
@@ -52,7 +61,8 @@ export async function startSocketInput(o: SocketInputOptions): Promise<Server> {
 }
 
 /** Serve one connection: one document in, one answer line per message out, then close. */
-export function handleConnection(socket: Socket, o: ConnectionOptions): void {
+export function handleConnection(socket: Socket, opts: ConnectionOptions): void {
+  const { acceptor, queries, log, maxBytes, source } = opts;
   let buf = "";
   const jsonEnd = new JsonEnd();
   /** Set once the answer is decided or on its way: no more input is read. */
@@ -70,29 +80,31 @@ export function handleConnection(socket: Socket, o: ConnectionOptions): void {
   const finish = (reply: string) => finishLater(Promise.resolve(reply));
   const processDocument = () => {
     if (done) return;
-    if (o.query && buf.startsWith(QUERY_PREFIX)) {
-      const [command = "", ...args] = buf.slice(QUERY_PREFIX.length).trim().split(/\s+/);
+    if (queries && buf.startsWith(QUERY_PREFIX)) {
+      const request = parseQueryLine(buf.slice(QUERY_PREFIX.length));
       // A query may answer later (wait): its answer is sent when it comes.
       finishLater(
-        new Promise<unknown>((resolve) => resolve(o.query?.(command, args)))
+        new Promise<QueryReply<QueryName>>((resolve) =>
+          resolve("name" in request ? answerQuery(queries, request) : request),
+        )
           .catch((err: unknown) => ({ error: (err as Error).message }))
           .then((value) => `${JSON.stringify(value)}\n`),
       );
       return;
     }
-    // The answer waits for the store's disk sync (DESIGN §3.1).
-    finishLater(o.acceptor.accept(buf, o.source).then((answers) => answers.map((a) => `${answerLine(a)}\n`).join("")));
+    // The answer waits for the store's disk sync: an accepted message is on disk.
+    finishLater(acceptor.accept(buf, source).then((answers) => answers.map((a) => `${answerLine(a)}\n`).join("")));
   };
 
   socket.setEncoding("utf8");
   socket.on("data", (chunk: string) => {
     if (done) return;
     buf += chunk;
-    if (buf.length > o.maxBytes) {
-      finish(`error input larger than ${o.maxBytes} bytes; split it into several documents\n`);
+    if (buf.length > maxBytes) {
+      finish(`error input larger than ${maxBytes} bytes; split it into several documents\n`);
       return;
     }
-    if (o.query && buf.startsWith(QUERY_PREFIX) ? buf.includes("\n") : jsonEnd.feed(chunk)) {
+    if (queries && buf.startsWith(QUERY_PREFIX) ? buf.includes("\n") : jsonEnd.feed(chunk)) {
       processDocument();
       return;
     }
@@ -107,7 +119,7 @@ export function handleConnection(socket: Socket, o: ConnectionOptions): void {
       else processDocument();
     }
   });
-  socket.on("error", (err) => o.log.debug("socket client error", { reason: err.message }));
+  socket.on("error", (err) => log.debug("socket client error", { reason: err.message }));
   socket.on("close", () => clearTimeout(idle));
 }
 

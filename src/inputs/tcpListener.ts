@@ -10,11 +10,11 @@ import { type ConnectionOptions, handleConnection } from "./socket.js";
 
 export async function startTcpListener(
   address: string,
-  o: Omit<ConnectionOptions, "query" | "source">,
+  opts: Omit<ConnectionOptions, "queries" | "source">,
 ): Promise<Server> {
   // Half-open: a client that ends its side still gets the answer, which waits for the disk.
   const server = createServer({ allowHalfOpen: true }, (socket) =>
-    handleConnection(socket, { ...o, source: "tcpListener" }),
+    handleConnection(socket, { ...opts, source: "tcpListener" }),
   );
   return listenOn(server, address, "tcpListener");
 }

@@ -1,0 +1,156 @@
+/**
+ * The questions a client asks a node about its messages and its peers, in one
+ * place: each query's name, its arguments and its answer. The node answers
+ * them (src/node/queries.ts); the unix socket and the HTTP listener serve
+ * them; the client (src/client/client.ts) asks them.
+ *
+ * On the unix socket a query is one line that starts with "STEWARD/1 "
+ * instead of a message document; the answer is one JSON value:
+ *
+ *   STEWARD/1 status ID          → {"message": MessageView} (with its result)
+ *   STEWARD/1 list [LIMIT]       → {"messages": MessageView[]} (newest first, 50 by default)
+ *   STEWARD/1 wait MS ID...      → {"messages": MessageView[]} once every message is final,
+ *                                  or after MS milliseconds as they are then
+ *   STEWARD/1 nodes              → {"node", "central", "nodes": NodeView[]}
+ *   STEWARD/1 health             → Health
+ *
+ * A query the node cannot answer (an unknown id, say) answers {"error": "…"}.
+ */
+import type { LinkState } from "../delivery/transport.js";
+import type { NodeRecord, OutgoingRecord } from "../store/store.js";
+
+export const QUERY_PREFIX = "STEWARD/1 ";
+
+/** A message as clients see it: its stored state, times as ISO strings. */
+export interface MessageView extends Pick<
+  OutgoingRecord,
+  "id" | "toNode" | "method" | "state" | "attempt" | "reason" | "exitCode"
+> {
+  createdAt: string;
+  updatedAt: string;
+  rerun?: boolean;
+  /** While a streamed or scheduled method runs: how many parts are back. */
+  parts?: number;
+  /** The reply's data and outcome (status and wait only, once the reply is back). */
+  result?: NonNullable<OutgoingRecord["result"]>;
+}
+
+/** A node this node knows of: last hello seen (on central), messages pending (queued or sent), failed, total. */
+export type NodeView = NodeRecord;
+
+/**
+ * The life of a node process:
+ *
+ *   starting ──▶ running ──close()──▶ closing ──▶ closed
+ */
+export type NodeLifecycle =
+  /** Opening the store, the inputs and the broker link; inputs already accept messages. */
+  | "starting"
+  /** Everything is up. */
+  | "running"
+  /** Shutting down: inputs refuse new messages; unfinished ones stay stored. */
+  | "closing"
+  /** Stopped. */
+  | "closed";
+
+export interface Health {
+  node: string;
+  lifecycle: NodeLifecycle;
+  broker: LinkState;
+  brokerAddress: string;
+  /** Messages sent and waiting for their ACK. */
+  inFlight: number;
+}
+
+/** Every query: its arguments and its answer. */
+export interface Queries {
+  status: { args: { id: string }; answer: { message: MessageView } };
+  list: { args: { limit: number }; answer: { messages: MessageView[] } };
+  wait: { args: { ms: number; ids: string[] }; answer: { messages: MessageView[] } };
+  nodes: { args: Record<string, never>; answer: { node: string; central: string; nodes: NodeView[] } };
+  health: { args: Record<string, never>; answer: Health };
+}
+
+export type QueryName = keyof Queries;
+export type QueryArgs<Q extends QueryName> = Queries[Q]["args"];
+export type QueryAnswer<Q extends QueryName> = Queries[Q]["answer"];
+
+/** What a node answers when it cannot answer a query; says why and what to ask instead. */
+export interface QueryRefusal {
+  error: string;
+}
+
+export type QueryReply<Q extends QueryName> = QueryAnswer<Q> | QueryRefusal;
+
+/** One query with its arguments, told apart by `name`. */
+export type QueryRequest = { [Q in QueryName]: { name: Q; args: QueryArgs<Q> } }[QueryName];
+
+/** The side that answers queries: one function per query. */
+export type QueryHandlers = {
+  [Q in QueryName]: (args: QueryArgs<Q>) => QueryReply<Q> | Promise<QueryReply<Q>>;
+};
+
+export function isRefusal(reply: object): reply is QueryRefusal {
+  return typeof (reply as Partial<QueryRefusal>).error === "string";
+}
+
+/** How each query's arguments are written after its name on the socket, and read back. */
+const WORDS: {
+  [Q in QueryName]: { write: (args: QueryArgs<Q>) => string[]; read: (words: string[]) => QueryArgs<Q> | QueryRefusal };
+} = {
+  status: {
+    write: ({ id }) => [id],
+    read: ([id = ""]) => ({ id }),
+  },
+  list: {
+    write: ({ limit }) => [String(limit)],
+    read: ([limit]) => ({ limit: Number(limit ?? 50) }),
+  },
+  wait: {
+    write: ({ ms, ids }) => [String(Math.max(0, Math.round(ms))), ...ids],
+    read: ([ms = "", ...ids]) => {
+      const limit = Number(ms);
+      if (!Number.isInteger(limit) || limit < 0 || ids.length === 0)
+        return { error: "wait needs MS ID...: the longest wait in milliseconds, then message ids" };
+      return { ms: limit, ids };
+    },
+  },
+  nodes: { write: () => [], read: () => ({}) },
+  health: { write: () => [], read: () => ({}) },
+};
+
+function isQueryName(name: string): name is QueryName {
+  return Object.hasOwn(WORDS, name);
+}
+
+/** The socket line that asks a query. */
+export function queryLine<Q extends QueryName>(name: Q, args: QueryArgs<Q>): string {
+  const words: { write: (args: QueryArgs<Q>) => string[] } = WORDS[name];
+  return `${QUERY_PREFIX}${[name, ...words.write(args)].join(" ")}\n`;
+}
+
+/** Read a socket line (after QUERY_PREFIX) into a query, or say why it is none. */
+export function parseQueryLine(text: string): QueryRequest | QueryRefusal {
+  const [name = "", ...words] = text.trim().split(/\s+/);
+  if (!isQueryName(name))
+    return { error: `unknown query "${name}"; use status ID, list [LIMIT], wait MS ID..., nodes or health` };
+  const args = WORDS[name].read(words);
+  if (isRefusal(args)) return args;
+  return { name, args } as QueryRequest;
+}
+
+/** Hand a query to the handler of its name. */
+export async function answerQuery(handlers: QueryHandlers, request: QueryRequest): Promise<QueryReply<QueryName>> {
+  switch (request.name) {
+    case "status":
+      return handlers.status(request.args);
+    case "list":
+      return handlers.list(request.args);
+    case "wait":
+      return handlers.wait(request.args);
+    case "nodes":
+      return handlers.nodes(request.args);
+    case "health":
+      return handlers.health(request.args);
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The messages a node sends central of its own accord: a hello now and then
+ * (a heartbeat, so central knows who is there), and an error report for
+ * central's error log when a message fails here.
+ */
+import type { Outbox } from "../delivery/outbox.js";
+import { methodSubject } from "../delivery/subjects.js";
+import type { Transport } from "../delivery/transport.js";
+import { encode } from "../delivery/wire.js";
+import { errorText } from "../errors.js";
+import type { Logger } from "../log.js";
+import { newEnvelope } from "../message/envelope.js";
+import type { Envelope } from "../message/message.js";
+import { MAX_SECONDS } from "../message/parse.js";
+import { errorLine } from "../methods/errorLog.js";
+import type { Store } from "../store/store.js";
+import type { Config } from "./config.js";
+
+/** What went wrong with a message, for central's error log. */
+export interface ErrorReport {
+  toNode: string;
+  fromNode: string;
+  method: string;
+  id?: string;
+  reason: string;
+}
+
+export interface CentralReportsOptions {
+  config: Config;
+  store: Store;
+  outbox: Outbox;
+  transport: Transport;
+  log: Logger;
+}
+
+export class CentralReports {
+  constructor(private readonly opts: CentralReportsOptions) {}
+
+  /** Queue an error for central's error log: stored and re-sent like any message. */
+  reportError(report: ErrorReport): void {
+    const { config, store, outbox, log } = this.opts;
+    // -1: keep re-sending until central has it; attempts only count while this node's link is up.
+    const retries = config.errorMessageRetries < 0 ? MAX_SECONDS : config.errorMessageRetries;
+    const message = this.toCentral("errorLog", {
+      ACKTimeout: Math.max(1, config.errorMessageTimeout),
+      retries,
+      retryWait: 5,
+      data: errorLine(report),
+    });
+    try {
+      if (store.addOutgoing(message)) outbox.deliver({ envelope: message, attempt: 0 });
+    } catch (err) {
+      log.error("cannot queue an error for central", { reason: errorText(err), error: message.data });
+    }
+  }
+
+  /** A hello is a heartbeat: published, never stored or retried (the next one follows). */
+  sendHello(): void {
+    const hello = this.toCentral("hello", { ACKTimeout: 0, retries: 0, attempt: 1 });
+    this.opts.transport.publish(methodSubject(this.opts.config.centralNodeName, "hello"), encode(hello));
+  }
+
+  /** A message of the node's own to central; it wants no reply. */
+  private toCentral(method: "hello" | "errorLog", fields: Partial<Envelope>): Envelope {
+    const { config } = this.opts;
+    return newEnvelope({
+      toNode: config.centralNodeName,
+      fromNode: config.nodeName,
+      method,
+      methodTimeout: config.defaultMethodTimeout,
+      ...fields,
+    });
+  }
+}

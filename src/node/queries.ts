@@ -1,0 +1,119 @@
+/**
+ * The node's answers to the queries of src/inputs/queries.ts, from its store
+ * and its state. The unix socket and the HTTP listener serve them.
+ */
+import type {
+  Health,
+  MessageView,
+  QueryAnswer,
+  QueryArgs,
+  QueryHandlers,
+  QueryRefusal,
+  QueryReply,
+} from "../inputs/queries.js";
+import { isFinal } from "../message/message.js";
+import type { OutgoingRecord, Store } from "../store/store.js";
+
+/** The longest a `wait` query holds its connection open. */
+const MAX_WAIT_MS = 60_000;
+
+export interface NodeQueriesOptions {
+  nodeName: string;
+  centralNodeName: string;
+  store: Store;
+  /** The node's lifecycle, broker link and in-flight count as they are now. */
+  health(): Health;
+}
+
+export class NodeQueries implements QueryHandlers {
+  /** Pending `wait` queries: each ends its wait when called. */
+  private readonly waits = new Set<() => void>();
+
+  constructor(private readonly opts: NodeQueriesOptions) {}
+
+  status({ id }: QueryArgs<"status">): QueryReply<"status"> {
+    const rec = this.opts.store.getOutgoing(id);
+    if (!rec) return this.unknown(id);
+    return { message: messageView(rec, true) };
+  }
+
+  list({ limit }: QueryArgs<"list">): QueryAnswer<"list"> {
+    return {
+      messages: this.opts.store
+        .listOutgoing(Number.isInteger(limit) && limit > 0 ? limit : 50)
+        .map((rec) => messageView(rec, false)),
+    };
+  }
+
+  wait({ ms, ids }: QueryArgs<"wait">): QueryReply<"wait"> | Promise<QueryReply<"wait">> {
+    const unknown = ids.find((id) => !this.opts.store.getOutgoing(id));
+    if (unknown) return this.unknown(unknown);
+    return this.waitFinal(ids, Math.min(ms, MAX_WAIT_MS));
+  }
+
+  nodes(): QueryAnswer<"nodes"> {
+    const { nodeName, centralNodeName, store } = this.opts;
+    return { node: nodeName, central: centralNodeName, nodes: store.listNodes() };
+  }
+
+  health(): Health {
+    return this.opts.health();
+  }
+
+  /** A stopping node answers every pending wait at once rather than hold its socket open. */
+  endWaits(): void {
+    for (const answerNow of [...this.waits]) answerNow();
+  }
+
+  private unknown(id: string): QueryRefusal {
+    return { error: `no message with id ${id} was sent from ${this.opts.nodeName}` };
+  }
+
+  /**
+   * The messages, in full, once every one of them is final (and that is on disk), or after `ms`
+   * as they are then: the CLI's --wait learns of a result the moment it is stored, without polling.
+   */
+  private async waitFinal(ids: string[], ms: number): Promise<QueryAnswer<"wait">> {
+    const { store } = this.opts;
+    const open = new Set(ids.filter((id) => !isFinal(store.getOutgoing(id)?.state ?? "queued")));
+    if (open.size > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          stop();
+          this.waits.delete(done);
+          resolve();
+        };
+        this.waits.add(done);
+        const timer = setTimeout(done, ms);
+        const stop = store.onFinal((id) => {
+          if (open.delete(id) && open.size === 0) done();
+        });
+      });
+    }
+    await store.durable().catch(() => undefined); // a final state is reported once it is stored for good
+    return {
+      messages: ids.map((id) => store.getOutgoing(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])),
+    };
+  }
+}
+
+/** A stored message as clients see it; `withResult` adds the reply's data and outcome. */
+export function messageView(rec: OutgoingRecord, withResult: boolean): MessageView {
+  const result = rec.result;
+  return {
+    id: rec.id,
+    toNode: rec.toNode,
+    method: rec.method,
+    state: rec.state,
+    attempt: rec.attempt,
+    reason: rec.reason,
+    exitCode: rec.exitCode,
+    createdAt: new Date(rec.createdAt).toISOString(),
+    updatedAt: new Date(rec.updatedAt).toISOString(),
+    ...(result?.rerun && { rerun: true }),
+    // Streamed and scheduled results come back in parts; the latest part's number shows progress.
+    ...(rec.state === "running" && result?.seq && { parts: result.seq }),
+    ...(withResult && result && { result }),
+  };
+}
