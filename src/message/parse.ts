@@ -9,7 +9,14 @@ import type * as Yaml from "yaml";
 import { MessageInputError } from "../errors.js";
 import { newId } from "./id.js";
 import type { Message } from "./message.js";
-import { canonicalMethod, type MethodName, REPLY_METHODS, unknownMethodReason } from "./methods.js";
+import {
+  argsProblem,
+  canonicalMethod,
+  defaultReplyMethod,
+  type MethodName,
+  REPLY_METHODS,
+  unknownMethodReason,
+} from "./methods.js";
 
 /** Per-node defaults applied to fields a message leaves out. */
 export interface MessageDefaults {
@@ -258,29 +265,21 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   const method = legacy?.method ?? canonicalMethod(methodRaw);
   if (!method) return fail("method", unknownMethodReason(methodRaw));
   const replyRaw = str("replyMethod");
-  const replyMethod = replyRaw === undefined ? (method === "ping" ? "pong" : "fileAppend") : canonicalMethod(replyRaw);
+  const replyMethod = replyRaw === undefined ? defaultReplyMethod(method) : canonicalMethod(replyRaw);
   if (!replyMethod) return fail("replyMethod", unknownMethodReason(replyRaw ?? ""));
   if (!REPLY_METHODS.includes(replyMethod)) {
     fail("replyMethod", `"${replyRaw}" cannot handle a reply; use one of ${REPLY_METHODS.join(", ")}`);
   }
 
   const methodArgs = legacy?.methodArgs ?? strings("methodArgs");
-  if ((method === "cliCommand" || method === "cliCommandCont") && (methodArgs[0] ?? "") === "") {
-    fail("methodArgs", `${method} needs the command as the first element, e.g. ["bash","-c","uptime"]`);
-  }
-  if (method === "tailFile" && (methodArgs[0] ?? "") === "")
-    fail("methodArgs", `tailFile needs the file to follow, e.g. ["/var/log/syslog"]`);
-  if (method === "httpGet" && !/^https?:\/\//i.test(methodArgs[0] ?? ""))
-    fail("methodArgs", `httpGet needs a URL, e.g. ["https://example.com/"]`);
-
-  // Where results go (DESIGN §5).
   const directory = str("directory");
+  const argsIssue = argsProblem(method, { methodArgs, directory });
+  if (argsIssue) fail(argsIssue.field, argsIssue.reason);
+
+  // Where results go: see src/methods/paths.ts.
   const fileName = str("fileName");
   if (directory?.split(/[\\/]/).includes("..")) {
     fail("directory", `must not contain "..": results stay inside the data folder or the absolute folder given`);
-  }
-  if ((method === "file" || method === "fileAppend") && directory !== undefined && directory.startsWith("/")) {
-    fail("directory", `a ${method} request writes inside the receiver's data folder: use a relative directory`);
   }
   if (fileName !== undefined && (fileName === "" || fileName === "." || fileName === ".." || /[\\/]/.test(fileName))) {
     fail("fileName", `must be a plain file name without "/" or ".."`);

@@ -9,12 +9,8 @@ import type { MethodContext, MethodOutput } from "./method.js";
 import { abortReason, Capture } from "./processTree.js";
 
 export async function httpGet(ctx: MethodContext): Promise<MethodOutput> {
-  const url = ctx.message.methodArgs[0];
-  if (!url || !/^https?:\/\//i.test(url))
-    throw new MethodError(
-      "httpGet",
-      `methodArgs[0] must be an http:// or https:// URL, got ${JSON.stringify(url ?? "")}`,
-    );
+  // The method's argument check (src/message/methods.ts) has made sure this is an http(s) URL.
+  const url = ctx.message.methodArgs[0] ?? "";
   let res: Response;
   try {
     res = await fetch(url, { signal: ctx.signal, redirect: "follow" });

@@ -21,9 +21,8 @@ export function runTree(
   method: string,
   on: { stdout: (b: Buffer) => void; stderr: (b: Buffer) => void },
 ): Promise<TreeExit> {
-  const [command, ...args] = ctx.message.methodArgs;
-  if (!command)
-    return Promise.reject(new MethodError(method, "methodArgs is empty: give the command to run as its first element"));
+  // The method's argument check (src/message/methods.ts) has made sure there is a command.
+  const [command = "", ...args] = ctx.message.methodArgs;
   if (ctx.signal.aborted) return Promise.reject(new MethodError(method, `not started: ${abortReason(ctx.signal)}`));
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
