@@ -22,7 +22,7 @@ export async function tailFile(ctx: MethodContext): Promise<MethodOutput> {
   try {
     st = await stat(path);
   } catch (err) {
-    throw new MethodError("tailFile", `cannot follow ${path}: ${(err as Error).message}`, err);
+    throw new MethodError("tailFile", `cannot follow ${path}: ${(err as Error).message}`, { cause: err });
   }
   let ino = st.ino;
   let pos = st.size;
