@@ -18,7 +18,7 @@ export interface MethodContext {
   message: Envelope;
   /**
    * For a reply: the request this node sent and stored, which it answers.
-   * Where the reply's data goes is taken from here, never from the wire (DESIGN §5).
+   * Where the reply's data goes is taken from here, never from the wire: a peer cannot choose where this node writes.
    */
   request?: Envelope;
   /** Most bytes of output worth keeping. */
