@@ -21,6 +21,21 @@ after(() => fleet.close());
 
 const data = (node: string) => fleet.node(node).dataFolder;
 
+/** The fields of an envelope a peer puts straight onto the broker, beside its ids, nodes and method. */
+const WIRE_FIELDS = {
+  methodArgs: [],
+  replyMethod: "none",
+  replyMethodArgs: [],
+  ACKTimeout: 5,
+  retries: 0,
+  retryWait: 0,
+  replyACKTimeout: 0,
+  replyRetries: 0,
+  methodTimeout: 5,
+  replyMethodTimeout: 5,
+  attempt: 1,
+};
+
 /** Send one message and wait for its final state on the sender. */
 async function run(from: string, msg: Record<string, unknown>, timeoutMs?: number) {
   const [id] = await fleet.sendOk(from, msg);
@@ -443,21 +458,11 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
     try {
       const forged = (fromNode: string) => ({
         id: marker("forged"),
+        ...WIRE_FIELDS,
         toNode: "central",
         fromNode,
         method: "file",
-        methodArgs: [],
-        replyMethod: "none",
-        replyMethodArgs: [],
-        ACKTimeout: 5,
-        retries: 0,
-        retryWait: 0,
-        replyACKTimeout: 0,
-        replyRetries: 0,
-        methodTimeout: 5,
-        replyMethodTimeout: 5,
         requestId: id,
-        attempt: 1,
         directory: evil,
         fileName: "evil.txt",
         data: "forged\n",
@@ -618,17 +623,7 @@ describe("a request from the wire, which no input checked", () => {
         toNode: "ship1",
         fromNode: peer,
         method,
-        methodArgs: [],
-        replyMethod: "none",
-        replyMethodArgs: [],
-        ACKTimeout: 5,
-        retries: 0,
-        retryWait: 0,
-        replyACKTimeout: 5,
-        replyRetries: 0,
-        methodTimeout: 5,
-        replyMethodTimeout: 5,
-        attempt: 1,
+        ...WIRE_FIELDS,
         ...extra,
       };
       const ack = JSON.parse(
