@@ -1,7 +1,10 @@
 /**
- * Every error a user can see. Each says what was wrong, where (field, message
- * index, node) and, where it can, what to do next. Domain data lives in fields
- * so that callers can act on it without parsing the text.
+ * The errors a user can see, one class per failure. Each says what was wrong,
+ * where (field, message index, node) and, where it can, what to do next.
+ * Domain data lives in fields so that callers can act on it without parsing
+ * the text. Two more classes stay private to the files in src/delivery/ that
+ * throw and catch them: LinkProblem (a broker-link problem worded for the
+ * node's log) and NotStored (a signal inside the inbox, never shown).
  */
 
 /** A message handed to an input was refused; nothing of it was stored. */
@@ -47,13 +50,31 @@ export class StoreError extends Error {
   }
 }
 
+/**
+ * What a method gives back. Defined here, beside MethodError, because a
+ * failed method may carry what it produced before it failed; methods import
+ * it through src/methods/method.ts.
+ */
+export interface MethodOutput {
+  /** The result: sent back as the reply's data. */
+  data?: string;
+  /** Exit code of a command; 0 for other methods that succeeded. */
+  exitCode?: number | null;
+  stderr?: string;
+  /** Bytes dropped from the output because it was too large. */
+  truncated?: number;
+}
+
 /** A method failed on the node that ran it; `reason` travels back in the reply. */
 export class MethodError extends Error {
   readonly method: string;
-  constructor(method: string, reason: string, cause?: unknown) {
-    super(`${method}: ${reason}`, { cause });
+  /** What the method produced before it failed (a command's output up to its timeout, an HTTP error's body). */
+  readonly output: MethodOutput | undefined;
+  constructor(method: string, reason: string, options: { cause?: unknown; output?: MethodOutput } = {}) {
+    super(`${method}: ${reason}`, { cause: options.cause });
     this.name = "MethodError";
     this.method = method;
+    this.output = options.output;
   }
 }
 
@@ -68,6 +89,14 @@ export class NodeUnreachableError extends Error {
     );
     this.name = "NodeUnreachableError";
     this.socketPath = socketPath;
+  }
+}
+
+/** The command line is wrong (an unknown command or flag, a missing value); the CLI exits with code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
   }
 }
 

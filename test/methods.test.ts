@@ -21,6 +21,21 @@ after(() => fleet.close());
 
 const data = (node: string) => fleet.node(node).dataFolder;
 
+/** The fields of an envelope a peer puts straight onto the broker, beside its ids, nodes and method. */
+const WIRE_FIELDS = {
+  methodArgs: [],
+  replyMethod: "none",
+  replyMethodArgs: [],
+  ACKTimeout: 5,
+  retries: 0,
+  retryWait: 0,
+  replyACKTimeout: 0,
+  replyRetries: 0,
+  methodTimeout: 5,
+  replyMethodTimeout: 5,
+  attempt: 1,
+};
+
 /** Send one message and wait for its final state on the sender. */
 async function run(from: string, msg: Record<string, unknown>, timeoutMs?: number) {
   const [id] = await fleet.sendOk(from, msg);
@@ -443,21 +458,11 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
     try {
       const forged = (fromNode: string) => ({
         id: marker("forged"),
+        ...WIRE_FIELDS,
         toNode: "central",
         fromNode,
         method: "file",
-        methodArgs: [],
-        replyMethod: "none",
-        replyMethodArgs: [],
-        ACKTimeout: 5,
-        retries: 0,
-        retryWait: 0,
-        replyACKTimeout: 0,
-        replyRetries: 0,
-        methodTimeout: 5,
-        replyMethodTimeout: 5,
         requestId: id,
-        attempt: 1,
         directory: evil,
         fileName: "evil.txt",
         data: "forged\n",
@@ -603,5 +608,45 @@ describe("ping, hello, errorLog", () => {
     await run("ship2", { toNode: later, method: "ping", ACKTimeout: 1, retries: 0 });
     const log = await waitFile(path, (t) => t.includes(later));
     assert.equal(log.split("\n").filter((l) => l.includes(ghost)).length, 1, log);
+  });
+});
+
+describe("a request from the wire, which no input checked", () => {
+  /** Send a request to ship1 as a peer would (straight onto the broker) and return the reply it gets back. */
+  async function fromPeer(method: string, extra: Record<string, unknown>) {
+    const peer = marker("peer");
+    const nc = await connect({ servers: fleet.broker.url });
+    try {
+      const replies = nc.subscribe(`${peer}.none`, { max: 1 });
+      const request = {
+        id: marker("from-peer"),
+        toNode: "ship1",
+        fromNode: peer,
+        method,
+        ...WIRE_FIELDS,
+        ...extra,
+      };
+      const ack = JSON.parse(
+        new TextDecoder().decode((await nc.request(`ship1.${method}`, JSON.stringify(request))).data),
+      );
+      assert.deepEqual(ack, { ack: request.id });
+      for await (const msg of replies) {
+        const reply = JSON.parse(new TextDecoder().decode(msg.data)) as { id: string; result?: { error?: string } };
+        msg.respond(JSON.stringify({ ack: reply.id }));
+        return reply;
+      }
+      throw new Error("no reply");
+    } finally {
+      await nc.close();
+    }
+  }
+
+  test("its arguments get the same check as at input, before the method runs", async () => {
+    const noCommand = await fromPeer("cliCommand", { methodArgs: [] });
+    assert.match(noCommand.result?.error ?? "", /field "methodArgs": cliCommand needs the command/);
+    const noUrl = await fromPeer("httpGet", { methodArgs: ["not a url"] });
+    assert.match(noUrl.result?.error ?? "", /field "methodArgs": httpGet needs an http:\/\/ or https:\/\/ URL/);
+    const absolute = await fromPeer("file", { directory: "/tmp", fileName: "x", data: "y" });
+    assert.match(absolute.result?.error ?? "", /field "directory": a file request writes inside/);
   });
 });

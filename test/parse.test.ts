@@ -1,12 +1,13 @@
 /**
- * src/message/parse.ts on its own (no broker): JSON and YAML documents, the
- * seeds' trailing-comma JSON, every field of DESIGN §2 with the node's
- * defaults, toNodes fan-out, seed aliases, and bad input refused per message
+ * src/message/parse.ts and document.ts on their own (no broker): JSON and YAML
+ * documents, the seeds' trailing-comma JSON, the JSON scanner an input feeds
+ * chunk by chunk, every field a message may carry with the node's defaults, toNodes fan-out, seed aliases, and bad input refused per message
  * with an error that names the field and the message's index.
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { MessageInputError } from "../src/errors.js";
+import { JsonScanner } from "../src/message/document.js";
 import type { Message } from "../src/message/message.js";
 import { type MessageDefaults, type ParseOutcome, parseMessages } from "../src/message/parse.js";
 
@@ -190,6 +191,22 @@ describe("documents", () => {
       assert.match(o.error.message, new RegExp(`message ${i}\\b`));
     }
     assert.ok("messages" in (outcomes[4] as ParseOutcome));
+  });
+});
+
+describe("the JSON scanner, fed chunk by chunk", () => {
+  test("tells where a document ends, across chunks, ignoring brackets and quotes inside strings", () => {
+    const scanner = new JsonScanner({ firstValueOnly: true });
+    const chunks = ['  [{"data": "a ] } \\', '" [ {", "n"', ": [1, [2]]}", "]", " trailing"];
+    const closedAfter = chunks.map((chunk) => scanner.feed(chunk));
+    assert.deepEqual(closedAfter, [false, false, false, true, true]);
+    assert.equal(scanner.maxDepth, 4);
+  });
+
+  test("text that does not start with a bracket is not JSON it can follow", () => {
+    const scanner = new JsonScanner({ firstValueOnly: true });
+    assert.equal(scanner.feed("toNode: ship1\n"), false);
+    assert.equal(scanner.possible, false);
   });
 });
 

@@ -1,12 +1,9 @@
 /** Small helpers for the CLI's own flags (settings flags are in node/config.ts). */
+import { UsageError } from "../errors.js";
 import { type Config, loadConfig, type ParsedFlags, socketPath } from "../node/config.js";
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+/** Thrown by the helpers below; the CLI's commands import it from here. */
+export { UsageError };
 
 /** Take `--name value`, `--name=value` (repeatable) out of args. */
 export function takeOption(args: string[], name: string): string[] {

@@ -1,15 +1,27 @@
 /**
  * Input → messages. A document is JSON or YAML, one object or an array of
- * them. Each object is checked on its own: a bad one gets an error naming its
- * index and field, and the good ones of the same batch still go through.
- * `toNodes` fans out into one message per node, each with its own id.
+ * them (decoded by document.ts). Each object's fields are checked here on
+ * their own: a bad one gets an error naming its index and field, and the good
+ * ones of the same batch still go through. `toNodes` fans out into one
+ * message per node, each with its own id.
  */
-import { createRequire } from "node:module";
-import type * as Yaml from "yaml";
 import { MessageInputError } from "../errors.js";
+import { MAX_TIMER_MS } from "../timers.js";
+import { parseDocument } from "./document.js";
 import { newId } from "./id.js";
 import type { Message } from "./message.js";
-import { canonicalMethod, type MethodName, REPLY_METHODS, unknownMethodReason } from "./methods.js";
+import {
+  argsProblem,
+  canonicalMethod,
+  defaultReplyMethod,
+  type MethodName,
+  REPLY_METHODS,
+  unknownMethodReason,
+} from "./methods.js";
+import { badTokenReason } from "./names.js";
+
+// Kept for callers that import it from here; its home is names.ts.
+export { badTokenReason } from "./names.js";
 
 /** Per-node defaults applied to fields a message leaves out. */
 export interface MessageDefaults {
@@ -45,133 +57,21 @@ const FIELDS = new Set([
   "operation",
 ]);
 
-/** Why a name cannot be a NATS subject token, or undefined when it can. */
-export function badTokenReason(name: string): string | undefined {
-  if (name.length === 0) return "is empty";
-  if (name.length > 128) return "is longer than 128 characters";
-  if (name.includes(".")) return `"${name}" contains a dot, which separates NATS subject tokens`;
-  if (/[\\/]/.test(name)) return `"${name}" contains a slash; node names also name folders`;
-  if (/[\s*>]/.test(name)) return `"${name}" contains a space, "*" or ">", which NATS subjects do not allow`;
-  if ([...name].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f))
-    return `"${name}" contains a control character`;
-  return undefined;
+/** Longest time in seconds a timer can wait in Node.js (about 24.8 days): the most any seconds field takes. */
+export const MAX_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+
+/** Why a result's fileName cannot be used, or undefined when it can: it names a file, never a path. */
+export function fileNameProblem(fileName: string): string | undefined {
+  return fileName === "" || fileName === "." || fileName === ".." || /[\\/]/.test(fileName)
+    ? `must be a plain file name without "/" or ".."`
+    : undefined;
 }
 
-/** Longest time in seconds a timer can wait in Node.js (2^31-1 ms, about 24.8 days). */
-export const MAX_SECONDS = 2_147_483;
-
-/** YAML is parsed only below this size and nesting: its parser is far slower than JSON's on hostile input. */
-const YAML_MAX_BYTES = 256 * 1024;
-/** Text that looks like JSON but is not is tried as YAML flow style only when it is this small. */
-const FLOW_YAML_MAX_BYTES = 64 * 1024;
-const YAML_MAX_DEPTH = 64;
-
-/**
- * The YAML parser, loaded on the first document that is not JSON. Every node
- * imports this module, but most only ever see JSON: loading yaml eagerly cost
- * each node about 1.7 MB of resident memory and 40 ms of start time. `require`
- * because parsing is synchronous (yaml ships CommonJS for Node).
- */
-let yaml: typeof Yaml | undefined;
-function yamlParser(): typeof Yaml {
-  yaml ??= createRequire(import.meta.url)("yaml") as typeof Yaml;
-  return yaml;
-}
-
-/** Parse a whole document into raw objects; throws MessageInputError when it is neither JSON nor YAML. */
-export function parseDocument(text: string): unknown[] {
-  const trimmed = text.trim();
-  if (trimmed === "") throw new MessageInputError("empty input: expected a JSON or YAML message, or an array of them");
-  const value = /^[[{]/.test(trimmed) ? parseJsonish(trimmed) : parseYaml(trimmed);
-  return Array.isArray(value) ? value : [value];
-}
-
-/** JSON, with the trailing commas the seeds' own examples carry; YAML flow style as a last resort for small input. */
-function parseJsonish(text: string): unknown {
-  let firstError: Error;
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    firstError = err as Error;
-  }
-  try {
-    return JSON.parse(stripTrailingCommas(text));
-  } catch {
-    // Fall through: maybe YAML flow style ({toNode: ship1, method: ping}).
-  }
-  if (text.length <= FLOW_YAML_MAX_BYTES && maxDepth(text) <= YAML_MAX_DEPTH) {
-    try {
-      return parseYaml(text);
-    } catch {
-      // Report the JSON error: the text looked like JSON.
-    }
-  }
-  throw new MessageInputError(`cannot parse input as JSON: ${firstError.message}`);
-}
-
-function parseYaml(text: string): unknown {
-  if (text.length > YAML_MAX_BYTES)
-    throw new MessageInputError(`YAML input over ${YAML_MAX_BYTES} bytes is not taken; send large documents as JSON`);
-  if (maxDepth(text) > YAML_MAX_DEPTH) throw new MessageInputError(`input nests deeper than ${YAML_MAX_DEPTH} levels`);
-  const list = yamlParser().parseAllDocuments(text, { uniqueKeys: false });
-  const docs = Array.isArray(list) ? list : [list];
-  const bad = docs.find((d) => d.errors.length > 0);
-  if (bad) {
-    const reason = bad.errors[0]?.message.split("\n")[0]?.replace(/:$/, "") ?? "syntax error";
-    throw new MessageInputError(`cannot parse input as YAML: ${reason}`);
-  }
-  const values = docs.map((d) => d.toJS() as unknown);
-  return values.length === 1 ? values[0] : values.flat();
-}
-
-/** Remove a comma that stands right before a closing bracket, outside strings. */
-export function stripTrailingCommas(text: string): string {
-  const drop: number[] = [];
-  let inString = false;
-  let comma = -1;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92)
-        i++; // backslash: skip the escaped character
-      else if (c === 34) inString = false;
-      continue;
-    }
-    if (c === 44) comma = i;
-    else if ((c === 93 || c === 125) && comma >= 0) {
-      drop.push(comma);
-      comma = -1;
-    } else if (c !== 32 && c !== 9 && c !== 10 && c !== 13) {
-      comma = -1;
-      if (c === 34) inString = true;
-    }
-  }
-  if (drop.length === 0) return text;
-  const parts: string[] = [];
-  let from = 0;
-  for (const at of drop) {
-    parts.push(text.slice(from, at));
-    from = at + 1;
-  }
-  parts.push(text.slice(from));
-  return parts.join("");
-}
-
-/** Deepest bracket nesting outside double-quoted strings (a cheap guard before the YAML parser). */
-function maxDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92) i++;
-      else if (c === 34) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 91 || c === 123) max = Math.max(max, ++depth);
-    else if (c === 93 || c === 125) depth--;
-  }
-  return max;
+/** Why a result's directory cannot be used, or undefined when it can (an absolute one is the operator's own). */
+export function directoryProblem(directory: string): string | undefined {
+  return directory.split(/[\\/]/).includes("..")
+    ? `must not contain "..": results stay inside the data folder or the absolute folder given`
+    : undefined;
 }
 
 /**
@@ -258,33 +158,23 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   const method = legacy?.method ?? canonicalMethod(methodRaw);
   if (!method) return fail("method", unknownMethodReason(methodRaw));
   const replyRaw = str("replyMethod");
-  const replyMethod = replyRaw === undefined ? (method === "ping" ? "pong" : "fileAppend") : canonicalMethod(replyRaw);
+  const replyMethod = replyRaw === undefined ? defaultReplyMethod(method) : canonicalMethod(replyRaw);
   if (!replyMethod) return fail("replyMethod", unknownMethodReason(replyRaw ?? ""));
   if (!REPLY_METHODS.includes(replyMethod)) {
     fail("replyMethod", `"${replyRaw}" cannot handle a reply; use one of ${REPLY_METHODS.join(", ")}`);
   }
 
   const methodArgs = legacy?.methodArgs ?? strings("methodArgs");
-  if ((method === "cliCommand" || method === "cliCommandCont") && (methodArgs[0] ?? "") === "") {
-    fail("methodArgs", `${method} needs the command as the first element, e.g. ["bash","-c","uptime"]`);
-  }
-  if (method === "tailFile" && (methodArgs[0] ?? "") === "")
-    fail("methodArgs", `tailFile needs the file to follow, e.g. ["/var/log/syslog"]`);
-  if (method === "httpGet" && !/^https?:\/\//i.test(methodArgs[0] ?? ""))
-    fail("methodArgs", `httpGet needs a URL, e.g. ["https://example.com/"]`);
-
-  // Where results go (DESIGN §5).
   const directory = str("directory");
+  const argsIssue = argsProblem(method, { methodArgs, directory });
+  if (argsIssue) fail(argsIssue.field, argsIssue.reason);
+
+  // Where results go: see src/methods/paths.ts.
   const fileName = str("fileName");
-  if (directory?.split(/[\\/]/).includes("..")) {
-    fail("directory", `must not contain "..": results stay inside the data folder or the absolute folder given`);
-  }
-  if ((method === "file" || method === "fileAppend") && directory !== undefined && directory.startsWith("/")) {
-    fail("directory", `a ${method} request writes inside the receiver's data folder: use a relative directory`);
-  }
-  if (fileName !== undefined && (fileName === "" || fileName === "." || fileName === ".." || /[\\/]/.test(fileName))) {
-    fail("fileName", `must be a plain file name without "/" or ".."`);
-  }
+  const directoryIssue = directory === undefined ? undefined : directoryProblem(directory);
+  if (directoryIssue) fail("directory", directoryIssue);
+  const fileNameIssue = fileName === undefined ? undefined : fileNameProblem(fileName);
+  if (fileNameIssue) fail("fileName", fileNameIssue);
 
   // Payload: the seeds' REQOpCommand examples carry "data": [], so an array of lines is text too.
   let data: string | undefined;

@@ -6,7 +6,8 @@
  */
 import { MethodError } from "../errors.js";
 import type { MethodContext, MethodOutput } from "./method.js";
-import { Capture, runTree, STDERR_LIMIT } from "./processTree.js";
+import { Capture } from "./output.js";
+import { runTree, STDERR_LIMIT } from "./processTree.js";
 
 export async function cliCommand(ctx: MethodContext): Promise<MethodOutput> {
   const stdout = new Capture(ctx.maxOutput);
@@ -18,6 +19,6 @@ export async function cliCommand(ctx: MethodContext): Promise<MethodOutput> {
     exitCode: exit.code,
     ...(stdout.dropped > 0 && { truncated: stdout.dropped }),
   };
-  if (exit.aborted) throw Object.assign(new MethodError("cliCommand", exit.aborted), { output });
+  if (exit.aborted) throw new MethodError("cliCommand", exit.aborted, { output });
   return output;
 }

@@ -5,7 +5,8 @@
  * to stop, so it is not an error; the result says so.
  */
 import type { MethodContext, MethodOutput } from "./method.js";
-import { Capture, runTree, STDERR_LIMIT } from "./processTree.js";
+import { Capture } from "./output.js";
+import { runTree, STDERR_LIMIT } from "./processTree.js";
 import { StreamBatcher } from "./stream.js";
 
 export async function cliCommandCont(ctx: MethodContext): Promise<MethodOutput> {

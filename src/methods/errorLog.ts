@@ -6,8 +6,8 @@
 import { appendFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MethodError } from "../errors.js";
-import { decodeData } from "./console.js";
 import type { MethodContext, MethodOutput } from "./method.js";
+import { decodeData } from "./output.js";
 import { ensureDir } from "./paths.js";
 
 export async function errorLog(ctx: MethodContext): Promise<MethodOutput> {
@@ -17,7 +17,9 @@ export async function errorLog(ctx: MethodContext): Promise<MethodOutput> {
     await ensureDir(dir);
     await appendFile(join(dir, "errorLog.log"), `${line}\n`);
   } catch (err) {
-    throw new MethodError("errorLog", `cannot write the error log in ${dir}: ${(err as Error).message}`, err);
+    throw new MethodError("errorLog", `cannot write the error log in ${dir}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   return { exitCode: 0 };
 }

@@ -2,8 +2,8 @@
 import { rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { MethodError } from "../errors.js";
-import { resultText } from "./fileAppend.js";
 import type { MethodContext, MethodOutput } from "./method.js";
+import { resultText } from "./output.js";
 import { ensureDir, resultPath } from "./paths.js";
 
 export async function file(ctx: MethodContext): Promise<MethodOutput> {
@@ -15,7 +15,7 @@ export async function file(ctx: MethodContext): Promise<MethodOutput> {
     await writeFile(tmp, resultText(ctx));
     await rename(tmp, path);
   } catch (err) {
-    throw new MethodError("file", `cannot write ${path}: ${(err as Error).message}`, err);
+    throw new MethodError("file", `cannot write ${path}: ${(err as Error).message}`, { cause: err });
   }
   return { exitCode: 0, data: path };
 }

@@ -1,8 +1,9 @@
 /**
  * hello: a node saying it is alive. Central records the time it was last
- * seen. Hellos are heartbeats, so the inbox records them on arrival (see
- * inbox.ts) and never stores or runs them as messages; this handler is what
- * a hello sent by an operator as an ordinary message runs, and it succeeds.
+ * seen. Hellos are heartbeats (`heartbeat` in src/message/methods.ts): the
+ * inbox records every hello on arrival, one an operator sends too, and never
+ * stores or runs it as a message, so this handler does not run today. It is
+ * here because every method has one, and says what a run would.
  */
 import type { MethodContext, MethodOutput } from "./method.js";
 

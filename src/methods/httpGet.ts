@@ -5,23 +5,21 @@
  * how much was dropped.
  */
 import { MethodError } from "../errors.js";
-import type { MethodContext, MethodOutput } from "./method.js";
-import { abortReason, Capture } from "./processTree.js";
+import { abortReason, type MethodContext, type MethodOutput } from "./method.js";
+import { Capture } from "./output.js";
 
 export async function httpGet(ctx: MethodContext): Promise<MethodOutput> {
-  const url = ctx.message.methodArgs[0];
-  if (!url || !/^https?:\/\//i.test(url))
-    throw new MethodError(
-      "httpGet",
-      `methodArgs[0] must be an http:// or https:// URL, got ${JSON.stringify(url ?? "")}`,
-    );
+  // The method's argument check (src/message/methods.ts) has made sure this is an http(s) URL.
+  const url = ctx.message.methodArgs[0] ?? "";
   let res: Response;
   try {
     res = await fetch(url, { signal: ctx.signal, redirect: "follow" });
   } catch (err) {
     if (ctx.signal.aborted) throw new MethodError("httpGet", `GET ${url}: ${abortReason(ctx.signal)}`);
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new MethodError("httpGet", `GET ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, err);
+    throw new MethodError("httpGet", `GET ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
   const body = new Capture(ctx.maxOutput);
   try {
@@ -29,10 +27,9 @@ export async function httpGet(ctx: MethodContext): Promise<MethodOutput> {
   } catch (err) {
     if (ctx.signal.aborted)
       throw new MethodError("httpGet", `GET ${url}: ${abortReason(ctx.signal)} while reading the body`);
-    throw new MethodError("httpGet", `GET ${url}: reading the body failed: ${(err as Error).message}`, err);
+    throw new MethodError("httpGet", `GET ${url}: reading the body failed: ${(err as Error).message}`, { cause: err });
   }
   const output: MethodOutput = { data: body.text(), exitCode: 0, ...(body.dropped > 0 && { truncated: body.dropped }) };
-  if (!res.ok)
-    throw Object.assign(new MethodError("httpGet", `GET ${url}: HTTP ${res.status} ${res.statusText}`), { output });
+  if (!res.ok) throw new MethodError("httpGet", `GET ${url}: HTTP ${res.status} ${res.statusText}`, { output });
   return output;
 }

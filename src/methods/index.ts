@@ -1,30 +1,48 @@
 /**
- * The method table: canonical name → handler. One file per method beside this one.
- * Each method's code is loaded on its first run: a node loads the methods it
- * runs, not all fifteen (resident memory and start time, issue #5).
+ * The method table: canonical name → handler. One file per method beside this
+ * one; what the layers below know of a method (names, flags, the check of its
+ * arguments) is its entry in src/message/methods.ts. Each method's code is
+ * loaded on its first run: a node loads the methods it runs, not all of them
+ * (resident memory and start time).
  */
-import type { MethodName } from "../message/methods.js";
+import { MethodError } from "../errors.js";
+import { argsProblem, METHOD_NAMES, type MethodName } from "../message/methods.js";
 import type { MethodHandler } from "./method.js";
 
-function lazy(load: () => Promise<MethodHandler>): MethodHandler {
+/** One line per method: a missing one does not compile. */
+const LOADERS: Record<MethodName, () => Promise<MethodHandler>> = {
+  cliCommand: async () => (await import("./cliCommand.js")).cliCommand,
+  cliCommandCont: async () => (await import("./cliCommandCont.js")).cliCommandCont,
+  tailFile: async () => (await import("./tailFile.js")).tailFile,
+  httpGet: async () => (await import("./httpGet.js")).httpGet,
+  console: async () => (await import("./console.js")).consoleMethod,
+  file: async () => (await import("./file.js")).file,
+  fileAppend: async () => (await import("./fileAppend.js")).fileAppend,
+  none: async () => (await import("./none.js")).none,
+  ping: async () => (await import("./ping.js")).ping,
+  pong: async () => (await import("./pong.js")).pong,
+  hello: async () => (await import("./hello.js")).hello,
+  errorLog: async () => (await import("./errorLog.js")).errorLog,
+  opProcessList: async () => (await import("./opProcessList.js")).opProcessList,
+  opProcessStart: async () => (await import("./opProcessStart.js")).opProcessStart,
+  opProcessStop: async () => (await import("./opProcessStop.js")).opProcessStop,
+};
+
+/**
+ * A handler that loads its method on the first call. A request's arguments
+ * are checked when a message is accepted (message/parse.ts); one from another
+ * node arrives without that, so the same check runs here before the method.
+ */
+function lazy(method: MethodName): MethodHandler {
   let handler: Promise<MethodHandler> | undefined;
-  return async (ctx) => (await (handler ??= load()))(ctx);
+  return async (ctx) => {
+    const problem = ctx.message.requestId === undefined ? argsProblem(method, ctx.message) : undefined;
+    if (problem) throw new MethodError(method, `field "${problem.field}": ${problem.reason}`);
+    return (await (handler ??= LOADERS[method]()))(ctx);
+  };
 }
 
-export const METHODS: Record<MethodName, MethodHandler> = {
-  cliCommand: lazy(async () => (await import("./cliCommand.js")).cliCommand),
-  cliCommandCont: lazy(async () => (await import("./cliCommandCont.js")).cliCommandCont),
-  tailFile: lazy(async () => (await import("./tailFile.js")).tailFile),
-  httpGet: lazy(async () => (await import("./httpGet.js")).httpGet),
-  console: lazy(async () => (await import("./console.js")).consoleMethod),
-  file: lazy(async () => (await import("./file.js")).file),
-  fileAppend: lazy(async () => (await import("./fileAppend.js")).fileAppend),
-  none: lazy(async () => (await import("./none.js")).none),
-  ping: lazy(async () => (await import("./ping.js")).ping),
-  pong: lazy(async () => (await import("./pong.js")).pong),
-  hello: lazy(async () => (await import("./hello.js")).hello),
-  errorLog: lazy(async () => (await import("./errorLog.js")).errorLog),
-  opProcessList: lazy(async () => (await import("./opProcessList.js")).opProcessList),
-  opProcessStart: lazy(async () => (await import("./opProcessStart.js")).opProcessStart),
-  opProcessStop: lazy(async () => (await import("./opProcessStop.js")).opProcessStop),
-};
+export const METHODS = Object.fromEntries(METHOD_NAMES.map((method) => [method, lazy(method)])) as Record<
+  MethodName,
+  MethodHandler
+>;

@@ -4,6 +4,7 @@
  * honours `signal` (aborted on methodTimeout and on shutdown) and returns
  * its output; it throws MethodError when the method itself failed.
  */
+import type { MethodOutput } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
 import type { MethodName } from "../message/methods.js";
@@ -17,7 +18,7 @@ export interface MethodContext {
   message: Envelope;
   /**
    * For a reply: the request this node sent and stored, which it answers.
-   * Where the reply's data goes is taken from here, never from the wire (DESIGN §5).
+   * Where the reply's data goes is taken from here, never from the wire: a peer cannot choose where this node writes.
    */
   request?: Envelope;
   /** Most bytes of output worth keeping. */
@@ -36,15 +37,7 @@ export interface MethodContext {
   onSpawn?: (pgid: number) => void;
 }
 
-export interface MethodOutput {
-  /** The result: sent back as the reply's data. */
-  data?: string;
-  /** Exit code of a command; 0 for other methods that succeeded. */
-  exitCode?: number | null;
-  stderr?: string;
-  /** Bytes dropped from the output because it was too large. */
-  truncated?: number;
-}
+export type { MethodOutput };
 
 export type MethodHandler = (ctx: MethodContext) => Promise<MethodOutput>;
 
@@ -62,4 +55,10 @@ export interface SubscriberControl {
   list(): SubscriberInfo[];
   start(method: MethodName, allowedNodes: AllowedNodes): void;
   stop(method: MethodName): boolean;
+}
+
+/** Why `signal` was aborted (methodTimeout, shutdown), as text for an error. */
+export function abortReason(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r.message : typeof r === "string" ? r : "aborted";
 }

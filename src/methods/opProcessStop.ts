@@ -6,7 +6,7 @@
  * that would cut the node off from remote control.
  */
 import { MethodError } from "../errors.js";
-import { canonicalMethod } from "../message/methods.js";
+import { canonicalMethod, CATALOG } from "../message/methods.js";
 import type { MethodContext, MethodOutput } from "./method.js";
 
 export async function opProcessStop(ctx: MethodContext): Promise<MethodOutput> {
@@ -23,7 +23,7 @@ export async function opProcessStop(ctx: MethodContext): Promise<MethodOutput> {
   }
   if (kind && kind !== "subscriber")
     throw new MethodError("opProcessStop", `kind "${kind}": only subscribers can be stopped`);
-  if (method.startsWith("op"))
+  if (CATALOG[method].control)
     throw new MethodError(
       "opProcessStop",
       `${method} stays: stopping it would cut ${ctx.nodeName} off from remote control`,

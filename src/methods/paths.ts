@@ -1,49 +1,42 @@
 /**
- * Where file and fileAppend write (DESIGN §5):
+ * Where file and fileAppend write:
  *   <subscribersDataFolder>/<directory>/<node that produced the data>/<fileName>
  * An absolute directory (the operator's own request) is used as given, still
  * with the producing node's subfolder. For a reply the path comes from the
  * request this node stored, never from the wire; a request from another
- * node writes only inside the data folder.
+ * node writes only inside the data folder. The rules for fileName and
+ * directory are those a message is checked against when it is accepted
+ * (src/message/parse.ts), checked again here for what came from the wire.
  */
 import { mkdir, stat } from "node:fs/promises";
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { MethodError } from "../errors.js";
+import { directoryProblem, fileNameProblem } from "../message/parse.js";
 import type { MethodContext } from "./method.js";
 
 export function resultPath(ctx: MethodContext): string {
   const { message, request } = ctx;
-  if (request) {
-    const fileName = request.fileName ?? `${request.method}.result`;
-    const dir = request.directory ?? "";
-    checkPlain(fileName, "fileName", message.method);
-    if (dir.split(/[\\/]/).includes("..")) throw new MethodError(message.method, `directory "${dir}" contains ".."`);
-    if (isAbsolute(dir)) return join(dir, message.fromNode, fileName);
-    return inside(ctx.dataFolder, join(dir, message.fromNode, fileName), message.method);
-  }
-  const fileName = message.fileName ?? `${message.method}.result`;
-  const dir = message.directory ?? "";
-  checkPlain(fileName, "fileName", message.method);
-  if (isAbsolute(dir) || dir.split(/[\\/]/).includes("..")) {
-    throw new MethodError(
-      message.method,
-      `directory "${dir}" from ${message.fromNode} would write outside the data folder; use a relative directory`,
-    );
-  }
-  return inside(ctx.dataFolder, join(dir, message.fromNode, fileName), message.method);
-}
-
-function checkPlain(fileName: string, field: string, method: string): void {
-  if (fileName === "" || fileName === "." || fileName === ".." || /[\\/]/.test(fileName)) {
-    throw new MethodError(method, `${field} "${fileName}" must be a plain file name`);
-  }
-}
-
-function inside(root: string, rel: string, method: string): string {
-  const full = resolve(root, rel);
-  const back = relative(resolve(root), full);
-  if (back.startsWith("..") || isAbsolute(back)) throw new MethodError(method, `path "${rel}" leaves the data folder`);
+  // A reply's data goes where this node's own stored request said; a request's where its sender said.
+  const from = request ?? message;
+  const fileName = from.fileName ?? `${from.method}.result`;
+  const dir = from.directory ?? "";
+  const badName = fileNameProblem(fileName);
+  if (badName) throw new MethodError(message.method, `fileName "${fileName}" ${badName}`);
+  const badDir = directoryProblem(dir);
+  if (badDir) throw new MethodError(message.method, `directory "${dir}" ${badDir}`);
+  const rel = join(dir, message.fromNode, fileName);
+  // Only the operator's own request names an absolute directory: the argument check of file and
+  // fileAppend (src/message/methods.ts) keeps a request's directory relative.
+  if (request && isAbsolute(dir)) return rel;
+  const full = resolve(ctx.dataFolder, rel);
+  if (!inside(ctx.dataFolder, full)) throw new MethodError(message.method, `path "${rel}" leaves the data folder`);
   return full;
+}
+
+/** Whether `path` is `root` or lies below it (both resolved against the working folder). */
+export function inside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
 }
 
 /**

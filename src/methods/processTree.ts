@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { MethodError } from "../errors.js";
-import type { MethodContext } from "./method.js";
+import { abortReason, type MethodContext } from "./method.js";
 
 /** Most bytes of a command's stderr kept with its result. */
 export const STDERR_LIMIT = 64 * 1024;
@@ -21,9 +21,8 @@ export function runTree(
   method: string,
   on: { stdout: (b: Buffer) => void; stderr: (b: Buffer) => void },
 ): Promise<TreeExit> {
-  const [command, ...args] = ctx.message.methodArgs;
-  if (!command)
-    return Promise.reject(new MethodError(method, "methodArgs is empty: give the command to run as its first element"));
+  // The method's argument check (src/message/methods.ts) has made sure there is a command.
+  const [command = "", ...args] = ctx.message.methodArgs;
   if (ctx.signal.aborted) return Promise.reject(new MethodError(method, `not started: ${abortReason(ctx.signal)}`));
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
@@ -52,7 +51,7 @@ export function runTree(
     ctx.signal.addEventListener("abort", killTree, { once: true });
     child.on("error", (err) => {
       ctx.signal.removeEventListener("abort", killTree);
-      reject(new MethodError(method, `cannot run "${command}": ${err.message}`, err));
+      reject(new MethodError(method, `cannot run "${command}": ${err.message}`, { cause: err }));
     });
     // The leader exited: end what it left in its group now, or children holding stdout open keep "close" from ever coming.
     child.on("exit", () => killTree());
@@ -66,11 +65,6 @@ export function runTree(
   });
 }
 
-export function abortReason(signal: AbortSignal): string {
-  const r: unknown = signal.reason;
-  return r instanceof Error ? r.message : typeof r === "string" ? r : "aborted";
-}
-
 const SIGNALS: Record<string, number> = {
   SIGHUP: 1,
   SIGINT: 2,
@@ -80,25 +74,3 @@ const SIGNALS: Record<string, number> = {
   SIGPIPE: 13,
   SIGTERM: 15,
 };
-
-/** Keeps the first `limit` bytes and counts the rest: a chatty command never fills the memory. */
-export class Capture {
-  private chunks: Buffer[] = [];
-  private kept = 0;
-  dropped = 0;
-  constructor(private readonly limit: number) {}
-  add(b: Buffer): void {
-    const room = this.limit - this.kept;
-    if (room <= 0) {
-      this.dropped += b.length;
-      return;
-    }
-    const part = b.length > room ? b.subarray(0, room) : b;
-    this.chunks.push(part);
-    this.kept += part.length;
-    this.dropped += b.length - part.length;
-  }
-  text(): string {
-    return Buffer.concat(this.chunks).toString("utf8");
-  }
-}

@@ -15,14 +15,14 @@ const POLL_MS = 250;
 const READ_CHUNK = 64 * 1024;
 
 export async function tailFile(ctx: MethodContext): Promise<MethodOutput> {
-  const arg = ctx.message.methodArgs[0];
-  if (!arg) throw new MethodError("tailFile", "methodArgs[0] must be the path of the file to follow");
+  // The method's argument check (src/message/methods.ts) has made sure there is a path.
+  const arg = ctx.message.methodArgs[0] ?? "";
   const path = isAbsolute(arg) ? arg : resolve(ctx.dataFolder, arg);
   let st;
   try {
     st = await stat(path);
   } catch (err) {
-    throw new MethodError("tailFile", `cannot follow ${path}: ${(err as Error).message}`, err);
+    throw new MethodError("tailFile", `cannot follow ${path}: ${(err as Error).message}`, { cause: err });
   }
   let ino = st.ino;
   let pos = st.size;

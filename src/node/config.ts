@@ -10,11 +10,11 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.js";
-import { METHOD_NAMES, type MethodName, SEED_NAMES } from "../message/methods.js";
+import { CATALOG, METHOD_NAMES, type MethodName } from "../message/methods.js";
 import { badTokenReason, MAX_SECONDS } from "../message/parse.js";
 
 export function startSubKey(method: MethodName): StartSubKey {
-  return `startSub${SEED_NAMES[method]}`;
+  return `startSub${CATALOG[method].seedName}`;
 }
 
 /** `startSubREQCliCommand` etc.: who may use each method here ("*", a comma-separated node list, or "" for off). */

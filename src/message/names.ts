@@ -1,0 +1,17 @@
+/**
+ * Names that become NATS subject tokens. A node's name and a method's name
+ * are tokens of the subjects messages travel on (see src/delivery/subjects.ts),
+ * and a node's name also names its folders.
+ */
+
+/** Why a name cannot be a NATS subject token, or undefined when it can. */
+export function badTokenReason(name: string): string | undefined {
+  if (name.length === 0) return "is empty";
+  if (name.length > 128) return "is longer than 128 characters";
+  if (name.includes(".")) return `"${name}" contains a dot, which separates NATS subject tokens`;
+  if (/[\\/]/.test(name)) return `"${name}" contains a slash; node names also name folders`;
+  if (/[\s*>]/.test(name)) return `"${name}" contains a space, "*" or ">", which NATS subjects do not allow`;
+  if ([...name].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f))
+    return `"${name}" contains a control character`;
+  return undefined;
+}
