@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 import type { Logger } from "../log.js";
+import { JsonScanner } from "../message/document.js";
 import { type Acceptor, answerLine } from "./protocol.js";
 import {
   answerQuery,
@@ -64,7 +65,8 @@ export async function startSocketInput(opts: SocketInputOptions): Promise<Server
 export function handleConnection(socket: Socket, opts: ConnectionOptions): void {
   const { acceptor, queries, log, maxBytes, source } = opts;
   let buf = "";
-  const jsonEnd = new JsonEnd();
+  // Tells when a JSON document has closed, chunk by chunk, so a large one is scanned once.
+  const jsonEnd = new JsonScanner({ firstValueOnly: true });
   /** Set once the answer is decided or on its way: no more input is read. */
   let done = false;
   let idle: NodeJS.Timeout | undefined;
@@ -121,46 +123,6 @@ export function handleConnection(socket: Socket, opts: ConnectionOptions): void 
   });
   socket.on("error", (err) => log.debug("socket client error", { reason: err.message }));
   socket.on("close", () => clearTimeout(idle));
-}
-
-/**
- * Tells, chunk by chunk, when a JSON object or array has closed — keeping its
- * place between chunks, so a large document is scanned once, not once per chunk.
- */
-export class JsonEnd {
-  private depth = 0;
-  private inString = false;
-  private escaped = false;
-  private started = false;
-  /** False once the text is known not to start with "[" or "{". */
-  possible = true;
-  /** True once the outermost bracket has closed. */
-  closed = false;
-
-  feed(chunk: string): boolean {
-    for (let i = 0; i < chunk.length && this.possible && !this.closed; i++) {
-      const c = chunk.charCodeAt(i);
-      if (!this.started) {
-        if (c === 32 || c === 9 || c === 10 || c === 13) continue;
-        if (c !== 91 && c !== 123) {
-          this.possible = false;
-          break;
-        }
-        this.started = true;
-      }
-      if (this.inString) {
-        if (this.escaped) this.escaped = false;
-        else if (c === 92) this.escaped = true;
-        else if (c === 34) this.inString = false;
-      } else if (c === 34) this.inString = true;
-      else if (c === 91 || c === 123) this.depth++;
-      else if (c === 93 || c === 125) {
-        this.depth--;
-        if (this.depth === 0) this.closed = true;
-      }
-    }
-    return this.closed;
-  }
 }
 
 function someoneListens(path: string): Promise<boolean> {

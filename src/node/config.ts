@@ -11,7 +11,8 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.js";
 import { CATALOG, METHOD_NAMES, type MethodName } from "../message/methods.js";
-import { badTokenReason, MAX_SECONDS } from "../message/parse.js";
+import { badTokenReason } from "../message/names.js";
+import { MAX_SECONDS } from "../message/parse.js";
 
 export function startSubKey(method: MethodName): StartSubKey {
   return `startSub${CATALOG[method].seedName}`;

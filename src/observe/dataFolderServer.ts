@@ -13,10 +13,11 @@
 import { createReadStream } from "node:fs";
 import { open, readdir, realpath, stat } from "node:fs/promises";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import { isAbsolute, relative, resolve, sep } from "node:path";
+import { resolve } from "node:path";
 import { errorText } from "../errors.js";
 import { listenOn } from "../listen.js";
 import type { Logger } from "../log.js";
+import { inside } from "../methods/paths.js";
 
 export async function startDataFolderServer(address: string, folder: string, log: Logger): Promise<Server> {
   // node:http is loaded only when the view is configured: most nodes never serve HTTP (start time, memory).
@@ -94,11 +95,6 @@ async function serve(req: IncomingMessage, res: ServerResponse, root: string): P
     });
     stream.pipe(res);
   });
-}
-
-function inside(root: string, path: string): boolean {
-  const rel = relative(root, path);
-  return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
 }
 
 /** No NUL byte in the first 8 KiB: good enough to show it as text. */
