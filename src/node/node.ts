@@ -66,7 +66,7 @@ export class StewardNode {
     this.metrics = new StewardMetrics({
       inFlight: () => this.outbox.inFlight,
       brokerConnected: () => this.transport.state === "up",
-      lastHellos: () => this.store.listNodes(),
+      lastHellos: () => this.store.nodes.list(),
     });
     this.audit = new AuditLog(config.auditLogFolder, config.auditLogMaxBytes, this.log);
     this.transport = new Transport({
@@ -107,7 +107,7 @@ export class StewardNode {
       log: this.log,
       reportError: (e) => this.reportError(e),
       onHello: (node) => {
-        this.store.recordHello(node);
+        this.store.nodes.recordHello(node);
         this.outbox.wake(node);
       },
       onExecuted: (env, output, error, rerun, durationMs) => {
@@ -204,7 +204,7 @@ export class StewardNode {
     );
     let batch: boolean[] | undefined;
     try {
-      batch = this.store.addOutgoingMany(envs);
+      batch = this.store.outgoing.addMany(envs);
     } catch (err) {
       this.log.warn("storing a batch failed; storing its messages one by one", { source, reason: errorText(err) });
     }
@@ -226,7 +226,7 @@ export class StewardNode {
         const env = envs[at] as Envelope;
         let stored: boolean;
         try {
-          stored = batch ? (batch[at] as boolean) : this.store.addOutgoing(env);
+          stored = batch ? (batch[at] as boolean) : this.store.outgoing.add(env);
         } catch (err) {
           answers.push({
             ok: false,
@@ -284,26 +284,26 @@ export class StewardNode {
         const limit = Number(ms);
         if (!Number.isInteger(limit) || limit < 0 || ids.length === 0)
           return { error: "wait needs MS ID...: the longest wait in milliseconds, then message ids" };
-        const unknown = ids.find((id) => !this.store.getOutgoing(id));
+        const unknown = ids.find((id) => !this.store.outgoing.get(id));
         if (unknown) return { error: `no message with id ${unknown} was sent from ${this.config.nodeName}` };
         return this.waitFinal(ids, Math.min(limit, 60_000));
       }
       case "status": {
         const id = args[0] ?? "";
-        const rec = this.store.getOutgoing(id);
+        const rec = this.store.outgoing.get(id);
         if (!rec) return { error: `no message with id ${id} was sent from ${this.config.nodeName}` };
         return { message: messageView(rec, true) };
       }
       case "list": {
         const limit = Number(args[0] ?? 50);
         return {
-          messages: this.store
-            .listOutgoing(Number.isInteger(limit) && limit > 0 ? limit : 50)
+          messages: this.store.outgoing
+            .list(Number.isInteger(limit) && limit > 0 ? limit : 50)
             .map((r) => messageView(r, false)),
         };
       }
       case "nodes":
-        return { node: this.config.nodeName, central: this.config.centralNodeName, nodes: this.store.listNodes() };
+        return { node: this.config.nodeName, central: this.config.centralNodeName, nodes: this.store.nodes.list() };
       case "health":
         return {
           node: this.config.nodeName,
@@ -322,7 +322,7 @@ export class StewardNode {
    * as they are then: the CLI's --wait learns of a result the moment it is stored, without polling.
    */
   private async waitFinal(ids: string[], ms: number): Promise<{ messages: Record<string, unknown>[] }> {
-    const open = new Set(ids.filter((id) => !isFinal(this.store.getOutgoing(id)?.state ?? "queued")));
+    const open = new Set(ids.filter((id) => !isFinal(this.store.outgoing.get(id)?.state ?? "queued")));
     if (open.size > 0) {
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -333,14 +333,14 @@ export class StewardNode {
         };
         this.waits.add(done); // a stopping node answers at once rather than hold its socket open
         const timer = setTimeout(done, ms);
-        const stop = this.store.onFinal((id) => {
+        const stop = this.store.outgoing.onFinal((id) => {
           if (open.delete(id) && open.size === 0) done();
         });
       });
     }
     await this.store.durable().catch(() => undefined); // a final state is reported once it is stored for good
     return {
-      messages: ids.map((id) => this.store.getOutgoing(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])),
+      messages: ids.map((id) => this.store.outgoing.get(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])),
     };
   }
 
@@ -356,7 +356,7 @@ export class StewardNode {
       data: errorLine(e),
     });
     try {
-      if (this.store.addOutgoing(env)) this.outbox.deliver({ envelope: env, attempt: 0 });
+      if (this.store.outgoing.add(env)) this.outbox.deliver({ envelope: env, attempt: 0 });
     } catch (err) {
       this.log.error("cannot queue an error for central", { reason: errorText(err), error: env.data });
     }
