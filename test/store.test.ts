@@ -1,5 +1,5 @@
 /**
- * The store's group commit (src/store/store.ts): every write is committed at
+ * The store's group commit (src/store/groupCommit.ts): every write is committed at
  * once, and `durable()` syncs the WAL so that many writes share one disk sync.
  * Real SQLite files; the ordering check traces the real node process's
  * system calls with strace where it is installed.
