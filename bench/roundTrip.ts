@@ -35,7 +35,7 @@ export async function roundTrip(opts: RoundTripOptions = {}): Promise<Row[]> {
     // The baseline carries as many bytes as a ping does.
     const [firstId] = await a.accept({ toNode: "b", method: "ping" });
     await a.final(firstId as string);
-    const size = JSON.stringify(a.node.store.getOutgoing(firstId as string)?.envelope ?? {}).length;
+    const size = JSON.stringify(a.node.store.outgoing.get(firstId as string)?.envelope ?? {}).length;
     const payload = rawPayload(size);
     const raw = async (): Promise<number> => {
       const t0 = now();

@@ -1,5 +1,5 @@
 /**
- * The store's group commit (src/store/store.ts): every write is committed at
+ * The store's group commit (src/store/groupCommit.ts): every write is committed at
  * once, and `durable()` syncs the WAL so that many writes share one disk sync.
  * Real SQLite files; the ordering check traces the real node process's
  * system calls with strace where it is installed.
@@ -50,7 +50,7 @@ describe("store: group commit", () => {
       const before = store.syncs;
       await Promise.all(
         Array.from({ length: 200 }, (_, i) => {
-          store.addOutgoing(envelope(`m${i}`));
+          store.outgoing.add(envelope(`m${i}`));
           return store.durable();
         }),
       );
@@ -71,10 +71,10 @@ describe("store: group commit", () => {
   test("durable() with nothing written since the last sync resolves without syncing", async () => {
     const store = new Store(join(dir, "b"), "central");
     try {
-      store.addOutgoing(envelope("x"));
+      store.outgoing.add(envelope("x"));
       await store.durable();
       const syncs = store.syncs;
-      store.getOutgoing("x"); // reads are not writes
+      store.outgoing.get("x"); // reads are not writes
       await store.durable();
       assert.equal(store.syncs, syncs);
     } finally {
@@ -85,10 +85,10 @@ describe("store: group commit", () => {
   test("a write awaited while a sync runs gets a sync of its own", async () => {
     const store = new Store(join(dir, "c"), "central");
     try {
-      store.addOutgoing(envelope("first"));
+      store.outgoing.add(envelope("first"));
       const first = store.durable();
       const syncs = store.syncs; // the first sync is under way
-      store.addOutgoing(envelope("second"));
+      store.outgoing.add(envelope("second"));
       await Promise.all([first, store.durable()]);
       assert.equal(store.syncs, syncs + 1, "the second write was not taken as covered by the sync already running");
     } finally {
@@ -98,9 +98,9 @@ describe("store: group commit", () => {
 
   test("closing the store fails the waits it cannot confirm, with a reason", async () => {
     const store = new Store(join(dir, "d"), "central");
-    store.addOutgoing(envelope("y"));
+    store.outgoing.add(envelope("y"));
     const waiting = store.durable();
-    store.addOutgoing(envelope("z"));
+    store.outgoing.add(envelope("z"));
     const second = store.durable();
     store.close();
     await waiting.catch(() => undefined); // the sync under way may still confirm the first

@@ -133,8 +133,8 @@ export interface Settled {
 
 /**
  * A node of this process whose final states can be awaited. The benchmark
- * hooks the node's own store calls that write a final state (`settle` for a
- * reply that came back, `finish` for a delivery that failed), so that the
+ * hooks the node's own store calls that write a final state (`moveToFinalByReply`
+ * for a reply that came back, `moveToFinal` for a delivery that failed), so that the
  * time measured ends when the state is written and on disk (`durable()`) —
  * no polling delay.
  */
@@ -143,16 +143,16 @@ export class WatchedNode {
   private early = new Map<string, Settled>();
 
   constructor(readonly node: StewardNode) {
-    const store = node.store;
-    const settle = store.settle.bind(store);
-    const finish = store.finish.bind(store);
-    store.settle = (id, state, fields) => {
-      const changed = settle(id, state, fields);
+    const outgoing = node.store.outgoing;
+    const byReply = outgoing.moveToFinalByReply.bind(outgoing);
+    const final = outgoing.moveToFinal.bind(outgoing);
+    outgoing.moveToFinalByReply = (id, state, fields) => {
+      const changed = byReply(id, state, fields);
       this.settled(id, state);
       return changed;
     };
-    store.finish = (id, state, fields) => {
-      const changed = finish(id, state, fields);
+    outgoing.moveToFinal = (id, state, fields) => {
+      const changed = final(id, state, fields);
       if (changed) this.settled(id, state);
       return changed;
     };

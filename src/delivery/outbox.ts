@@ -1,7 +1,8 @@
 /**
  * The publisher side: every stored outgoing message gets its own async task
- * (DESIGN §3.7) that sends it, waits for the ACK bound to its id, and
- * re-sends until the criteria say stop (§3.3).
+ * (a slow target never holds up the others) that sends it, waits for the ACK
+ * bound to its id, and re-sends until the criteria say stop (see
+ * docs/ARCHITECTURE.md).
  *
  *   queued ──link up──▶ sent(1) ──ACK──▶ acked
  *                        │ no ACK within ACKTimeout: wait retryWait (a node coming back cuts it short)
@@ -24,11 +25,11 @@ import { type Ack, decodeJson, encode } from "./wire.js";
 
 export interface OutboxHooks {
   /** Retries spent or refused: report to central's error log. */
-  onFailed(env: Envelope, reason: string): void;
+  onFailed(message: Envelope, reason: string): void;
   /** An attempt went out (attempt 1 is the first send, higher ones are re-sends): metrics. */
-  onSent?(env: Envelope, attempt: number): void;
+  onSent?(message: Envelope, attempt: number): void;
   /** The receiver ACKed it: metrics. */
-  onAcked?(env: Envelope): void;
+  onAcked?(message: Envelope): void;
 }
 
 interface Waiter {
@@ -58,32 +59,34 @@ export class Outbox {
 
   /** Start delivering a stored message (no-op when its task already runs). */
   deliver(record: Pick<OutgoingRecord, "envelope" | "attempt">): void {
-    const env = record.envelope;
-    if (this.closed || this.active.has(env.id)) return;
-    this.active.add(env.id);
-    const task = this.run(env, record.attempt)
+    const message = record.envelope;
+    if (this.closed || this.active.has(message.id)) return;
+    this.active.add(message.id);
+    const task = this.sendUntilAcked(message, record.attempt)
       .then(() => false)
       .catch(async (err) => {
         // A store write failed (disk full, say): the message is still stored, so try again in a moment
         // rather than leave it queued until the next start.
-        this.log.error("delivery task failed; trying again", { id: env.id, reason: (err as Error).message });
-        await this.sleep(env.toNode, RETRY_FAILED_TASK_MS);
+        this.log.error("delivery task failed; trying again", { id: message.id, reason: (err as Error).message });
+        await this.sleep(message.toNode, RETRY_FAILED_TASK_MS);
         return true;
       })
       .then((again) => {
-        this.active.delete(env.id);
+        this.active.delete(message.id);
         this.tasks.delete(task);
         if (!again || this.closed) return;
-        const rec = this.store.getOutgoing(env.id);
+        const rec = this.store.outgoing.get(message.id);
         if (rec && (rec.state === "queued" || rec.state === "sent")) this.deliver(rec);
       })
-      .catch((err) => this.log.error("cannot restart a delivery task", { id: env.id, reason: (err as Error).message }));
+      .catch((err) =>
+        this.log.error("cannot restart a delivery task", { id: message.id, reason: (err as Error).message }),
+      );
     this.tasks.add(task);
   }
 
-  /** Resume every message that was queued or sent without an ACK (DESIGN §3.5). */
+  /** Resume every message that was queued or sent without an ACK before the last stop. */
   resume(): number {
-    const pending = this.store.pendingOutgoing();
+    const pending = this.store.outgoing.pending();
     for (const rec of pending) this.deliver(rec);
     return pending.length;
   }
@@ -97,46 +100,47 @@ export class Outbox {
     return this.active.size;
   }
 
-  private async run(env: Envelope, attemptsSoFar: number): Promise<void> {
-    const subject = methodSubject(env.toNode, env.method);
-    const maxAttempts = 1 + env.retries;
+  private async sendUntilAcked(message: Envelope, attemptsSoFar: number): Promise<void> {
+    const subject = methodSubject(message.toNode, message.method);
+    const maxAttempts = 1 + message.retries;
     let attempt = attemptsSoFar;
     let lastReason = "no ACK";
     while (!this.closed) {
       await this.transport.whenUp();
       if (this.closed) return;
-      const bytes = encode({ ...env, attempt: attempt + 1 });
+      const bytes = encode({ ...message, attempt: attempt + 1 });
       if (bytes.length > this.transport.maxPayload) {
         this.fail(
-          env,
+          message,
           `message is ${bytes.length} bytes, more than the broker's max_payload of ${this.transport.maxPayload}; send less data per message`,
         );
         return;
       }
       attempt++;
-      this.store.markSent(env.id, attempt);
-      if (env.ACKTimeout === 0) {
+      this.store.outgoing.moveToSent(message.id, attempt);
+      if (message.ACKTimeout === 0) {
         // Fire and forget: the reply, if any, moves it on.
         if (this.transport.publish(subject, bytes)) {
-          this.hooks.onSent?.(env, attempt);
+          this.hooks.onSent?.(message, attempt);
           return;
         }
         attempt--;
         continue;
       }
-      this.hooks.onSent?.(env, attempt);
+      this.hooks.onSent?.(message, attempt);
       const started = Date.now();
       try {
-        const ack = decodeJson(await this.transport.request(subject, bytes, env.ACKTimeout * 1000)) as Ack;
-        if ("ack" in ack && ack.ack === env.id) {
-          this.hooks.onAcked?.(env);
+        const ack = decodeJson(await this.transport.request(subject, bytes, message.ACKTimeout * 1000)) as Ack;
+        if ("ack" in ack && ack.ack === message.id) {
+          this.hooks.onAcked?.(message);
           // A reply, a hello or an error report gets no reply back: for them, delivered is done.
-          if (wantsReply(env.method) && env.requestId === undefined) this.store.markAcked(env.id);
-          else this.store.finish(env.id, "done", { exitCode: 0 });
+          if (wantsReply(message.method) && message.requestId === undefined)
+            this.store.outgoing.moveToAcked(message.id);
+          else this.store.outgoing.moveToFinal(message.id, "done", { exitCode: 0 });
           return;
         }
         if ("refused" in ack) {
-          this.fail(env, `refused by ${env.toNode}: ${ack.refused}`);
+          this.fail(message, `refused by ${message.toNode}: ${ack.refused}`);
           return;
         }
         lastReason = `ACK for another message (${JSON.stringify(ack).slice(0, 80)})`;
@@ -144,30 +148,30 @@ export class Outbox {
         lastReason = (err as Error).message;
       }
       // A "no subscriber" answer comes back at once: still wait out the ACK window, then retryWait.
-      let wait = Math.max(0, env.ACKTimeout * 1000 - (Date.now() - started)) + env.retryWait * 1000;
+      let wait = Math.max(0, message.ACKTimeout * 1000 - (Date.now() - started)) + message.retryWait * 1000;
       if (attempt >= maxAttempts) {
         // A reply whose retries are spent is not dropped: the origin would never learn how its request
         // went. It waits for the origin to come back (its _online announcement) or a minute, then goes again.
-        if (env.requestId === undefined) break;
+        if (message.requestId === undefined) break;
         wait = Math.max(wait, REPLY_PARKED_MS);
       }
-      this.log.debug("no ACK, will re-send", { id: env.id, toNode: env.toNode, attempt, reason: lastReason });
-      await this.sleep(env.toNode, wait);
+      this.log.debug("no ACK, will re-send", { id: message.id, toNode: message.toNode, attempt, reason: lastReason });
+      await this.sleep(message.toNode, wait);
       // The state may have moved on meanwhile (the reply came back though this ACK was lost): stop re-sending.
-      const now = this.store.getOutgoing(env.id)?.state;
+      const now = this.store.outgoing.get(message.id)?.state;
       if (now !== "queued" && now !== "sent") return;
     }
     if (this.closed) return;
     this.fail(
-      env,
+      message,
       `max retries reached (${attempt} attempts, last: ${lastReason}), check if node is up and running and if it got a subscriber for the given method`,
     );
   }
 
-  private fail(env: Envelope, reason: string): void {
-    if (this.store.finish(env.id, "failed", { reason })) {
-      this.log.warn("message failed", { id: env.id, toNode: env.toNode, method: env.method, reason });
-      this.hooks.onFailed(env, reason);
+  private fail(message: Envelope, reason: string): void {
+    if (this.store.outgoing.moveToFinal(message.id, "failed", { reason })) {
+      this.log.warn("message failed", { id: message.id, toNode: message.toNode, method: message.method, reason });
+      this.hooks.onFailed(message, reason);
     }
   }
 

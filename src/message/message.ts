@@ -86,6 +86,21 @@ export type MessageState =
   /** Withdrawn by an operator. */
   | "cancelled";
 
+/**
+ * The lifecycle of a received message on the node that runs it. A message
+ * already stored is ACKed again and never run again; one left received or
+ * running by a stop or a crash runs (again) at the next start.
+ *
+ *   received ──its task starts──▶ running ──method ended──▶ done (+ its reply queued, one transaction)
+ */
+export type InboxState =
+  /** Stored (and so ACKed once on disk); its run has not started. */
+  | "received"
+  /** Its method has started (see `runs`: more than 1 means a stop or crash cut a run short). */
+  | "running"
+  /** The method ended, and its outcome (the reply, or the request it answers) is stored. */
+  | "done";
+
 export const FINAL_STATES: readonly MessageState[] = ["done", "failed", "expired", "cancelled"];
 
 export function isFinal(state: MessageState): boolean {

@@ -1,0 +1,70 @@
+/**
+ * Building the reply to a request that ran here: the reply method and its
+ * settings come from the request, the outcome goes in `result`, and the data
+ * is cut to fit the broker's max_payload (saying how much was dropped).
+ */
+import { newId } from "../message/id.js";
+import type { Envelope, MethodResult } from "../message/message.js";
+import type { MethodOutput } from "../methods/method.js";
+import { encode } from "./wire.js";
+
+export interface RunOutcome {
+  output: MethodOutput;
+  /** Set when the method failed (timeout, refused path, non-zero exit…). */
+  error: string | undefined;
+}
+
+/** The reply to `request`, sent from `fromNode`; `part` for one part of a streamed or scheduled result. */
+export function buildReply(
+  request: Envelope,
+  fromNode: string,
+  { output, error }: RunOutcome,
+  opts: { rerun: boolean; maxPayload: number; part?: { seq: number; partial: boolean } },
+): Envelope {
+  const { rerun, part } = opts;
+  const result: MethodResult = {
+    ...(part && { seq: part.seq, ...(part.partial && { partial: true }) }),
+    exitCode: output.exitCode ?? (error ? null : 0),
+    ...(output.stderr && { stderr: output.stderr }),
+    ...(error && { error }),
+    ...(rerun && { rerun: true }),
+    ...(output.truncated && { truncated: output.truncated }),
+  };
+  const reply: Envelope = {
+    id: newId(),
+    toNode: request.fromNode,
+    fromNode,
+    method: request.replyMethod,
+    methodArgs: request.replyMethodArgs ?? [],
+    replyMethod: "none",
+    replyMethodArgs: [],
+    ACKTimeout: request.replyACKTimeout,
+    retries: request.replyRetries,
+    retryWait: request.retryWait ?? 0,
+    replyACKTimeout: 0,
+    replyRetries: 0,
+    methodTimeout: request.replyMethodTimeout,
+    replyMethodTimeout: request.replyMethodTimeout,
+    requestId: request.id,
+    attempt: 0,
+    result,
+    ...(output.data !== undefined && output.data !== "" && { data: output.data }),
+  };
+  return fitPayload(reply, opts.maxPayload);
+}
+
+/** Cut a reply's data so that it fits the broker's max_payload, and say how much was dropped. */
+export function fitPayload(reply: Envelope, maxPayload: number): Envelope {
+  const room = maxPayload - 4096;
+  const size = encode(reply).length;
+  if (size <= room || reply.data === undefined) return reply;
+  const data = Buffer.from(reply.data, "utf8");
+  const keep = Math.max(0, data.length - (size - room) - 1024);
+  const kept = data
+    .subarray(0, keep)
+    .toString("utf8")
+    .replace(/\uFFFD$/, "");
+  const dropped = data.length - Buffer.byteLength(kept);
+  const result = { ...(reply.result as MethodResult), truncated: (reply.result?.truncated ?? 0) + dropped };
+  return { ...reply, data: kept, result };
+}

@@ -1,0 +1,86 @@
+/**
+ * The store's schema, as a history: numbered steps applied in order, each in
+ * its own transaction together with the version it reaches, kept in SQLite's
+ * `PRAGMA user_version`. A deployed store is upgraded in place, never
+ * recreated. A new step goes at the end with the next number; a step already
+ * released is never edited.
+ *
+ *   user_version 0 (new file, or written before versions were kept) ──1──▶ 1 ──2──▶ … ──▶ latest
+ *   user_version > latest (written by a newer Steward): refused, nothing is touched
+ */
+import type Database from "better-sqlite3";
+import { StoreError } from "../errors.js";
+
+interface Migration {
+  version: number;
+  /** What the step does, for the reader. */
+  what: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    what: "outbox, inbox and nodes tables",
+    // IF NOT EXISTS: a store written before versions were kept (user_version 0) holds exactly these, and keeps its rows.
+    sql: `
+CREATE TABLE IF NOT EXISTS outbox (
+  id         TEXT PRIMARY KEY,
+  to_node    TEXT NOT NULL,
+  method     TEXT NOT NULL,
+  state      TEXT NOT NULL,
+  attempt    INTEGER NOT NULL DEFAULT 0,
+  reason     TEXT,
+  exit_code  INTEGER,
+  request_id TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  envelope   TEXT NOT NULL,
+  result     TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox(state);
+CREATE INDEX IF NOT EXISTS outbox_by_node ON outbox(to_node);
+CREATE TABLE IF NOT EXISTS inbox (
+  from_node   TEXT NOT NULL,
+  id          TEXT NOT NULL,
+  state       TEXT NOT NULL,
+  runs        INTEGER NOT NULL DEFAULT 0,
+  -- The process group a run started, and its start time, so a restart can end what a crash left running.
+  pgid        INTEGER,
+  pstart      TEXT,
+  received_at INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  envelope    TEXT NOT NULL,
+  PRIMARY KEY (from_node, id)
+);
+CREATE INDEX IF NOT EXISTS inbox_by_state ON inbox(state);
+CREATE TABLE IF NOT EXISTS nodes (
+  name      TEXT PRIMARY KEY,
+  last_seen INTEGER NOT NULL
+);
+`,
+  },
+];
+
+/** The schema version this code writes and reads. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Bring the store at `path` up to SCHEMA_VERSION; returns the version it had. */
+export function migrate(db: Database.Database, path: string): number {
+  const found = db.pragma("user_version", { simple: true }) as number;
+  if (found > SCHEMA_VERSION) {
+    throw new StoreError(
+      path,
+      `schema version ${found} is newer than this Steward knows (${SCHEMA_VERSION}); ` +
+        `run the Steward version that wrote it or a newer one, or move the file away to start with an empty store`,
+    );
+  }
+  for (const step of MIGRATIONS) {
+    if (step.version <= found) continue;
+    db.transaction(() => {
+      db.exec(step.sql);
+      db.pragma(`user_version = ${step.version}`);
+    })();
+  }
+  return found;
+}

@@ -1,0 +1,172 @@
+/**
+ * The store's schema history (src/store/migrations.ts): a store written
+ * before versions were kept is upgraded in place with every message kept, and
+ * a store from a newer Steward is refused with a reason. Real SQLite files.
+ */
+import Database from "better-sqlite3";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { StoreError } from "../src/errors.js";
+import type { Envelope } from "../src/message/message.js";
+import { SCHEMA_VERSION } from "../src/store/migrations.js";
+import { Store } from "../src/store/store.js";
+
+/** The schema exactly as Steward wrote it before versions were kept (user_version 0). */
+const UNVERSIONED_SCHEMA = `
+CREATE TABLE IF NOT EXISTS outbox (
+  id         TEXT PRIMARY KEY,
+  to_node    TEXT NOT NULL,
+  method     TEXT NOT NULL,
+  state      TEXT NOT NULL,
+  attempt    INTEGER NOT NULL DEFAULT 0,
+  reason     TEXT,
+  exit_code  INTEGER,
+  request_id TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  envelope   TEXT NOT NULL,
+  result     TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox(state);
+CREATE INDEX IF NOT EXISTS outbox_by_node ON outbox(to_node);
+CREATE TABLE IF NOT EXISTS inbox (
+  from_node   TEXT NOT NULL,
+  id          TEXT NOT NULL,
+  state       TEXT NOT NULL,
+  runs        INTEGER NOT NULL DEFAULT 0,
+  pgid        INTEGER,
+  pstart      TEXT,
+  received_at INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  envelope    TEXT NOT NULL,
+  PRIMARY KEY (from_node, id)
+);
+CREATE INDEX IF NOT EXISTS inbox_by_state ON inbox(state);
+CREATE TABLE IF NOT EXISTS nodes (
+  name      TEXT PRIMARY KEY,
+  last_seen INTEGER NOT NULL
+);
+`;
+
+function envelope(id: string, fromNode: string, toNode: string): Envelope {
+  return {
+    id,
+    toNode,
+    fromNode,
+    method: "cliCommand",
+    methodArgs: ["true"],
+    replyMethod: "none",
+    replyMethodArgs: [],
+    ACKTimeout: 5,
+    retries: 1,
+    retryWait: 0,
+    replyACKTimeout: 5,
+    replyRetries: 1,
+    methodTimeout: 5,
+    replyMethodTimeout: 5,
+    attempt: 0,
+  };
+}
+
+/** A store file as the code before migrations left it: the old schema, queued and sent messages, one received. */
+function writeUnversionedStore(folder: string, nodeName: string): string {
+  mkdirSync(folder, { recursive: true });
+  const path = join(folder, `${nodeName}.sqlite`);
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.exec(UNVERSIONED_SCHEMA);
+  const insertOut = db.prepare(
+    `INSERT INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope)
+     VALUES (?, 'ship1', 'cliCommand', ?, ?, NULL, 1, 1, ?)`,
+  );
+  insertOut.run("old-queued", "queued", 0, JSON.stringify(envelope("old-queued", nodeName, "ship1")));
+  insertOut.run("old-sent", "sent", 2, JSON.stringify(envelope("old-sent", nodeName, "ship1")));
+  insertOut.run("old-done", "done", 1, JSON.stringify(envelope("old-done", nodeName, "ship1")));
+  db.prepare(
+    `INSERT INTO inbox (from_node, id, state, runs, received_at, updated_at, envelope) VALUES (?, ?, 'received', 0, 5, 5, ?)`,
+  ).run("ship2", "old-received", JSON.stringify(envelope("old-received", "ship2", nodeName)));
+  db.prepare(`INSERT INTO nodes (name, last_seen) VALUES ('ship1', 7)`).run();
+  assert.equal(db.pragma("user_version", { simple: true }), 0);
+  db.close();
+  return path;
+}
+
+function userVersion(path: string): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db.pragma("user_version", { simple: true }) as number;
+  } finally {
+    db.close();
+  }
+}
+
+describe("store: schema migrations", () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "steward-test-migrations-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("a store written before versions were kept is upgraded with every message kept, and works", async () => {
+    const folder = join(dir, "old");
+    const path = writeUnversionedStore(folder, "central");
+    const store = new Store(folder, "central");
+    try {
+      assert.equal(userVersion(path), SCHEMA_VERSION);
+      assert.deepEqual(
+        store.outgoing.pending().map((r) => [r.id, r.state, r.attempt]),
+        [
+          ["old-queued", "queued", 0],
+          ["old-sent", "sent", 2],
+        ],
+      );
+      assert.equal(store.outgoing.get("old-done")?.state, "done");
+      assert.deepEqual(
+        store.incoming.unfinished().map((r) => [r.fromNode, r.id, r.state]),
+        [["ship2", "old-received", "received"]],
+      );
+      assert.deepEqual(
+        store.nodes.list().map((n) => [n.name, n.lastSeen, n.pending]),
+        [["ship1", 7, 2]],
+      );
+
+      // New writes, old rows moved on.
+      assert.equal(store.outgoing.add(envelope("new-1", "central", "ship1")), true);
+      store.outgoing.moveToSent("old-queued", 1);
+      assert.equal(store.incoming.moveToRunning(envelope("old-received", "ship2", "central")), true);
+      await store.durable();
+      assert.equal(store.outgoing.get("new-1")?.state, "queued");
+      assert.equal(store.outgoing.get("old-queued")?.state, "sent");
+      assert.equal(store.incoming.get("ship2", "old-received")?.state, "running");
+    } finally {
+      store.close();
+    }
+    // Opened again: already at the latest version, nothing lost.
+    const again = new Store(folder, "central");
+    try {
+      assert.equal(again.outgoing.pending().length, 3);
+      assert.equal(userVersion(path), SCHEMA_VERSION);
+    } finally {
+      again.close();
+    }
+  });
+
+  test("a store from a newer Steward is refused, untouched, with what to do", () => {
+    const folder = join(dir, "newer");
+    const path = writeUnversionedStore(folder, "central");
+    const db = new Database(path);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    assert.throws(
+      () => new Store(folder, "central"),
+      (err: unknown) =>
+        err instanceof StoreError &&
+        err.message.includes(`schema version ${SCHEMA_VERSION + 1} is newer`) &&
+        /run the Steward version that wrote it or a newer one/.test(err.message),
+    );
+    assert.equal(userVersion(path), SCHEMA_VERSION + 1);
+  });
+});
