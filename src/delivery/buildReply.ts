@@ -3,7 +3,7 @@
  * settings come from the request, the outcome goes in `result`, and the data
  * is cut to fit the broker's max_payload (saying how much was dropped).
  */
-import { newId } from "../message/id.js";
+import { newEnvelope } from "../message/envelope.js";
 import type { Envelope, MethodResult } from "../message/message.js";
 import type { MethodOutput } from "../methods/method.js";
 import { encode } from "./wire.js";
@@ -30,26 +30,20 @@ export function buildReply(
     ...(rerun && { rerun: true }),
     ...(output.truncated && { truncated: output.truncated }),
   };
-  const reply: Envelope = {
-    id: newId(),
+  // A reply wants no reply of its own; its delivery settings are the request's reply… fields.
+  const reply = newEnvelope({
     toNode: request.fromNode,
     fromNode,
     method: request.replyMethod,
     methodArgs: request.replyMethodArgs ?? [],
-    replyMethod: "none",
-    replyMethodArgs: [],
     ACKTimeout: request.replyACKTimeout,
     retries: request.replyRetries,
     retryWait: request.retryWait ?? 0,
-    replyACKTimeout: 0,
-    replyRetries: 0,
     methodTimeout: request.replyMethodTimeout,
-    replyMethodTimeout: request.replyMethodTimeout,
     requestId: request.id,
-    attempt: 0,
     result,
     ...(output.data !== undefined && output.data !== "" && { data: output.data }),
-  };
+  });
   return fitPayload(reply, opts.maxPayload);
 }
 

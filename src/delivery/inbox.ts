@@ -16,7 +16,7 @@ import type { Msg } from "@nats-io/transport-node";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
-import { canonicalMethod, type MethodName } from "../message/methods.js";
+import { canonicalMethod, CATALOG, type MethodName } from "../message/methods.js";
 import type { AllowedNodes, MethodOutput } from "../methods/method.js";
 import type { Store } from "../store/store.js";
 import type { Outbox } from "./outbox.js";
@@ -118,7 +118,7 @@ export class Inbox {
       this.refuse(msg, `${message.fromNode} is not allowed to use ${method} on ${nodeName} (allowedNodes)`, message);
       return;
     }
-    if (method === "hello") {
+    if (CATALOG[method].heartbeat) {
       // Hellos are heartbeats: recorded, never stored or run as messages. One sent as a message wants its ACK.
       this.opts.onHello(message.fromNode);
       if (msg.reply) msg.respond(encode({ ack: message.id } satisfies Ack));

@@ -19,7 +19,7 @@
 import { errorText, MethodError, StoreError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
-import { canonicalMethod, type MethodName, RUN_TWICE_HARMLESS, wantsReply } from "../message/methods.js";
+import { canonicalMethod, CATALOG, type MethodName, wantsReply } from "../message/methods.js";
 import { METHODS } from "../methods/index.js";
 import type { MethodOutput, SubscriberControl } from "../methods/method.js";
 import type { Store } from "../store/store.js";
@@ -286,7 +286,7 @@ export class Runner {
       return { output, error: undefined };
     } catch (err) {
       const error = err instanceof MethodError ? err.message : `${method}: ${errorText(err)}`;
-      return { output: (err as { output?: MethodOutput }).output ?? {}, error };
+      return { output: (err instanceof MethodError ? err.output : undefined) ?? {}, error };
     } finally {
       clearTimeout(timeout);
       signal.removeEventListener("abort", onShutdown);
@@ -328,7 +328,8 @@ export class Runner {
       return;
     }
     log.warn("method failed", { id: message.id, method, fromNode: message.fromNode, reason: error });
-    if (method !== "errorLog")
+    // An error report that fails is logged, never reported again (no loops).
+    if (!CATALOG[method].errorReport)
       this.opts.reportError({
         toNode: this.opts.nodeName,
         fromNode: message.fromNode,
@@ -359,8 +360,8 @@ export class Runner {
 
 /**
  * Runs that start before the message is on disk: a reply (its run records the result; the request's
- * state shows it once) and the methods whose second run nobody could see (RUN_TWICE_HARMLESS).
+ * state shows it once) and the methods whose second run nobody could see (runTwiceHarmless).
  */
 function startsEarly(message: Envelope, method: MethodName): boolean {
-  return message.requestId !== undefined || RUN_TWICE_HARMLESS.includes(method);
+  return message.requestId !== undefined || CATALOG[method].runTwiceHarmless === true;
 }

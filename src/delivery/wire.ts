@@ -3,7 +3,7 @@
  * sender), the ACK bound to one message id, and progress notices.
  */
 import type { Envelope } from "../message/message.js";
-import { badTokenReason } from "../message/parse.js";
+import { badTokenReason } from "../message/names.js";
 
 /** The receiver's answer to a message: stored (ACK, naming the id) or refused (never retried). */
 export type Ack = { ack: string } | { refused: string; id?: string };

@@ -157,14 +157,5 @@ export function unknownMethodReason(name: string): string {
 const namesWhere = (flag: (spec: MethodSpec<MethodName>) => boolean | undefined): readonly MethodName[] =>
   METHOD_NAMES.filter((name) => flag(CATALOG[name]));
 
-/** Methods whose second run nobody could see; for one method, read `CATALOG[method].runTwiceHarmless`. */
-export const RUN_TWICE_HARMLESS = namesWhere((spec) => spec.runTwiceHarmless);
-
 /** Methods that make sense on the sender for a reply's data. */
 export const REPLY_METHODS = namesWhere((spec) => spec.replyMethod);
-
-/** The seed name of each method, as in the `startSubREQ…` settings; for one method, read `CATALOG[method].seedName`. */
-export const SEED_NAMES = Object.fromEntries(METHOD_NAMES.map((name) => [name, CATALOG[name].seedName])) as Record<
-  MethodName,
-  string
->;

@@ -21,7 +21,6 @@ import {
 import { badTokenReason } from "./names.js";
 
 // Kept for callers that import it from here; its home is names.ts.
-export { badTokenReason } from "./names.js";
 
 /** Per-node defaults applied to fields a message leaves out. */
 export interface MessageDefaults {

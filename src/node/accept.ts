@@ -49,7 +49,7 @@ export class AcceptPipeline implements Acceptor {
     );
     let batch: boolean[] | undefined;
     try {
-      batch = store.addOutgoingMany(envelopes);
+      batch = store.outgoing.addMany(envelopes);
     } catch (err) {
       log.warn("storing a batch failed; storing its messages one by one", { source, reason: errorText(err) });
     }
@@ -71,7 +71,7 @@ export class AcceptPipeline implements Acceptor {
         const envelope = envelopes[at] as Envelope;
         let stored: boolean;
         try {
-          stored = batch ? (batch[at] as boolean) : store.addOutgoing(envelope);
+          stored = batch ? (batch[at] as boolean) : store.outgoing.add(envelope);
         } catch (err) {
           answers.push({
             ok: false,

@@ -48,7 +48,7 @@ export class CentralReports {
       data: errorLine(report),
     });
     try {
-      if (store.addOutgoing(message)) outbox.deliver({ envelope: message, attempt: 0 });
+      if (store.outgoing.add(message)) outbox.deliver({ envelope: message, attempt: 0 });
     } catch (err) {
       log.error("cannot queue an error for central", { reason: errorText(err), error: message.data });
     }

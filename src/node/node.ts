@@ -29,7 +29,7 @@ import { startSocketInput } from "../inputs/socket.js";
 import { runStartupFolder } from "../inputs/startupFolder.js";
 import { startTcpListener } from "../inputs/tcpListener.js";
 import { createLogger, type Level, type Logger } from "../log.js";
-import { METHOD_NAMES } from "../message/methods.js";
+import { METHOD_NAMES, methodSpec } from "../message/methods.js";
 import { AuditLog } from "../observe/audit.js";
 import { startDataFolderServer } from "../observe/dataFolderServer.js";
 import { StewardMetrics } from "../observe/metrics.js";
@@ -71,7 +71,7 @@ export class StewardNode {
     this.metrics = new StewardMetrics({
       inFlight: () => this.outbox.inFlight,
       brokerConnected: () => this.transport.state === "up",
-      lastHellos: () => this.store.listNodes(),
+      lastHellos: () => this.store.nodes.list(),
     });
     this.audit = new AuditLog(config.auditLogFolder, config.auditLogMaxBytes, this.log);
     this.transport = new Transport({
@@ -91,7 +91,7 @@ export class StewardNode {
       onFailed: (message, reason) => {
         this.metrics.failed(message);
         // An error report that cannot be delivered is not reported again (no loops).
-        if (message.method !== "errorLog")
+        if (!methodSpec(message.method)?.errorReport)
           this.reportError({
             toNode: message.toNode,
             fromNode: this.config.nodeName,
@@ -119,7 +119,7 @@ export class StewardNode {
       log: this.log,
       reportError: (e) => this.reportError(e),
       onHello: (node) => {
-        this.store.recordHello(node);
+        this.store.nodes.recordHello(node);
         this.outbox.wake(node);
       },
       onExecuted: (message, output, error, rerun, durationMs) => {

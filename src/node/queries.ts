@@ -32,28 +32,28 @@ export class NodeQueries implements QueryHandlers {
   constructor(private readonly opts: NodeQueriesOptions) {}
 
   status({ id }: QueryArgs<"status">): QueryReply<"status"> {
-    const rec = this.opts.store.getOutgoing(id);
+    const rec = this.opts.store.outgoing.get(id);
     if (!rec) return this.unknown(id);
     return { message: messageView(rec, true) };
   }
 
   list({ limit }: QueryArgs<"list">): QueryAnswer<"list"> {
     return {
-      messages: this.opts.store
-        .listOutgoing(Number.isInteger(limit) && limit > 0 ? limit : 50)
+      messages: this.opts.store.outgoing
+        .list(Number.isInteger(limit) && limit > 0 ? limit : 50)
         .map((rec) => messageView(rec, false)),
     };
   }
 
   wait({ ms, ids }: QueryArgs<"wait">): QueryReply<"wait"> | Promise<QueryReply<"wait">> {
-    const unknown = ids.find((id) => !this.opts.store.getOutgoing(id));
+    const unknown = ids.find((id) => !this.opts.store.outgoing.get(id));
     if (unknown) return this.unknown(unknown);
     return this.waitFinal(ids, Math.min(ms, MAX_WAIT_MS));
   }
 
   nodes(): QueryAnswer<"nodes"> {
     const { nodeName, centralNodeName, store } = this.opts;
-    return { node: nodeName, central: centralNodeName, nodes: store.listNodes() };
+    return { node: nodeName, central: centralNodeName, nodes: store.nodes.list() };
   }
 
   health(): Health {
@@ -75,7 +75,7 @@ export class NodeQueries implements QueryHandlers {
    */
   private async waitFinal(ids: string[], ms: number): Promise<QueryAnswer<"wait">> {
     const { store } = this.opts;
-    const open = new Set(ids.filter((id) => !isFinal(store.getOutgoing(id)?.state ?? "queued")));
+    const open = new Set(ids.filter((id) => !isFinal(store.outgoing.get(id)?.state ?? "queued")));
     if (open.size > 0) {
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -86,14 +86,14 @@ export class NodeQueries implements QueryHandlers {
         };
         this.waits.add(done);
         const timer = setTimeout(done, ms);
-        const stop = store.onFinal((id) => {
+        const stop = store.outgoing.onFinal((id) => {
           if (open.delete(id) && open.size === 0) done();
         });
       });
     }
     await store.durable().catch(() => undefined); // a final state is reported once it is stored for good
     return {
-      messages: ids.map((id) => store.getOutgoing(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])),
+      messages: ids.map((id) => store.outgoing.get(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])),
     };
   }
 }
