@@ -2,7 +2,8 @@
  * Writes the generated reference pages from the code they describe, so that they cannot drift:
  *   docs/SETTINGS.md  from SETTINGS in src/node/config.ts (the table `steward start --help` prints)
  *   docs/CLI.md       from the help text of each command in src/cli/
- * `npm run docs` writes them; `npm run docs:check` (part of `npm run check`) fails when one is stale.
+ * `npm run docs` writes them; `npm run docs:check` (part of `npm run check`) fails when one is stale,
+ * or when an example message in docs/MESSAGES.md is one a node would refuse.
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import { DEMO_HELP } from "../src/cli/demo.js";
 import { SEND_HELP } from "../src/cli/send.js";
 import { START_HELP } from "../src/cli/start.js";
 import { NODES_HELP, STATUS_HELP } from "../src/cli/status.js";
+import { parseMessages } from "../src/message/parse.js";
 import { envName, flagName, SETTINGS } from "../src/node/config.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -133,6 +135,17 @@ for (const [file, text] of Object.entries(pages)) {
     console.log(`docs: wrote ${file}`);
   }
 }
+/** Every JSON or YAML block of docs/MESSAGES.md is a document a node accepts whole. */
+const examples = readFileSync(join(root, "docs/MESSAGES.md"), "utf8");
+for (const [, lang, block] of examples.matchAll(/```(json|yaml)\n([\s\S]*?)```/g)) {
+  for (const outcome of parseMessages(block ?? "", { ACKTimeout: 10, retries: 3, methodTimeout: 10 })) {
+    if ("error" in outcome) {
+      console.error(`docs: a ${lang} example in docs/MESSAGES.md is refused: ${outcome.error.message}`);
+      process.exitCode = 1;
+    }
+  }
+}
+
 if (stale.length > 0) {
   console.error(`docs: ${stale.join(", ")} ${stale.length === 1 ? "is" : "are"} stale: run npm run docs`);
   process.exitCode = 1;
