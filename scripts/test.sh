@@ -75,7 +75,7 @@ build_addon() {
   rm -rf "$scratch" && mkdir -p "$scratch" && cp -r "$root/node_modules/better-sqlite3" "$scratch/" || return 1
   rm -rf "$scratch/better-sqlite3/build"
   (cd "$scratch/better-sqlite3" &&
-    "$node_bin" "$node_gyp" rebuild --release --nodedir="$(dirname "$(dirname "$node_bin")")" >build.log 2>&1) || {
+    "$node_bin" "$node_gyp" rebuild --release --jobs=max --nodedir="$(dirname "$(dirname "$node_bin")")" >build.log 2>&1) || {
     tail -20 "$scratch/better-sqlite3/build.log" >&2
     return 1
   }
