@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the test suite once per Node.js version: the machine's `node`, then Node 24 (the current LTS).
+# Runs the test suite once per Node.js version: the machine's `node`, then Node 24 (LTS).
 #
 #   STEWARD_TEST_NODES="machine 24"   the default
 #   STEWARD_TEST_NODES=machine        only the machine's Node (quick local runs)
@@ -12,7 +12,8 @@
 # come with the npm package, so node-gyp downloads nothing), copied into
 # node_modules/better-sqlite3/build/Release/ before its run, and the machine Node's copy is put back
 # afterwards, also when a run fails or is interrupted. The test runner runs under the chosen Node, and the
-# tests spawn their nodes with process.execPath, so the whole fleet runs that Node.
+# tests spawn their nodes with process.execPath, so the whole fleet runs that Node. While another Node's
+# run goes on, this checkout's better-sqlite3 is that Node's build: run nothing else from it meanwhile.
 #
 # Exits non-zero when any run fails; every run still goes ahead, and a line per run says how it went.
 set -uo pipefail
