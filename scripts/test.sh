@@ -75,13 +75,25 @@ build_addon() {
   say "building better-sqlite3 $sqlite_version for Node $("$node_bin" --version) (about a minute, once)" >&2
   rm -rf "$scratch" && mkdir -p "$scratch" && cp -r "$root/node_modules/better-sqlite3" "$scratch/" || return 1
   rm -rf "$scratch/better-sqlite3/build"
+  # node-gyp lets npm's npm_config_* variables override its arguments (under `npm test`, npm_config_nodedir
+  # would point it at the machine Node's headers): it runs without them.
+  local npm_vars=()
+  for name in $(compgen -e | grep -i '^npm_config_'); do npm_vars+=(-u "$name"); done
   (cd "$scratch/better-sqlite3" &&
-    "$node_bin" "$node_gyp" rebuild --release --jobs=max --nodedir="$(dirname "$(dirname "$node_bin")")" >build.log 2>&1) || {
+    env "${npm_vars[@]}" "$node_bin" "$node_gyp" rebuild --release --jobs=max \
+      --nodedir="$(dirname "$(dirname "$node_bin")")" >build.log 2>&1) || {
     tail -20 "$scratch/better-sqlite3/build.log" >&2
     return 1
   }
   mkdir -p "$(dirname "$target")"
-  cp "$scratch/better-sqlite3/build/Release/better_sqlite3.node" "$target.tmp" && mv "$target.tmp" "$target"
+  cp "$scratch/better-sqlite3/build/Release/better_sqlite3.node" "$target.tmp" || return 1
+  # Cached only once it loads in the Node it was built for.
+  "$node_bin" -e 'new (require(process.argv[1]))(":memory:", { nativeBinding: process.argv[2] }).close()' \
+    "$root/node_modules/better-sqlite3" "$target.tmp" || {
+    say "the better-sqlite3 built for $("$node_bin" --version) does not load in it" >&2
+    return 1
+  }
+  mv "$target.tmp" "$target"
   rm -rf "$scratch"
 }
 
