@@ -86,14 +86,15 @@ build_addon() {
     return 1
   }
   mkdir -p "$(dirname "$target")"
-  cp "$scratch/better-sqlite3/build/Release/better_sqlite3.node" "$target.tmp" || return 1
+  local fresh="${target%.node}.new.node"
+  cp "$scratch/better-sqlite3/build/Release/better_sqlite3.node" "$fresh" || return 1
   # Cached only once it loads in the Node it was built for.
   "$node_bin" -e 'new (require(process.argv[1]))(":memory:", { nativeBinding: process.argv[2] }).close()' \
-    "$root/node_modules/better-sqlite3" "$target.tmp" || {
+    "$root/node_modules/better-sqlite3" "$fresh" || {
     say "the better-sqlite3 built for $("$node_bin" --version) does not load in it" >&2
     return 1
   }
-  mv "$target.tmp" "$target"
+  mv "$fresh" "$target"
   rm -rf "$scratch"
 }
 
