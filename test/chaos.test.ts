@@ -1,7 +1,7 @@
 /**
- * The short form of the chaos suite (issue #4): every fault scenario of
+ * The short form of the chaos suite (docs/RELIABILITY.md): every fault scenario of
  * chaos/scenarios at its small size, against real nats-servers and real nodes.
- * Each must lose nothing, run nothing twice outside DESIGN §3.5's crash
+ * Each must lose nothing, run nothing twice outside guarantee 5's crash
  * window, and leave every node answering. Timings are printed, never asserted;
  * `npm run chaos` runs the full sizes and prints the table.
  */

@@ -1,5 +1,5 @@
 /**
- * Settings (DESIGN §6): a flag (kebab, the seeds' camelCase, Go-style single
+ * Settings (docs/SETTINGS.md): a flag (kebab, the seeds' camelCase, Go-style single
  * dash), an environment variable and a key in <CONFIG_FOLDER>/config.json.
  * Precedence flag > env > file > default; config.json is created with the
  * defaults on first start, flag values are written back, deleting it

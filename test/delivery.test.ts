@@ -1,5 +1,5 @@
 /**
- * DESIGN §3, the delivery guarantees, against a real nats-server and real
+ * The delivery guarantees (docs/DELIVERY.md), against a real nats-server and real
  * nodes: a target that is down, the same id twice (input and wire), retries
  * spent, fire and forget, and isolation of slow messages. Every test counts
  * what happened to each message: its final state on the origin and how often
@@ -70,7 +70,7 @@ describe("a target that is down", () => {
     assert.equal(runs.count(id as string), 1, "executions of the message");
   });
 
-  test("is sent its pending message at once when it comes back, not after the next back-off (§3.3)", async () => {
+  test("is sent its pending message at once when it comes back, not after the next back-off (guarantee 3)", async () => {
     const runs = new RunsLog(fleet, "down-target-wake");
     const ship2 = fleet.node("ship2");
     await ship2.stop();
@@ -89,7 +89,7 @@ describe("a target that is down", () => {
   });
 });
 
-describe("one id, one execution (§3.4)", () => {
+describe("one id, one execution (guarantee 4)", () => {
   test("the same client-chosen id submitted twice is accepted once and runs once", async () => {
     const runs = new RunsLog(fleet, "dup-input");
     const id = uid("dup");
@@ -184,7 +184,7 @@ describe("one id, one execution (§3.4)", () => {
       assert.equal(runs.count(id), 1, "executions after a third send across a restart of ship1");
     });
 
-    test("concurrent envelopes each get the ACK bound to their own id (§3.2)", async () => {
+    test("concurrent envelopes each get the ACK bound to their own id (guarantee 2)", async () => {
       const runs = new RunsLog(fleet, "ack-bound");
       const ids = Array.from({ length: 10 }, (_, i) => uid(`bound${i}`));
       const answers = await Promise.all(ids.map((id) => ask(envelope(id, runs, 1))));
@@ -199,7 +199,7 @@ describe("one id, one execution (§3.4)", () => {
   });
 });
 
-describe("an ACK is bound to its message (§3.2)", () => {
+describe("an ACK is bound to its message (guarantee 2)", () => {
   let nc: NatsConnection;
   before(async () => {
     nc = await connect({ servers: fleet.broker.url, name: "impostor" });
@@ -236,7 +236,7 @@ describe("an ACK is bound to its message (§3.2)", () => {
   });
 });
 
-test("retries spent: failed with 'max retries reached', and an error in central's error log (§3.3)", async () => {
+test("retries spent: failed with 'max retries reached', and an error in central's error log (guarantee 3)", async () => {
   const [id] = await fleet.sendOk("central", cmd("nosuchnode", ["true"], { ACKTimeout: 1, retries: 2 }));
   const m = await fleet.waitState("central", id as string, undefined, 30_000);
   assert.equal(m.state, "failed", JSON.stringify(m));
@@ -264,7 +264,7 @@ test("ACKTimeout 0 (fire and forget) still runs once and reaches done through th
   assert.equal(runs.count(id as string), 1, "executions of the message");
 });
 
-test("isolation: a slow message to ship1 does not hold up quick ones to ship1 and ship2 (§3.7)", async () => {
+test("isolation: a slow message to ship1 does not hold up quick ones to ship1 and ship2 (guarantee 7)", async () => {
   const runs = new RunsLog(fleet, "isolation");
   const gate = join(runs.dir, "gate");
   // The slow one runs until the test opens the gate (it would end by methodTimeout otherwise).

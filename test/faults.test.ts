@@ -1,5 +1,5 @@
 /**
- * DESIGN §3 under faults: a sender SIGKILLed with accepted messages, a
+ * The delivery guarantees (docs/DELIVERY.md) under faults: a sender SIGKILLed with accepted messages, a
  * receiver SIGKILLed mid-stream, the broker killed mid-stream, and a run cut
  * short by the receiver's crash. Every message is counted: all accepted ids
  * reach done, and each ran exactly once on the receiver (or, for a run the
@@ -49,7 +49,7 @@ async function feed(
   }
 }
 
-test("a sender SIGKILLed with accepted messages delivers them after restart, each run once (§3.1, §3.5)", async () => {
+test("a sender SIGKILLed with accepted messages delivers them after restart, each run once (guarantees 1 and 5)", async () => {
   const runs = new RunsLog(fleet, "sender-crash");
   const central = fleet.node("central");
   await fleet.broker.stop();
@@ -77,7 +77,7 @@ test("a sender SIGKILLed with accepted messages delivers them after restart, eac
   assert.deepEqual(strangers(counts, ids), []);
 });
 
-test("a sender SIGKILLed mid-stream loses nothing, and each message runs once (§3.5, §3.6)", async (t) => {
+test("a sender SIGKILLed mid-stream loses nothing, and each message runs once (guarantees 5 and 6)", async (t) => {
   const runs = new RunsLog(fleet, "sender-crash-stream");
   const central = fleet.node("central");
   const ids: string[] = [];
@@ -115,7 +115,7 @@ test("a sender SIGKILLed mid-stream loses nothing, and each message runs once (�
   assert.deepEqual(strangers(counts, ids), []);
 });
 
-test("a receiver SIGKILLed mid-stream loses nothing; only a run its crash cut short runs again, marked (§3.4, §3.5)", async (t) => {
+test("a receiver SIGKILLed mid-stream loses nothing; only a run its crash cut short runs again, marked (guarantees 4 and 5)", async (t) => {
   const runs = new RunsLog(fleet, "receiver-crash");
   const ship1 = fleet.node("ship1");
   const ids: string[] = [];
@@ -207,7 +207,7 @@ test("the broker killed and restarted mid-stream loses nothing, and each message
   assert.deepEqual(strangers(counts, ids), []);
 });
 
-test("a run cut short by the receiver's crash is run again and marked as a re-run (§3.5)", async () => {
+test("a run cut short by the receiver's crash is run again and marked as a re-run (guarantee 5)", async () => {
   const runs = new RunsLog(fleet, "cut-short");
   const ship1 = fleet.node("ship1");
   const [id] = await fleet.sendOk(
@@ -244,7 +244,7 @@ function processesWith(marker: string): number[] {
   return pids;
 }
 
-test("the command of a run cut short by the receiver's crash does not outlive its methodTimeout (§2 methodTimeout, §3.5)", async () => {
+test("the command of a run cut short by the receiver's crash does not outlive its methodTimeout (methodTimeout, guarantee 5)", async () => {
   const runs = new RunsLog(fleet, "orphan");
   const ship1 = fleet.node("ship1");
   const marker = `steward-orphan-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;

@@ -1,6 +1,6 @@
 /**
  * Every method, between real nodes (central, ship1, ship2) over a real
- * nats-server (DESIGN §4, §5). Results are checked where the user sees them:
+ * nats-server (docs/METHODS.md; where results go: docs/DELIVERY.md). Results are checked where the user sees them:
  * the message state on the origin node, the files in the data folders, the
  * node's stdout and central's error log.
  */

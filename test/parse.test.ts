@@ -210,7 +210,7 @@ describe("the JSON scanner, fed chunk by chunk", () => {
   });
 });
 
-describe("fields and defaults (DESIGN §2)", () => {
+describe("fields and defaults (docs/MESSAGES.md)", () => {
   test("left-out fields take the defaults given by the node", () => {
     const m = one({ toNode: "ship1", method: "cliCommand", methodArgs: ["true"] });
     assert.equal(m.ACKTimeout, 7);

@@ -1,5 +1,5 @@
 /**
- * DESIGN §6 "Broker": an nkey seed file, a NATS user credentials file, and
+ * The broker link (README, "Securing the broker link"): an nkey seed file, a NATS user credentials file, and
  * TLS with a root CA and a client certificate, each against a real
  * nats-server configured to require it. Keys, JWTs and certificates are made
  * fresh here. A node with wrong or missing credentials does not connect, says

@@ -1,7 +1,8 @@
 /**
- * The example messages of seeds/003 (the original README), sent to Steward
- * exactly as text — trailing commas and all — through a node's socket
- * (DESIGN §2: "every example message in it must work with Steward unchanged").
+ * The example messages of the original design (the README of the Go system
+ * Steward re-imagines), copied here verbatim and sent to Steward exactly as
+ * text — trailing commas and all — through a node's socket: every one of them
+ * must work with Steward unchanged.
  *
  * Methods this version has (REQCliCommand, REQnCliCommand, and the reply
  * methods REQToFile, REQToFileAppend, REQToConsole) must be accepted and

@@ -192,7 +192,7 @@ describe(
       }
     };
 
-    test("§3.1: the node's fdatasync of its WAL comes before 'accepted' is written to the socket", async () => {
+    test("guarantee 1: the node's fdatasync of its WAL comes before 'accepted' is written to the socket", async () => {
       const trace = join(dir, "central.trace");
       const central = tracedNode(dir, "central", broker.url, trace);
       try {
@@ -217,13 +217,13 @@ describe(
       }
     });
 
-    test("§3.2: the receiver's fdatasync comes after the message arrives and before its ACK leaves", async () => {
+    test("guarantee 2: the receiver's fdatasync comes after the message arrives and before its ACK leaves", async () => {
       const centralTrace = join(dir, "central2.trace");
       const shipTrace = join(dir, "ship1.trace");
       const central = tracedNode(dir, "central2", broker.url, centralTrace);
       const ship1 = tracedNode(dir, "ship1", broker.url, shipTrace);
       try {
-        // A cliCommand: its run must wait for the sync as well, so that a crash's re-run is marked (§3.5).
+        // A cliCommand: its run must wait for the sync as well, so that a crash's re-run is marked (guarantee 5).
         await sleepUntil(
           () =>
             accept(central.socketPath, {

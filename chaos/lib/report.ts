@@ -5,7 +5,7 @@ const s = (v: number | null): string => (v === null ? "–" : `${v}`);
 
 export function table(results: Figures[]): string {
   const head = [
-    "| scenario | faults | accepted | executed | runs | replied | lost | double | re-runs (§3.5) | recover s | drain s | answering | run s | notes |",
+    "| scenario | faults | accepted | executed | runs | replied | lost | double | re-runs (guarantee 5) | recover s | drain s | answering | run s | notes |",
     "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|---|",
   ];
   const rows = results.map((f) =>

@@ -3,11 +3,11 @@
  * was sent: accepted (answered "accepted" by the origin's input), executed
  * (lines in the receiver's runs log, one per run), replied (settled on the
  * origin by the receiver's reply), lost (accepted, never done) and run twice
- * without being marked as a re-run (DESIGN §3.4, §3.5).
+ * without being marked as a re-run (guarantees 4 and 5).
  *
  * A stream feeds messages with client-chosen ids, a window at a time, so that
  * a submission cut short by a crash is simply sent again: the id makes it
- * idempotent (DESIGN §2), and the answer tells which ids the node holds.
+ * idempotent (docs/MESSAGES.md), and the answer tells which ids the node holds.
  */
 import { readFileSync } from "node:fs";
 import { health, type MessageView, submit } from "../../src/client/client.js";
@@ -28,7 +28,7 @@ export interface Figures {
   lost: number;
   /** Run more than once without the result saying re-run, or more than twice (must be 0). */
   double: number;
-  /** Run twice after a receiver crash, and marked as a re-run (DESIGN §3.5's crash window). */
+  /** Run twice after a receiver crash, and marked as a re-run (guarantee 5's crash window, docs/DELIVERY.md). */
   reruns: number;
   /** Faults injected. */
   faults: number;
@@ -254,7 +254,7 @@ export async function settle(
     const n = counts.get(id) ?? 0;
     if (n >= 1) fig.executed++;
     fig.runs += n;
-    // Only a crash of the receiver itself may cut a run short (DESIGN §3.5); without one, a re-run is a double run.
+    // Only a crash of the receiver itself may cut a run short (guarantee 5); without one, a re-run is a double run.
     if (n === 2 && v?.rerun && opts.receiverCrashed) fig.reruns++;
     else if (n > 1) {
       fig.double++;

@@ -1,4 +1,4 @@
-/** Every chaos scenario, in the order of issue #4. */
+/** Every chaos scenario, in the order docs/RELIABILITY.md reports them. */
 import type { Scenario } from "../lib/scenario.js";
 import { brokerKill } from "./brokerKill.js";
 import { clusterFailover } from "./clusterFailover.js";

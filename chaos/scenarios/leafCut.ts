@@ -37,7 +37,7 @@ export const leafCut: Scenario = {
       await fleet.add("central");
       await fleet.add("ship1", { brokerAddress: leaf.url });
       const runs = new RunsLog(fleet, "leaf");
-      // Retries enough for the outages: attempts burn while ship1 is unreachable (DESIGN §3.3).
+      // Retries enough for the outages: attempts burn while ship1 is unreachable (guarantee 3).
       const extra = { ACKTimeout: 2, retries: 2000, replyACKTimeout: 2, replyRetries: 2000 };
       const stream = new Stream({
         fleet,

@@ -1,7 +1,7 @@
 /**
  * 2. The receiving node SIGKILLed again and again mid-stream. Messages it had
  * stored but not run are run after its restart; a run its crash cut short is
- * run again and marked as a re-run (DESIGN §3.5) — the only second run allowed.
+ * run again and marked as a re-run (guarantee 5) — the only second run allowed.
  */
 import { Fleet } from "../../src/harness/fleet.js";
 import { RunsLog } from "../../src/harness/runs.js";

@@ -3,7 +3,7 @@
  * gigabytes, one that forks children and exits. methodTimeout ends the whole
  * process tree, the receiver's memory stays bounded (output is capped at
  * maxMessageSize), and a stream of ordinary messages keeps flowing meanwhile
- * (DESIGN §3.7 isolation).
+ * (guarantee 7, isolation).
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { Fleet, sleepUntil } from "../../src/harness/fleet.js";

@@ -1,6 +1,6 @@
 /**
  * 4. A target offline for a long time, then back: every message queued for it
- * is delivered, and soon (DESIGN §3.3: a node that comes back gets its pending
+ * is delivered, and soon (guarantee 3: a node that comes back gets its pending
  * messages at once, not after the next back-off). Two ways to be offline:
  * ship1 stopped, and ship2's link to the broker stalled by a TCP proxy (a
  * satellite link gone dark: no reset, the node finds out by its own pings).
@@ -23,7 +23,7 @@ export const targetOffline: Scenario = {
     const proxy = await TcpProxy.start({ port: fleet.broker.port });
     try {
       await fleet.add("ship2", { brokerAddress: proxy.url });
-      // Retries enough for the outage: attempts burn while the target is away (DESIGN §3.3).
+      // Retries enough for the outage: attempts burn while the target is away (guarantee 3).
       const extra = { ACKTimeout: 2, retries: Math.ceil(size.outageS / 2) * 4 + 50 };
 
       // a) ship1 stopped while its messages are sent.

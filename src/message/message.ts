@@ -49,7 +49,7 @@ export interface MethodResult {
   stderr?: string;
   /** Set when the method itself failed (timeout, refused path, unknown file…). */
   error?: string;
-  /** The run was cut short by a crash of the receiver and run again (DESIGN §3.5). */
+  /** The run was cut short by a crash of the receiver and run again (guarantee 5). */
   rerun?: boolean;
   /** Bytes dropped from `data` because the result was too large. */
   truncated?: number;
@@ -60,7 +60,7 @@ export interface MethodResult {
 }
 
 /**
- * The lifecycle of a message on its origin node (DESIGN §3.8). One union for
+ * The lifecycle of a message on its origin node (docs/DELIVERY.md, "The states"). One union for
  * store, API, CLI and metrics.
  *
  *   queued ──send──▶ sent(n) ──ACK──▶ acked ──notice──▶ running ──reply──▶ done
