@@ -26,7 +26,7 @@ import { marker, readIfExists, waitFile } from "./helpers/methods-helpers.js";
 
 // ---- The seeds, verbatim -------------------------------------------------------------------
 
-/** seeds/003, lines 22,36. */
+/** The original README, lines 22–36. */
 const SEED_INTRO_CLI = `
 [
     {
@@ -45,7 +45,7 @@ const SEED_INTRO_CLI = `
 ]
 `;
 
-/** seeds/003, lines 148,160. */
+/** The original README, lines 148–160. */
 const SEED_TIMEOUTS_CONT = `
 [
     {
@@ -62,7 +62,7 @@ const SEED_TIMEOUTS_CONT = `
 ]
 `;
 
-/** seeds/003, lines 207,216. */
+/** The original README, lines 207–216. */
 const SEED_OP_PROCESS_LIST = `
 [
     {
@@ -76,7 +76,7 @@ const SEED_OP_PROCESS_LIST = `
 ]
 `;
 
-/** seeds/003, lines 222,231. */
+/** The original README, lines 222–231. */
 const SEED_OP_PROCESS_START = `
 [
     {
@@ -90,7 +90,7 @@ const SEED_OP_PROCESS_START = `
 ]
 `;
 
-/** seeds/003, lines 237,246. */
+/** The original README, lines 237–246. */
 const SEED_OP_PROCESS_STOP = `
 [
     {
@@ -104,7 +104,7 @@ const SEED_OP_PROCESS_STOP = `
 ]
 `;
 
-/** seeds/003, lines 254,263. */
+/** The original README, lines 254–263. */
 const SEED_N_CLI_COMMAND = `
 [
     {
@@ -118,7 +118,7 @@ const SEED_N_CLI_COMMAND = `
 ]
 `;
 
-/** seeds/003, lines 271,281. */
+/** The original README, lines 271–281. */
 const SEED_N_CLI_COMMAND_CONT = `
 [
     {
@@ -133,7 +133,7 @@ const SEED_N_CLI_COMMAND_CONT = `
 ]
 `;
 
-/** seeds/003, lines 287,296. */
+/** The original README, lines 287–296. */
 const SEED_TAIL_FILE = `
 [
     {
@@ -147,7 +147,7 @@ const SEED_TAIL_FILE = `
 ]
 `;
 
-/** seeds/003, lines 302,314. */
+/** The original README, lines 302–314. */
 const SEED_HTTP_GET = `
 [
     {
@@ -164,7 +164,7 @@ const SEED_HTTP_GET = `
 ]
 `;
 
-/** seeds/003, lines 322,327. */
+/** The original README, lines 322–327. */
 const SEED_HELLO = `
 [
     {
@@ -174,7 +174,7 @@ const SEED_HELLO = `
 ]
 `;
 
-/** seeds/003, lines 341,348. */
+/** The original README, lines 341–348. */
 const SEED_TO_CONSOLE = `
 [
     {
@@ -186,7 +186,7 @@ const SEED_TO_CONSOLE = `
 ]
 `;
 
-/** seeds/003, lines 354,363. */
+/** The original README, lines 354–363. */
 const SEED_TO_FILE_APPEND = `
 [
     {
@@ -200,7 +200,7 @@ const SEED_TO_FILE_APPEND = `
 ]
 `;
 
-/** seeds/003, lines 369,378. */
+/** The original README, lines 369–378. */
 const SEED_TO_FILE = `
 [
     {
@@ -214,7 +214,7 @@ const SEED_TO_FILE = `
 ]
 `;
 
-/** seeds/003, lines 655,666. */
+/** The original README, lines 655–666. */
 const SEED_NODE_TO_NODE = `
 [
     {
@@ -230,7 +230,7 @@ const SEED_NODE_TO_NODE = `
 ]
 `;
 
-/** seeds/003, lines 668,689. */
+/** The original README, lines 668–689. */
 const SEED_MULTI = `
 [
     {
@@ -256,7 +256,7 @@ const SEED_MULTI = `
 ]
 `;
 
-/** seeds/003, lines 691,703. */
+/** The original README, lines 691–703. */
 const SEED_TO_NODES = `
 [
     {
@@ -273,7 +273,7 @@ const SEED_TO_NODES = `
 ]
 `;
 
-/** seeds/003, lines 705,721. */
+/** The original README, lines 705–721. */
 const SEED_OP_COMMAND_PS = `
 [
     {
@@ -294,7 +294,7 @@ const SEED_OP_COMMAND_PS = `
 ]
 `;
 
-/** seeds/003, lines 723,744. */
+/** The original README, lines 723–744. */
 const SEED_OP_COMMAND_STOP = `
 [
     {
@@ -320,7 +320,7 @@ const SEED_OP_COMMAND_STOP = `
 ]
 `;
 
-/** seeds/003, lines 746,766. */
+/** The original README, lines 746–766. */
 const SEED_OP_COMMAND_START = `
 [
     {
@@ -345,7 +345,7 @@ const SEED_OP_COMMAND_START = `
 ]
 `;
 
-/** seeds/003, lines 768,779. */
+/** The original README, lines 768–779. */
 const SEED_TAIL_FILE_2 = `
 [
     {
