@@ -1,6 +1,6 @@
 /**
  * NATS subjects, in the seeds' form: the receiving node first, so a broker's
- * permissions can allow a node exactly `<itself>.>` (seeds/003, nats-server config).
+ * permissions can allow a node exactly `<itself>.>` (as the original README's nats-server config does).
  *
  *   <toNode>.<method>   a message for a method on a node (request/reply carries the ACK)
  *   <toNode>._state     best-effort progress notices for messages that node sent
