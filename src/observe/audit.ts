@@ -48,13 +48,13 @@ export class AuditLog {
     this.write({ time: new Date().toISOString(), event: "accepted", message });
   }
 
-  executed(env: Envelope, e: ExecutedEntry): void {
+  executed(message: Envelope, e: ExecutedEntry): void {
     this.write({
       time: new Date().toISOString(),
       event: "executed",
-      fromNode: env.fromNode,
-      id: env.id,
-      method: env.method,
+      fromNode: message.fromNode,
+      id: message.id,
+      method: message.method,
       exitCode: e.exitCode,
       ...(e.error !== undefined && { error: e.error }),
       ...(e.rerun && { rerun: true }),

@@ -219,22 +219,22 @@ export class StewardMetrics {
     );
   }
 
-  accepted(env: Envelope): void {
-    this.acceptedTotal.inc(outLabels(env));
+  accepted(message: Envelope): void {
+    this.acceptedTotal.inc(outLabels(message));
   }
-  sent(env: Envelope, attempt: number): void {
-    this.sentTotal.inc(outLabels(env));
-    if (attempt > 1) this.retriedTotal.inc(outLabels(env));
+  sent(message: Envelope, attempt: number): void {
+    this.sentTotal.inc(outLabels(message));
+    if (attempt > 1) this.retriedTotal.inc(outLabels(message));
   }
-  acked(env: Envelope): void {
-    this.ackedTotal.inc(outLabels(env));
+  acked(message: Envelope): void {
+    this.ackedTotal.inc(outLabels(message));
   }
-  failed(env: Envelope): void {
-    this.failedTotal.inc(outLabels(env));
+  failed(message: Envelope): void {
+    this.failedTotal.inc(outLabels(message));
   }
-  executed(env: Envelope, durationMs: number): void {
-    this.executedTotal.inc({ method: env.method, from_node: env.fromNode });
-    this.duration.observe({ method: env.method }, durationMs / 1000);
+  executed(message: Envelope, durationMs: number): void {
+    this.executedTotal.inc({ method: message.method, from_node: message.fromNode });
+    this.duration.observe({ method: message.method }, durationMs / 1000);
   }
 
   text(): string {
@@ -242,6 +242,6 @@ export class StewardMetrics {
   }
 }
 
-function outLabels(env: Envelope): Labels {
-  return { method: env.method, to_node: env.toNode };
+function outLabels(message: Envelope): Labels {
+  return { method: message.method, to_node: message.toNode };
 }
