@@ -17,11 +17,11 @@ import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
 import { canonicalMethod, CATALOG, type MethodName } from "../message/methods.js";
-import type { AllowedNodes, MethodOutput } from "../methods/method.js";
+import type { AllowedNodes } from "../methods/method.js";
 import type { Store } from "../store/store.js";
 import type { Outbox } from "./outbox.js";
 import { Replies } from "./replies.js";
-import { Runner } from "./runner.js";
+import { Runner, type RunnerOptions } from "./runner.js";
 import { stateSubject } from "./subjects.js";
 import { Subscribers } from "./subscribers.js";
 import type { Transport } from "./transport.js";
@@ -43,13 +43,7 @@ export interface InboxOptions {
   /** A node said hello (central). */
   onHello(node: string): void;
   /** A method ran here (not a reply), once per message: metrics and the audit log. */
-  onExecuted?(
-    message: Envelope,
-    output: MethodOutput,
-    error: string | undefined,
-    rerun: boolean,
-    durationMs: number,
-  ): void;
+  onExecuted?: RunnerOptions["onExecuted"];
 }
 
 export class Inbox {
