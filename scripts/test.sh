@@ -98,14 +98,25 @@ build_addon() {
   rm -rf "$scratch"
 }
 
+# Tests passed and failed over every run, for the closing line.
+passed_total=0
+failed_total=0
+# The last "pass N" / "fail N" of node:test's summary (TAP "# pass N", or the spec reporter's "ℹ pass N").
+summary_count() { grep -aE "^(# |ℹ )$1 [0-9]+\$" "$2" | tail -n 1 | grep -oE '[0-9]+$' || echo 0; }
+
 run_suite() {
-  local node_bin=$1 label=$2 started status
+  local node_bin=$1 label=$2 started status out
   say "== $label: $("$node_bin" --version) ($node_bin)"
   started=$(date +%s)
+  out=$(mktemp)
   # Unquoted on purpose: the shell expands the glob, node --test takes the files.
   # shellcheck disable=SC2086
-  PATH="$(dirname "$node_bin"):$PATH" "$node_bin" --import tsx --test --test-concurrency=1 ${STEWARD_TEST_FILES:-test/*.test.ts}
-  status=$?
+  PATH="$(dirname "$node_bin"):$PATH" "$node_bin" --import tsx --test --test-concurrency=1 ${STEWARD_TEST_FILES:-test/*.test.ts} |
+    tee "$out"
+  status=${PIPESTATUS[0]}
+  passed_total=$((passed_total + $(summary_count pass "$out")))
+  failed_total=$((failed_total + $(summary_count fail "$out")))
+  rm -f "$out"
   say "== $label: $("$node_bin" --version) $([ $status -eq 0 ] && echo passed || echo "FAILED (exit $status)") in $(($(date +%s) - started))s"
   return $status
 }
@@ -132,6 +143,8 @@ done
 
 if [ ${#failed[@]} -gt 0 ]; then
   say "failed: ${failed[*]}"
+  echo "$passed_total passed, $failed_total failed"
   exit 1
 fi
 say "every run passed"
+echo "$passed_total passed, $failed_total failed"
