@@ -4,7 +4,7 @@
  * Domain data lives in fields so that callers can act on it without parsing
  * the text. Two more classes stay private to the files in src/delivery/ that
  * throw and catch them: LinkProblem (a broker-link problem worded for the
- * node's log) and NotStored (a signal inside the inbox, never shown).
+ * node's log) and NotStored (a signal inside the runner, never shown).
  */
 
 /** A message handed to an input was refused; nothing of it was stored. */

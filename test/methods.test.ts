@@ -612,6 +612,24 @@ describe("ping, hello, errorLog", () => {
 });
 
 describe("a request from the wire, which no input checked", () => {
+  /** Send a request to ship1 as a peer would (straight onto the broker); its ACK or refusal. */
+  async function answerToPeer(method: string, extra: Record<string, unknown>): Promise<unknown> {
+    const nc = await connect({ servers: fleet.broker.url });
+    try {
+      const request = {
+        id: marker("from-peer"),
+        toNode: "ship1",
+        fromNode: marker("peer"),
+        method,
+        ...WIRE_FIELDS,
+        ...extra,
+      };
+      return JSON.parse(new TextDecoder().decode((await nc.request(`ship1.${method}`, JSON.stringify(request))).data));
+    } finally {
+      await nc.close();
+    }
+  }
+
   /** Send a request to ship1 as a peer would (straight onto the broker) and return the reply it gets back. */
   async function fromPeer(method: string, extra: Record<string, unknown>) {
     const peer = marker("peer");
@@ -643,10 +661,21 @@ describe("a request from the wire, which no input checked", () => {
 
   test("its arguments get the same check as at input, before the method runs", async () => {
     const noCommand = await fromPeer("cliCommand", { methodArgs: [] });
-    assert.match(noCommand.result?.error ?? "", /field "methodArgs": cliCommand needs the command/);
+    assert.match(noCommand.result?.error ?? "", /cliCommand: needs the command/);
     const noUrl = await fromPeer("httpGet", { methodArgs: ["not a url"] });
-    assert.match(noUrl.result?.error ?? "", /field "methodArgs": httpGet needs an http:\/\/ or https:\/\/ URL/);
+    assert.match(noUrl.result?.error ?? "", /httpGet: needs an http:\/\/ or https:\/\/ URL/);
     const absolute = await fromPeer("file", { directory: "/tmp", fileName: "x", data: "y" });
-    assert.match(absolute.result?.error ?? "", /field "directory": a file request writes inside/);
+    assert.match(absolute.result?.error ?? "", /file: a file request writes inside/);
+  });
+
+  test("fields of the wrong type are refused on arrival, unACKed and unrun, saying which", async () => {
+    for (const [extra, field] of [
+      [{ methodArgs: ["echo", 5] }, "methodArgs"],
+      [{ methodArgs: ["echo"], directory: 5 }, "directory"],
+      [{ methodArgs: ["echo"], fileName: ["x"] }, "fileName"],
+    ] as const) {
+      const answer = (await answerToPeer("cliCommand", extra)) as { refused?: string };
+      assert.match(answer.refused ?? "", new RegExp(`bad message: field ${field}`), JSON.stringify(answer));
+    }
   });
 });

@@ -15,7 +15,7 @@
 import type { Msg } from "@nats-io/transport-node";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { Envelope } from "../message/message.js";
+import type { Envelope, ErrorReport } from "../message/message.js";
 import { canonicalMethod, CATALOG, type MethodName } from "../message/methods.js";
 import type { AllowedNodes } from "../methods/method.js";
 import type { Store } from "../store/store.js";
@@ -30,8 +30,8 @@ import { type Ack, decodeJson, encode, envelopeProblem, type StateNotice } from 
 export interface InboxOptions {
   nodeName: string;
   dataFolder: string;
-  /** The subscribers to start: method → nodes allowed to use it. */
-  subscribers: Partial<Record<MethodName, AllowedNodes>>;
+  /** The subscribers to start: method → the nodes allowed to use it (a method left out gets none). */
+  allowedNodes: Partial<Record<MethodName, AllowedNodes>>;
   /** Most bytes of a method's output to keep (maxMessageSize). */
   maxOutput: number;
   store: Store;
@@ -39,7 +39,7 @@ export interface InboxOptions {
   transport: Transport;
   log: Logger;
   /** An error worth central's error log. */
-  reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void;
+  reportError(report: ErrorReport): void;
   /** A node said hello (central). */
   onHello(node: string): void;
   /** A method ran here (not a reply), once per message: metrics and the audit log. */
@@ -60,7 +60,7 @@ export class Inbox {
   /** Subscribe to this node's subjects. Safe before the broker is reachable. */
   start(): void {
     const { transport, nodeName } = this.opts;
-    for (const [method, allowed] of Object.entries(this.opts.subscribers)) {
+    for (const [method, allowed] of Object.entries(this.opts.allowedNodes)) {
       if (allowed) this.subscribers.start(method as MethodName, allowed);
     }
     transport.subscribe(stateSubject(nodeName), (msg) => this.onNotice(msg));

@@ -8,7 +8,7 @@
  *   the last reply          ──▶ request done, or failed (the method failed there, or the reply method here)
  */
 import type { Logger } from "../log.js";
-import type { Envelope } from "../message/message.js";
+import type { Envelope, ErrorReport } from "../message/message.js";
 import { canonicalMethod, type MethodName } from "../message/methods.js";
 import type { Store } from "../store/store.js";
 
@@ -17,7 +17,7 @@ export interface RepliesOptions {
   store: Store;
   log: Logger;
   /** An error worth central's error log. */
-  reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void;
+  reportError(report: ErrorReport): void;
 }
 
 export class Replies {

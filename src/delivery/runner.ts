@@ -18,7 +18,7 @@
  */
 import { errorText, MethodError, StoreError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { Envelope } from "../message/message.js";
+import type { Envelope, ErrorReport } from "../message/message.js";
 import { canonicalMethod, CATALOG, type MethodName, wantsReply } from "../message/methods.js";
 import { METHODS } from "../methods/index.js";
 import type { MethodOutput, SubscriberControl } from "../methods/method.js";
@@ -45,7 +45,7 @@ export interface RunnerOptions {
   subscribers: SubscriberControl;
   replies: Replies;
   /** An error worth central's error log. */
-  reportError(e: { toNode: string; fromNode: string; method: string; id?: string; reason: string }): void;
+  reportError(report: ErrorReport): void;
   /** A method ran here (not a reply), once per message: metrics and the audit log. */
   onExecuted?(
     message: Envelope,

@@ -36,7 +36,11 @@ export function envelopeProblem(v: unknown): string | undefined {
     const bad = badTokenReason(e[f] as string);
     if (bad) return `${f} ${bad}`;
   }
-  if (!Array.isArray(e.methodArgs)) return "field methodArgs missing or not an array";
+  if (!Array.isArray(e.methodArgs) || !e.methodArgs.every((a) => typeof a === "string"))
+    return "field methodArgs missing or not an array of strings";
+  for (const f of ["directory", "fileName", "data"] as const) {
+    if (e[f] !== undefined && typeof e[f] !== "string") return `field ${f} is not a string`;
+  }
   for (const f of ["ACKTimeout", "retries", "methodTimeout"] as const) {
     if (typeof e[f] !== "number") return `field ${f} missing or not a number`;
   }

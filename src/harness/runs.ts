@@ -6,9 +6,8 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { listMessages, type MessageView } from "../client/client.js";
+import { isFinal } from "../message/message.js";
 import { type Fleet, sleepUntil } from "./fleet.js";
-
-export const FINAL = ["done", "failed", "expired", "cancelled"];
 
 /** A log file every execution appends its message id to. */
 export class RunsLog {
@@ -118,7 +117,7 @@ export async function waitAllFinal(
   await sleepUntil(
     async () => {
       last = await statesOf(fleet, from, ids);
-      return ids.every((id) => FINAL.includes(last.get(id)?.state ?? ""));
+      return ids.every((id) => isFinal(last.get(id)?.state ?? "queued"));
     },
     {
       timeoutMs,
@@ -129,7 +128,7 @@ export async function waitAllFinal(
           const s = last.get(id)?.state ?? "missing";
           byState.set(s, (byState.get(s) ?? 0) + 1);
         }
-        const sample = ids.filter((id) => !FINAL.includes(last.get(id)?.state ?? "")).slice(0, 3);
+        const sample = ids.filter((id) => !isFinal(last.get(id)?.state ?? "queued")).slice(0, 3);
         return `all ${ids.length} messages to be final (states: ${JSON.stringify(Object.fromEntries(byState))}; e.g. ${sample.map((id) => JSON.stringify(last.get(id) ?? id)).join(" ")})`;
       },
     },

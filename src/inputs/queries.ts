@@ -9,7 +9,7 @@
  *
  *   STEWARD/1 status ID          → {"message": MessageView} (with its result)
  *   STEWARD/1 list [LIMIT]       → {"messages": MessageView[]} (newest first, 50 by default)
- *   STEWARD/1 wait MS ID...      → {"messages": MessageView[]} once every message is final,
+ *   STEWARD/1 wait MS ID...      → {"messages": MessageView[]} once every message is final (MS at most 60 s),
  *                                  or after MS milliseconds as they are then
  *   STEWARD/1 nodes              → {"node", "central", "nodes": NodeView[]}
  *   STEWARD/1 health             → Health
@@ -58,7 +58,7 @@ export interface Health {
   lifecycle: NodeLifecycle;
   broker: LinkState;
   brokerAddress: string;
-  /** Messages sent and waiting for their ACK. */
+  /** Outgoing messages this node is still delivering: queued, sent and waiting for their ACK, or replies waiting for their origin. */
   inFlight: number;
 }
 

@@ -59,6 +59,15 @@ export interface MethodResult {
   seq?: number;
 }
 
+/** What went wrong with a message, for central's error log. */
+export interface ErrorReport {
+  toNode: string;
+  fromNode: string;
+  method: string;
+  id?: string;
+  reason: string;
+}
+
 /**
  * The lifecycle of a message on its origin node (docs/DELIVERY.md, "The states"). One union for
  * store, API, CLI and metrics.

@@ -6,7 +6,7 @@
  * message per node, each with its own id.
  */
 import { MessageInputError } from "../errors.js";
-import { MAX_TIMER_MS } from "../timers.js";
+import { MAX_SECONDS } from "../timers.js";
 import { parseDocument } from "./document.js";
 import { newId } from "./id.js";
 import type { Message } from "./message.js";
@@ -18,9 +18,7 @@ import {
   REPLY_METHODS,
   unknownMethodReason,
 } from "./methods.js";
-import { badTokenReason } from "./names.js";
-
-// Kept for callers that import it from here; its home is names.ts.
+import { badTokenReason, directoryProblem, fileNameProblem } from "./names.js";
 
 /** Per-node defaults applied to fields a message leaves out. */
 export interface MessageDefaults {
@@ -55,23 +53,6 @@ const FIELDS = new Set([
   "schedule",
   "operation",
 ]);
-
-/** Longest time in seconds a timer can wait in Node.js (about 24.8 days): the most any seconds field takes. */
-export const MAX_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
-
-/** Why a result's fileName cannot be used, or undefined when it can: it names a file, never a path. */
-export function fileNameProblem(fileName: string): string | undefined {
-  return fileName === "" || fileName === "." || fileName === ".." || /[\\/]/.test(fileName)
-    ? `must be a plain file name without "/" or ".."`
-    : undefined;
-}
-
-/** Why a result's directory cannot be used, or undefined when it can (an absolute one is the operator's own). */
-export function directoryProblem(directory: string): string | undefined {
-  return directory.split(/[\\/]/).includes("..")
-    ? `must not contain "..": results stay inside the data folder or the absolute folder given`
-    : undefined;
-}
 
 /**
  * Parse and check a document. Never throws: a document that does not parse

@@ -6,6 +6,7 @@
 import { appendFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MethodError } from "../errors.js";
+import type { ErrorReport } from "../message/message.js";
 import type { MethodContext, MethodOutput } from "./method.js";
 import { decodeData } from "./output.js";
 import { ensureDir } from "./paths.js";
@@ -25,13 +26,7 @@ export async function errorLog(ctx: MethodContext): Promise<MethodOutput> {
 }
 
 /** One error line, the seeds' way. */
-export function errorLine(e: {
-  toNode: string;
-  fromNode: string;
-  method: string;
-  id?: string;
-  reason: string;
-}): string {
+export function errorLine(e: ErrorReport): string {
   // "Tue Sep 21 09:17:55 2021", local time, as in the seeds.
   const [wd, mon, day, year, time] = new Date().toString().split(" ");
   const when = `${wd} ${mon} ${day} ${time} ${year}`;

@@ -37,7 +37,8 @@ function lazy(method: MethodName): MethodHandler {
   let handler: Promise<MethodHandler> | undefined;
   return async (ctx) => {
     const problem = ctx.message.requestId === undefined ? argsProblem(method, ctx.message) : undefined;
-    if (problem) throw new MethodError(method, `field "${problem.field}": ${problem.reason}`);
+    // The reason names the method first ("httpGet needs …"), as MethodError does too: said once.
+    if (problem) throw new MethodError(method, problem.reason.replace(new RegExp(`^${method} `), ""));
     return (await (handler ??= LOADERS[method]()))(ctx);
   };
 }

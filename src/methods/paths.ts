@@ -11,7 +11,7 @@
 import { mkdir, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { MethodError } from "../errors.js";
-import { directoryProblem, fileNameProblem } from "../message/parse.js";
+import { directoryProblem, fileNameProblem } from "../message/names.js";
 import type { MethodContext } from "./method.js";
 
 export function resultPath(ctx: MethodContext): string {

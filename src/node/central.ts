@@ -10,20 +10,11 @@ import { encode } from "../delivery/wire.js";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
 import { newEnvelope } from "../message/envelope.js";
-import type { Envelope } from "../message/message.js";
-import { MAX_SECONDS } from "../message/parse.js";
+import type { Envelope, ErrorReport } from "../message/message.js";
 import { errorLine } from "../methods/errorLog.js";
 import type { Store } from "../store/store.js";
+import { MAX_SECONDS } from "../timers.js";
 import type { Config } from "./config.js";
-
-/** What went wrong with a message, for central's error log. */
-export interface ErrorReport {
-  toNode: string;
-  fromNode: string;
-  method: string;
-  id?: string;
-  reason: string;
-}
 
 export interface CentralReportsOptions {
   config: Config;

@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.js";
 import { CATALOG, METHOD_NAMES, type MethodName } from "../message/methods.js";
 import { badTokenReason } from "../message/names.js";
-import { MAX_SECONDS } from "../message/parse.js";
+import { MAX_SECONDS } from "../timers.js";
 
 export function startSubKey(method: MethodName): StartSubKey {
   return `startSub${CATALOG[method].seedName}`;

@@ -29,6 +29,7 @@ import { startSocketInput } from "../inputs/socket.js";
 import { runStartupFolder } from "../inputs/startupFolder.js";
 import { startTcpListener } from "../inputs/tcpListener.js";
 import { createLogger, type Level, type Logger } from "../log.js";
+import type { ErrorReport } from "../message/message.js";
 import { METHOD_NAMES, methodSpec } from "../message/methods.js";
 import { AuditLog } from "../observe/audit.js";
 import { startDataFolderServer } from "../observe/dataFolderServer.js";
@@ -36,11 +37,9 @@ import { StewardMetrics } from "../observe/metrics.js";
 import { startMetricsServer } from "../observe/metricsServer.js";
 import { Store } from "../store/store.js";
 import { AcceptPipeline } from "./accept.js";
-import { CentralReports, type ErrorReport } from "./central.js";
+import { CentralReports } from "./central.js";
 import { type Config, socketPath, startSubKey } from "./config.js";
 import { NodeQueries } from "./queries.js";
-
-export type { NodeLifecycle };
 
 export class StewardNode {
   lifecycle: NodeLifecycle = "starting";
@@ -111,7 +110,7 @@ export class StewardNode {
     this.inbox = new Inbox({
       nodeName: config.nodeName,
       dataFolder: resolve(config.subscribersDataFolder),
-      subscribers: Object.fromEntries(METHOD_NAMES.map((m) => [m, parseAllowed(config[startSubKey(m)] ?? "*")])),
+      allowedNodes: Object.fromEntries(METHOD_NAMES.map((m) => [m, parseAllowed(config[startSubKey(m)] ?? "*")])),
       maxOutput: config.maxMessageSize,
       store: this.store,
       outbox: this.outbox,

@@ -25,7 +25,7 @@ import { OutgoingTable } from "./outgoing.js";
 
 export type { IncomingRecord } from "./incoming.js";
 export type { NodeRecord } from "./nodes.js";
-export type { FinalState, OutgoingRecord } from "./outgoing.js";
+export type { OutgoingRecord } from "./outgoing.js";
 
 export class Store {
   readonly path: string;
@@ -98,11 +98,6 @@ export class Store {
   /** Resolves once every write made before the call is on disk (see groupCommit.ts). */
   durable(): Promise<void> {
     return this.commits.durable();
-  }
-
-  /** Commit this turn's transaction now (it commits on setImmediate anyway). */
-  commit(): void {
-    this.commits.commit();
   }
 
   close(): void {

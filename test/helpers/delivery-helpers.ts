@@ -51,7 +51,7 @@ export async function startDeliveryNode(
   const inbox = new Inbox({
     nodeName,
     dataFolder: join(dir, "data"),
-    subscribers,
+    allowedNodes: subscribers,
     maxOutput: 1024 * 1024,
     store,
     outbox,
