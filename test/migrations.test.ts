@@ -10,9 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StoreError } from "../src/errors.js";
-import type { Envelope } from "../src/message/message.js";
 import { SCHEMA_VERSION } from "../src/store/migrations.js";
 import { Store } from "../src/store/store.js";
+import { envelope } from "./helpers/delivery-helpers.js";
 
 /** The schema exactly as Steward wrote it before versions were kept (user_version 0). */
 const UNVERSIONED_SCHEMA = `
@@ -51,25 +51,9 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 `;
 
-function envelope(id: string, fromNode: string, toNode: string): Envelope {
-  return {
-    id,
-    toNode,
-    fromNode,
-    method: "cliCommand",
-    methodArgs: ["true"],
-    replyMethod: "none",
-    replyMethodArgs: [],
-    ACKTimeout: 5,
-    retries: 1,
-    retryWait: 0,
-    replyACKTimeout: 5,
-    replyRetries: 1,
-    methodTimeout: 5,
-    replyMethodTimeout: 5,
-    attempt: 0,
-  };
-}
+/** A message as the old code stored it. */
+const message = (id: string, fromNode: string, toNode: string) =>
+  envelope({ id, fromNode, toNode, methodArgs: ["true"], attempt: 0 });
 
 /** A store file as the code before migrations left it: the old schema, queued and sent messages, one received. */
 function writeUnversionedStore(folder: string, nodeName: string): string {
@@ -82,12 +66,12 @@ function writeUnversionedStore(folder: string, nodeName: string): string {
     `INSERT INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope)
      VALUES (?, 'ship1', 'cliCommand', ?, ?, NULL, 1, 1, ?)`,
   );
-  insertOut.run("old-queued", "queued", 0, JSON.stringify(envelope("old-queued", nodeName, "ship1")));
-  insertOut.run("old-sent", "sent", 2, JSON.stringify(envelope("old-sent", nodeName, "ship1")));
-  insertOut.run("old-done", "done", 1, JSON.stringify(envelope("old-done", nodeName, "ship1")));
+  insertOut.run("old-queued", "queued", 0, JSON.stringify(message("old-queued", nodeName, "ship1")));
+  insertOut.run("old-sent", "sent", 2, JSON.stringify(message("old-sent", nodeName, "ship1")));
+  insertOut.run("old-done", "done", 1, JSON.stringify(message("old-done", nodeName, "ship1")));
   db.prepare(
     `INSERT INTO inbox (from_node, id, state, runs, received_at, updated_at, envelope) VALUES (?, ?, 'received', 0, 5, 5, ?)`,
-  ).run("ship2", "old-received", JSON.stringify(envelope("old-received", "ship2", nodeName)));
+  ).run("ship2", "old-received", JSON.stringify(message("old-received", "ship2", nodeName)));
   db.prepare(`INSERT INTO nodes (name, last_seen) VALUES ('ship1', 7)`).run();
   assert.equal(db.pragma("user_version", { simple: true }), 0);
   db.close();
@@ -134,9 +118,9 @@ describe("store: schema migrations", () => {
       );
 
       // New writes, old rows moved on.
-      assert.equal(store.outgoing.add(envelope("new-1", "central", "ship1")), true);
+      assert.equal(store.outgoing.add(message("new-1", "central", "ship1")), true);
       store.outgoing.moveToSent("old-queued", 1);
-      assert.equal(store.incoming.moveToRunning(envelope("old-received", "ship2", "central")), true);
+      assert.equal(store.incoming.moveToRunning(message("old-received", "ship2", "central")), true);
       await store.durable();
       assert.equal(store.outgoing.get("new-1")?.state, "queued");
       assert.equal(store.outgoing.get("old-queued")?.state, "sent");

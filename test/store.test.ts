@@ -14,28 +14,11 @@ import { after, before, describe, test } from "node:test";
 import { submit } from "../src/client/client.js";
 import { sleepUntil, STEWARD_BIN } from "../src/harness/fleet.js";
 import { LocalNatsServer } from "../src/harness/natsServer.js";
-import type { Envelope } from "../src/message/message.js";
 import { Store } from "../src/store/store.js";
+import { envelope } from "./helpers/delivery-helpers.js";
 
-function envelope(id: string): Envelope {
-  return {
-    id,
-    toNode: "ship1",
-    fromNode: "central",
-    method: "ping",
-    methodArgs: [],
-    replyMethod: "none",
-    replyMethodArgs: [],
-    ACKTimeout: 5,
-    retries: 1,
-    retryWait: 0,
-    replyACKTimeout: 5,
-    replyRetries: 1,
-    methodTimeout: 5,
-    replyMethodTimeout: 5,
-    attempt: 0,
-  };
-}
+/** A message from central to ship1. */
+const message = (id: string) => envelope({ id, fromNode: "central", toNode: "ship1", method: "ping" });
 
 describe("store: group commit", () => {
   let dir: string;
@@ -50,7 +33,7 @@ describe("store: group commit", () => {
       const before = store.syncs;
       await Promise.all(
         Array.from({ length: 200 }, (_, i) => {
-          store.outgoing.add(envelope(`m${i}`));
+          store.outgoing.add(message(`m${i}`));
           return store.durable();
         }),
       );
@@ -71,7 +54,7 @@ describe("store: group commit", () => {
   test("durable() with nothing written since the last sync resolves without syncing", async () => {
     const store = new Store(join(dir, "b"), "central");
     try {
-      store.outgoing.add(envelope("x"));
+      store.outgoing.add(message("x"));
       await store.durable();
       const syncs = store.syncs;
       store.outgoing.get("x"); // reads are not writes
@@ -85,10 +68,10 @@ describe("store: group commit", () => {
   test("a write awaited while a sync runs gets a sync of its own", async () => {
     const store = new Store(join(dir, "c"), "central");
     try {
-      store.outgoing.add(envelope("first"));
+      store.outgoing.add(message("first"));
       const first = store.durable();
       const syncs = store.syncs; // the first sync is under way
-      store.outgoing.add(envelope("second"));
+      store.outgoing.add(message("second"));
       await Promise.all([first, store.durable()]);
       assert.equal(store.syncs, syncs + 1, "the second write was not taken as covered by the sync already running");
     } finally {
@@ -98,9 +81,9 @@ describe("store: group commit", () => {
 
   test("closing the store fails the waits it cannot confirm, with a reason", async () => {
     const store = new Store(join(dir, "d"), "central");
-    store.outgoing.add(envelope("y"));
+    store.outgoing.add(message("y"));
     const waiting = store.durable();
-    store.outgoing.add(envelope("z"));
+    store.outgoing.add(message("z"));
     const second = store.durable();
     store.close();
     await waiting.catch(() => undefined); // the sync under way may still confirm the first
