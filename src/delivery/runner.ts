@@ -124,7 +124,8 @@ export class Runner {
     const isReply = message.requestId !== undefined;
     const request = isReply ? (known ?? store.outgoing.get(message.requestId as string)?.envelope) : undefined;
     const early = startsEarly(message, method);
-    await this.storeStart(message, early);
+    const startStored = this.storeStart(message, early);
+    if (startStored) await startStored;
     // "running" is news only for a run that lasts: a quick one's reply follows at once and says more,
     // so the notice waits a moment (a message and a store write less per quick message on both sides).
     const notice = isReply ? undefined : setTimeout(() => this.noticeRunning(message), RUNNING_NOTICE_MS);
@@ -163,9 +164,10 @@ export class Runner {
   /**
    * The run's start is on disk before anything runs that a re-run would repeat visibly.
    * An early run does not wait: its start is noted in passing, and its end is stored together
-   * with the message itself (see storeEnd).
+   * with the message itself (see storeEnd), and gets no promise to wait for: it runs in this turn,
+   * as the message arrives.
    */
-  private async storeStart(message: Envelope, early: boolean): Promise<void> {
+  private storeStart(message: Envelope, early: boolean): Promise<void> | undefined {
     const { store } = this.opts;
     if (!early)
       return this.writeUntilOnDisk(message, () => {
@@ -176,6 +178,7 @@ export class Runner {
     } catch {
       // Only a note: the run's end is what counts for an early run.
     }
+    return undefined;
   }
 
   /**
