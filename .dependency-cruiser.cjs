@@ -6,6 +6,7 @@
 const LAYERS = [
   "src/(errors|timers|log|listen)\\.ts$", // leaves: no imports of Steward's own
   "src/message/", // the message model, names and parsing
+  "src/security/", // keys, signed frames, central's bundle, the rules
   "src/store/", // the local SQLite store
   "src/methods/", // one file per method
   "src/delivery/", // broker link, outbox, inbox, subscribers

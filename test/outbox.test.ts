@@ -6,7 +6,6 @@
 import type { Msg } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { decodeJson, encode } from "../src/delivery/wire.js";
 import { sleepUntil } from "../src/harness/fleet.js";
 import type { Envelope } from "../src/message/message.js";
 import { type DeliveryNode, envelope, startDeliveryNode } from "./helpers/delivery-helpers.js";
@@ -28,7 +27,7 @@ async function receiver(id: string, onAttempt: (msg: Msg, message: Envelope) => 
   const attempts: number[] = [];
   const sub = central.peer.subscribe("ship1.cliCommand", {
     callback: (_err, msg) => {
-      const message = decodeJson(msg.data) as Envelope;
+      const message = central.body(msg.data) as Envelope;
       if (message.id !== id) return;
       attempts.push(message.attempt);
       onAttempt(msg, message);
@@ -74,9 +73,13 @@ describe("outbox", () => {
   test("an ACK moves it to acked; a refusal fails it at once, without re-sending", async () => {
     const acked = uid();
     const refused = uid();
-    const ship1 = await receiver(acked, (msg, message) => msg.respond(encode({ ack: message.id })));
+    const ship1 = await receiver(acked, (msg, message) =>
+      msg.respond(central.seal(msg.reply as string, { ack: message.id }, "ship1")),
+    );
     const ship1b = await receiver(refused, (msg, message) =>
-      msg.respond(encode({ refused: "path outside the data folder", id: message.id })),
+      msg.respond(
+        central.seal(msg.reply as string, { refused: "path outside the data folder", id: message.id }, "ship1"),
+      ),
     );
     try {
       deliver({ id: acked, retries: 3 });
@@ -110,7 +113,7 @@ describe("outbox", () => {
       assert.deepEqual(await central.send("central.none", reply), { ack: reply.id });
       const done = await waitState(id, "done");
       assert.equal(done?.result?.data, "ran");
-      held?.respond(encode({ ack: id }));
+      held?.respond(central.seal(held.reply as string, { ack: id }, "ship1"));
       await sleepUntil(() => central.outbox.inFlight === 0, { what: "the delivery task to take the ACK and end" });
       assert.equal(state(id)?.state, "done");
       assert.equal(state(id)?.updatedAt, done?.updatedAt, "the late ACK wrote nothing");

@@ -92,10 +92,12 @@ describe("store: group commit", () => {
 });
 
 /** A node run under `strace -f`, tracing its reads, writes and disk syncs into `trace`. */
-function tracedNode(dir: string, nodeName: string, brokerAddress: string, trace: string) {
+function tracedNode(dir: string, nodeName: string, brokerAddress: string, trace: string, central = "central") {
   const flags = {
     nodeName,
-    centralNodeName: "central",
+    centralNodeName: central,
+    // Central admits the other traced node's key at its first hello.
+    autoApproveKeys: nodeName === central ? 1 : 0,
     brokerAddress,
     configFolder: join(dir, nodeName, "etc"),
     socketFolder: join(dir, nodeName, "sock"),
@@ -203,8 +205,8 @@ describe(
     test("guarantee 2: the receiver's fdatasync comes after the message arrives and before its ACK leaves", async () => {
       const centralTrace = join(dir, "central2.trace");
       const shipTrace = join(dir, "ship1.trace");
-      const central = tracedNode(dir, "central2", broker.url, centralTrace);
-      const ship1 = tracedNode(dir, "ship1", broker.url, shipTrace);
+      const central = tracedNode(dir, "central2", broker.url, centralTrace, "central2");
+      const ship1 = tracedNode(dir, "ship1", broker.url, shipTrace, "central2");
       try {
         // A cliCommand: its run must wait for the sync as well, so that a crash's re-run is marked (guarantee 5).
         await sleepUntil(

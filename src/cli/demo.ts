@@ -8,7 +8,8 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { listNodes, messageStatus, submit, waitForFinal, type MessageView } from "../client/client.js";
+import { health, listNodes, messageStatus, submit, waitForFinal, type MessageView } from "../client/client.js";
+import { sleepUntil } from "../harness/fleet.js";
 import { LocalNatsServer } from "../harness/natsServer.js";
 import { NodeProcess } from "../harness/nodeProcess.js";
 import { takeFlag } from "./args.js";
@@ -57,7 +58,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
         nodeName: name,
         dir: join(dir, name),
         brokerAddress: (broker as LocalNatsServer).url,
-        settings: { startPubREQHello: 2 },
+        // Central admits every new node's key at its first hello: fine for a demo on one machine, never for a
+        // fleet (there, "steward keys approve NODE" on central).
+        settings: { startPubREQHello: 2, ...(name === "central" && { autoApproveKeys: 1 }) },
       });
     const [central, ship1, ship2] = [make("central"), make("ship1"), make("ship2")] as [
       NodeProcess,
@@ -67,6 +70,19 @@ export async function demoCommand(argv: string[]): Promise<number> {
     nodes.push(central, ship1, ship2);
     await Promise.all(nodes.map((n) => n.start()));
     for (const n of nodes) say(`${n.opts.nodeName.padEnd(8)} pid ${n.pid}, socket ${n.socketPath}`);
+    say("each node made its own ed25519 key pair and signs everything it sends;");
+    say("central admits new keys at their first hello here (autoApproveKeys=1: for demos and labs only —");
+    say('in a fleet, approve each node on central with "steward keys approve NODE")');
+    await sleepUntil(
+      async () => (await health(ship1.socketPath)).bundle > 0 && (await health(ship2.socketPath)).bundle > 0,
+      {
+        timeoutMs: 20_000,
+        what: "ship1 and ship2 to get central's bundle of admitted keys",
+      },
+    );
+    say(
+      `ship1 and ship2 pinned central's key and hold its bundle (version ${(await health(ship2.socketPath)).bundle})`,
+    );
 
     step("central → ship1, ship2: cliCommand [bash -c 'echo ...; uname -sr']");
     const command = {

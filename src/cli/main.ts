@@ -17,6 +17,8 @@ Commands:
   send      hand messages to the local node; --wait prints the results
   status    message states, or one message in full: steward status [ID]
   nodes     known nodes: last seen, pending messages
+  keys      on central: list, approve and revoke node keys
+  acl       on central: show and set who may call what on which nodes
   demo      a broker, a central and two nodes on this machine, end to end
 
 "steward <command> --help" tells more.
@@ -33,6 +35,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./status.js")).statusCommand(rest);
     case "nodes":
       return (await import("./status.js")).nodesCommand(rest);
+    case "keys":
+      return (await import("./keys.js")).keysCommand(rest);
+    case "acl":
+      return (await import("./keys.js")).aclCommand(rest);
     case "demo":
       return (await import("./demo.js")).demoCommand(rest);
     case "help":

@@ -19,7 +19,7 @@ export function buildReply(
   request: Envelope,
   fromNode: string,
   { output, error }: RunOutcome,
-  opts: { rerun: boolean; maxPayload: number; part?: { seq: number; partial: boolean } },
+  opts: { rerun: boolean; maxPayload: number; deliverBy: number; part?: { seq: number; partial: boolean } },
 ): Envelope {
   const { rerun, part } = opts;
   const result: MethodResult = {
@@ -41,6 +41,7 @@ export function buildReply(
     retryWait: request.retryWait ?? 0,
     methodTimeout: request.replyMethodTimeout,
     requestId: request.id,
+    deliverBy: opts.deliverBy,
     result,
     ...(output.data !== undefined && output.data !== "" && { data: output.data }),
   });

@@ -2,22 +2,27 @@
  * The subscriber side: receiving. A message arrives on <thisNode>.<method>
  * and goes, top to bottom:
  *
- *   check      a JSON envelope, addressed to this node, on its method's subject   ─┐
- *   authorise  a request: its sender is in the method's allowedNodes;               ├─ else refused: the
- *              a reply: it answers a request of ours (replies.ts)                  ─┘  sender never retries
+ *   verify     signed by an admitted key, and by the node it names as fromNode   ── else dropped, unanswered
+ *   check      a JSON envelope, addressed to this node, on its method's subject,  ─┐
+ *              its fields as this node's own input checks them, not past deliverBy │
+ *   authorise  a request: central's rules allow it, and the local allowedNodes;     ├─ else refused (signed): the
+ *              a reply: it answers a request of ours to its signer (replies.ts)    ─┘  sender never retries
  *   store      in the inbox table, keyed by (fromNode, id); already there = a re-send: ACK again, never run again
  *   run        handed to the runner (runner.ts), which starts at once
- *   ACK        with the message's own id, once it is on disk (store.durable())
+ *   ACK        signed, with the message's own id, once it is on disk (store.durable())
  *
- * A hello is a heartbeat: recorded, never stored or run. The origin's
- * "running" notices arrive here too, on <thisNode>._state.
+ * A hello is a heartbeat: handed to the node (central admits keys from it), never stored or run. The
+ * "running" notices of the nodes running our requests arrive here too, on <thisNode>._state.
  */
 import type { Msg } from "@nats-io/transport-node";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Envelope, ErrorReport } from "../message/message.js";
 import { canonicalMethod, CATALOG, type MethodName } from "../message/methods.js";
+import { wireMessageProblem } from "../message/parse.js";
 import type { AllowedNodes } from "../methods/method.js";
+import { allows, notAllowed } from "../security/acl.js";
+import { now } from "../security/clock.js";
 import type { Store } from "../store/store.js";
 import type { Outbox } from "./outbox.js";
 import { Replies } from "./replies.js";
@@ -25,7 +30,7 @@ import { Runner, type RunnerOptions } from "./runner.js";
 import { stateSubject } from "./subjects.js";
 import { Subscribers } from "./subscribers.js";
 import type { Transport } from "./transport.js";
-import { type Ack, decodeJson, encode, envelopeProblem, type StateNotice } from "./wire.js";
+import { type Ack, envelopeProblem, type StateNotice, type Wire } from "./wire.js";
 
 export interface InboxOptions {
   nodeName: string;
@@ -37,11 +42,16 @@ export interface InboxOptions {
   store: Store;
   outbox: Outbox;
   transport: Transport;
+  wire: Wire;
+  /** Seconds a reply may take to reach its origin: its deliverBy. */
+  maxMessageAge: number;
   log: Logger;
   /** An error worth central's error log. */
   reportError(report: ErrorReport): void;
-  /** A node said hello (central). */
-  onHello(node: string): void;
+  /** A hello arrived, unverified (central admits new keys from hellos); its id when it was genuine. */
+  onHello(subject: string, bytes: Uint8Array): string | undefined;
+  /** A message was refused here: the audit log. */
+  onRefused?(message: Partial<Envelope>, signer: string, reason: string): void;
   /** A method ran here (not a reply), once per message: metrics and the audit log. */
   onExecuted?: RunnerOptions["onExecuted"];
 }
@@ -81,19 +91,27 @@ export class Inbox {
   }
 
   private receive(msg: Msg, method: MethodName): void {
-    const { store, nodeName, log } = this.opts;
+    const { store, nodeName, log, wire } = this.opts;
+    if (CATALOG[method].heartbeat) {
+      // Hellos are heartbeats: recorded, never stored or run as messages. One sent as a message wants its ACK.
+      const id = this.opts.onHello(msg.subject, msg.data);
+      if (id !== undefined) this.answer(msg, { ack: id });
+      return;
+    }
+    // Verify, before anything else is read.
+    const opened = wire.open(msg.subject, msg.data);
+    if (!opened) return;
+    const { signer, value } = opened;
+
     // Check.
-    let message: Envelope;
-    try {
-      const value = decodeJson(msg.data);
-      const problem = envelopeProblem(value);
-      if (problem) {
-        this.refuse(msg, `bad message: ${problem}`, value);
-        return;
-      }
-      message = value as Envelope;
-    } catch {
-      this.refuse(msg, "bad message: not JSON");
+    const problem = envelopeProblem(value);
+    if (problem) {
+      this.refuse(msg, signer, `bad message: ${problem}`, value);
+      return;
+    }
+    const message = value as Envelope;
+    if (message.fromNode !== signer) {
+      wire.drop(msg.subject, signer, "wrong signer", `signed by ${signer} but claims to come from ${message.fromNode}`);
       return;
     }
     const misaddressed =
@@ -103,26 +121,35 @@ export class Inbox {
           ? `method ${message.method} sent on the subject of ${method}`
           : undefined;
     if (misaddressed) {
-      this.refuse(msg, misaddressed, message);
+      this.refuse(msg, signer, misaddressed, message);
+      return;
+    }
+    const fieldProblem = wireMessageProblem(message);
+    if (fieldProblem) {
+      this.refuse(msg, signer, `bad message: ${fieldProblem}`, message);
+      return;
+    }
+    if (now() > message.deliverBy) {
+      this.refuse(msg, signer, `expired: not delivered by ${new Date(message.deliverBy).toISOString()}`, message);
       return;
     }
 
     // Authorise.
-    if (message.requestId === undefined && !this.subscribers.allows(method, message.fromNode)) {
-      this.refuse(msg, `${message.fromNode} is not allowed to use ${method} on ${nodeName} (allowedNodes)`, message);
-      return;
-    }
-    if (CATALOG[method].heartbeat) {
-      // Hellos are heartbeats: recorded, never stored or run as messages. One sent as a message wants its ACK.
-      this.opts.onHello(message.fromNode);
-      if (msg.reply) msg.respond(encode({ ack: message.id } satisfies Ack));
-      return;
-    }
     let request: Envelope | undefined;
-    if (message.requestId !== undefined) {
+    if (message.requestId === undefined) {
+      const { trust } = wire;
+      if (!allows(trust.acl, trust.member(signer), method, trust.member(nodeName), message.methodArgs)) {
+        this.refuse(msg, signer, notAllowed(signer, method, nodeName), message);
+        return;
+      }
+      if (!this.subscribers.allows(method, signer)) {
+        this.refuse(msg, signer, `${signer} is not allowed to use ${method} on ${nodeName} (allowedNodes)`, message);
+        return;
+      }
+    } else {
       const answered = this.replies.requestAnswered(message, method);
       if ("refused" in answered) {
-        this.refuse(msg, answered.refused, message);
+        this.refuse(msg, signer, answered.refused, message);
         return;
       }
       request = answered.request;
@@ -147,9 +174,7 @@ export class Inbox {
 
     // ACK, only once it is on disk; a duplicate's first copy may still be on its way there.
     store.durable().then(
-      () => {
-        if (msg.reply) msg.respond(encode({ ack: message.id } satisfies Ack));
-      },
+      () => this.answer(msg, { ack: message.id }),
       // Not ACKed: the sender re-sends. If the turn was rolled back, the task finds its message gone and does not run it.
       (err: unknown) =>
         log.error("a received message is not confirmed on disk; not ACKing it", {
@@ -159,31 +184,41 @@ export class Inbox {
     );
   }
 
-  private refuse(msg: Msg, reason: string, value?: unknown): void {
-    const id = (value as Partial<Envelope> | undefined)?.id;
-    const fromNode = (value as Partial<Envelope> | undefined)?.fromNode;
-    this.opts.log.warn("refused a message", { subject: msg.subject, id, fromNode, reason });
-    if (msg.reply) msg.respond(encode({ refused: reason, ...(typeof id === "string" && { id }) } satisfies Ack));
-    if (typeof fromNode === "string") {
-      this.opts.reportError({
-        toNode: this.opts.nodeName,
-        fromNode,
-        method: msg.subject.split(".")[1] ?? "?",
-        ...(typeof id === "string" && { id }),
-        reason,
-      });
-    }
+  /** The ACK or refusal, signed for the sender's reply inbox (so it answers that one request only). */
+  private answer(msg: Msg, ack: Ack): void {
+    if (msg.reply) msg.respond(this.opts.wire.seal(msg.reply, ack));
   }
 
-  /** A node running one of our requests says it runs. */
+  /** Refuse a verified sender's message: it is answered (never retried), logged, audited and reported. */
+  private refuse(msg: Msg, signer: string, reason: string, value?: unknown): void {
+    const message = (value ?? {}) as Partial<Envelope>;
+    const id = typeof message.id === "string" ? message.id : undefined;
+    this.opts.log.warn("refused a message", { subject: msg.subject, id, signer, reason });
+    this.answer(msg, { refused: reason, ...(id !== undefined && { id }) });
+    this.opts.onRefused?.(message, signer, reason);
+    this.opts.reportError({
+      toNode: this.opts.nodeName,
+      fromNode: signer,
+      method: msg.subject.split(".")[1] ?? "?",
+      ...(id !== undefined && { id }),
+      reason,
+    });
+  }
+
+  /** A node running one of our requests says it runs: believed only from that node. */
   private onNotice(msg: Msg): void {
-    try {
-      const notice = decodeJson(msg.data) as StateNotice;
-      if (notice.state === "running" && typeof notice.id === "string")
-        this.opts.store.outgoing.moveToRunning(notice.id);
-    } catch {
-      // Best effort by design: the reply settles the state anyway.
+    const opened = this.opts.wire.open(msg.subject, msg.data);
+    if (!opened) return;
+    const notice = opened.value as Partial<StateNotice>;
+    if (notice.state !== "running" || typeof notice.id !== "string") return;
+    const rec = this.opts.store.outgoing.get(notice.id);
+    if (!rec) return;
+    if (rec.toNode !== opened.signer) {
+      this.opts.wire.drop(msg.subject, opened.signer, "wrong signer", `notice for a message to ${rec.toNode}`);
+      return;
     }
+    // Best effort by design: the reply settles the state anyway.
+    this.opts.store.outgoing.moveToRunning(notice.id);
   }
 
   /** Abort every running method; a method that ignores its signal does not hold the shutdown past `graceMs`. */

@@ -9,7 +9,11 @@
  *                        ▼
  *                      sent(n) … n = 1 + retries ──▶ failed "max retries reached"
  *   ACKTimeout 0: sent once, no ACK awaited (fire and forget).
- *   A receiver's refusal (bad envelope, path outside its data folder) fails at once.
+ *   A receiver's refusal (bad envelope, not allowed, path outside its data folder) fails at once.
+ *   Past its deliverBy it is not sent again: expired.
+ *
+ * Every attempt is signed afresh (wire.ts); an ACK or refusal counts only when
+ * the node the message went to signed it for this very request.
  *
  * Attempts are only counted while the broker link is up: a sender that is
  * itself offline keeps its messages queued rather than burning retries.
@@ -17,11 +21,12 @@
 import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
 import { wantsReply } from "../message/methods.js";
+import { now } from "../security/clock.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { MAX_TIMER_MS } from "../timers.js";
 import { methodSubject, onlineSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
-import { type Ack, decodeJson, encode } from "./wire.js";
+import type { Ack, Presence, Wire } from "./wire.js";
 
 export interface OutboxHooks {
   /** Retries spent or refused: report to central's error log. */
@@ -48,13 +53,18 @@ export class Outbox {
   private waiters = new Set<Waiter>();
   private watching = new Map<string, { count: number; end: () => void }>();
   private tasks = new Set<Promise<void>>();
+  /** The newest `_online` time seen per node: an older or replayed announcement wakes nothing. */
+  private lastOnline = new Map<string, number>();
   private closed = false;
 
   constructor(
     private readonly store: Store,
     private readonly transport: Transport,
+    private readonly wire: Wire,
     private readonly log: Logger,
     private readonly hooks: OutboxHooks,
+    /** Seconds a message stored before deliverBy existed may still be delivered from its first send. */
+    private readonly maxMessageAge = 7 * 24 * 3600,
   ) {}
 
   /** Start delivering a stored message (no-op when its task already runs). */
@@ -105,10 +115,16 @@ export class Outbox {
     const maxAttempts = 1 + message.retries;
     let attempt = attemptsSoFar;
     let lastReason = "no ACK";
+    // A message stored by an older version has no deadline yet: it gets one now.
+    const deliverBy = message.deliverBy ?? now() + this.maxMessageAge * 1000;
     while (!this.closed) {
       await this.transport.whenUp();
       if (this.closed) return;
-      const bytes = encode({ ...message, attempt: attempt + 1 });
+      if (now() > deliverBy) {
+        this.expire(message, `not delivered by ${new Date(deliverBy).toISOString()} (maxMessageAge)`);
+        return;
+      }
+      const bytes = this.wire.seal(subject, { ...message, deliverBy, attempt: attempt + 1 });
       if (bytes.length > this.transport.maxPayload) {
         this.fail(
           message,
@@ -130,7 +146,9 @@ export class Outbox {
       this.hooks.onSent?.(message, attempt);
       const started = Date.now();
       try {
-        const ack = decodeJson(await this.transport.request(subject, bytes, message.ACKTimeout * 1000)) as Ack;
+        const answer = await this.transport.request(subject, bytes, message.ACKTimeout * 1000);
+        // Only the node the message went to can ACK or refuse it; anything else is not an answer.
+        const ack = (this.wire.open(answer.subject, answer.data, message.toNode)?.value ?? {}) as Ack;
         if ("ack" in ack && ack.ack === message.id) {
           this.hooks.onAcked?.(message);
           // A reply, a hello or an error report gets no reply back: for them, delivered is done.
@@ -139,11 +157,14 @@ export class Outbox {
           else this.store.outgoing.moveToFinal(message.id, "done", { exitCode: 0 });
           return;
         }
-        if ("refused" in ack) {
-          this.fail(message, `refused by ${message.toNode}: ${ack.refused}`);
+        if ("refused" in ack && typeof ack.refused === "string") {
+          if (ack.refused.startsWith("expired:")) this.expire(message, `refused by ${message.toNode}: ${ack.refused}`);
+          // "not allowed: central may not call …" says it all, as the operator should read it.
+          else if (ack.refused.startsWith("not allowed:")) this.fail(message, ack.refused);
+          else this.fail(message, `refused by ${message.toNode}: ${ack.refused}`);
           return;
         }
-        lastReason = `ACK for another message (${JSON.stringify(ack).slice(0, 80)})`;
+        lastReason = `no valid ACK from ${message.toNode} (${JSON.stringify(ack).slice(0, 80)})`;
       } catch (err) {
         lastReason = (err as Error).message;
       }
@@ -158,8 +179,8 @@ export class Outbox {
       this.log.debug("no ACK, will re-send", { id: message.id, toNode: message.toNode, attempt, reason: lastReason });
       await this.sleep(message.toNode, wait);
       // The state may have moved on meanwhile (the reply came back though this ACK was lost): stop re-sending.
-      const now = this.store.outgoing.get(message.id)?.state;
-      if (now !== "queued" && now !== "sent") return;
+      const state = this.store.outgoing.get(message.id)?.state;
+      if (state !== "queued" && state !== "sent") return;
     }
     if (this.closed) return;
     this.fail(
@@ -173,6 +194,22 @@ export class Outbox {
       this.log.warn("message failed", { id: message.id, toNode: message.toNode, method: message.method, reason });
       this.hooks.onFailed(message, reason);
     }
+  }
+
+  private expire(message: Envelope, reason: string): void {
+    if (this.store.outgoing.moveToFinal(message.id, "expired", { reason })) {
+      this.log.warn("message expired", { id: message.id, toNode: message.toNode, method: message.method, reason });
+      this.hooks.onFailed(message, reason);
+    }
+  }
+
+  /** `<node>._online`, believed only when that node signed it and it is newer than the last one. */
+  private onOnline(node: string, subject: string, bytes: Uint8Array): void {
+    const presence = this.wire.open(subject, bytes, node)?.value as Partial<Presence> | undefined;
+    if (!presence || presence.node !== node || typeof presence.at !== "number") return;
+    if (presence.at <= (this.lastOnline.get(node) ?? 0)) return;
+    this.lastOnline.set(node, presence.at);
+    this.wake(node);
   }
 
   private sleep(node: string, ms: number): Promise<void> {
@@ -201,7 +238,10 @@ export class Outbox {
     const w = this.watching.get(node);
     if (w) w.count++;
     else
-      this.watching.set(node, { count: 1, end: this.transport.subscribe(onlineSubject(node), () => this.wake(node)) });
+      this.watching.set(node, {
+        count: 1,
+        end: this.transport.subscribe(onlineSubject(node), (msg) => this.onOnline(node, msg.subject, msg.data)),
+      });
   }
 
   private unwatch(node: string): void {

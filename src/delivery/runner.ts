@@ -22,6 +22,7 @@ import type { Envelope, ErrorReport } from "../message/message.js";
 import { canonicalMethod, CATALOG, type MethodName, wantsReply } from "../message/methods.js";
 import { METHODS } from "../methods/index.js";
 import type { MethodOutput, SubscriberControl } from "../methods/method.js";
+import { now } from "../security/clock.js";
 import type { Store } from "../store/store.js";
 import { abortableSleep } from "../timers.js";
 import { buildReply, type RunOutcome } from "./buildReply.js";
@@ -30,7 +31,7 @@ import type { Outbox } from "./outbox.js";
 import type { Replies } from "./replies.js";
 import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
-import { encode, type StateNotice } from "./wire.js";
+import type { StateNotice, Wire } from "./wire.js";
 
 export interface RunnerOptions {
   nodeName: string;
@@ -40,6 +41,9 @@ export interface RunnerOptions {
   store: Store;
   outbox: Outbox;
   transport: Transport;
+  wire: Wire;
+  /** Seconds a reply may take to reach its origin (maxMessageAge): its deliverBy. */
+  maxMessageAge: number;
   log: Logger;
   /** The node's subscribers, for the op methods. */
   subscribers: SubscriberControl;
@@ -153,6 +157,7 @@ export class Runner {
       ? buildReply(message, this.opts.nodeName, outcome, {
           rerun,
           maxPayload: this.opts.transport.maxPayload,
+          deliverBy: this.deliverBy(),
           ...(parts > 0 && { part: { seq: parts + 1, partial: false } }),
         })
       : undefined;
@@ -298,10 +303,15 @@ export class Runner {
 
   /** Tell the message's origin that its method runs (best effort: the reply settles the state anyway). */
   private noticeRunning(message: Envelope): void {
+    const subject = stateSubject(message.fromNode);
     this.opts.transport.publish(
-      stateSubject(message.fromNode),
-      encode({ id: message.id, state: "running" } satisfies StateNotice),
+      subject,
+      this.opts.wire.seal(subject, { id: message.id, state: "running" } satisfies StateNotice),
     );
+  }
+
+  private deliverBy(): number {
+    return now() + this.opts.maxMessageAge * 1000;
   }
 
   /** Send one part of a streamed or scheduled result now, stored first like every reply. */
@@ -310,6 +320,7 @@ export class Runner {
     const part = buildReply(message, this.opts.nodeName, outcome, {
       rerun,
       maxPayload: this.opts.transport.maxPayload,
+      deliverBy: this.deliverBy(),
       part: { seq, partial: true },
     });
     const failed = (err: unknown) =>

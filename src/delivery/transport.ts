@@ -153,12 +153,13 @@ export class Transport {
     return this.nc?.info?.max_payload ?? 1024 * 1024;
   }
 
-  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  /** Send and wait for one answer; returns it with the subject it came on (the request's own inbox). */
+  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<{ subject: string; data: Uint8Array }> {
     const nc = this.nc;
     if (!nc || this.state !== "up") throw new Error("not connected to the broker");
     try {
       const reply = await nc.request(subject, data, { timeout: timeoutMs });
-      return reply.data;
+      return { subject: reply.subject, data: reply.data };
     } catch (err) {
       if (err instanceof RequestError && err.isNoResponders()) {
         throw new Error(`no subscriber on ${subject}`);

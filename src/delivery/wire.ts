@@ -1,9 +1,15 @@
 /**
- * What travels on the broker, as JSON: the envelope (a message with its
- * sender), the ACK bound to one message id, and progress notices.
+ * What travels on the broker: JSON bodies — the envelope (a message with its
+ * sender), the ACK bound to one message id, progress notices, presence —
+ * each in a frame signed by its sender (src/security/frame.ts). `Wire` seals
+ * what this node sends and opens what it receives: a frame that fails
+ * verification is dropped and counted (rejects.ts) before its body is read.
  */
 import type { Envelope } from "../message/message.js";
 import { badTokenReason } from "../message/names.js";
+import { seal } from "../security/frame.js";
+import type { Trust } from "../security/trust.js";
+import type { Rejects } from "./rejects.js";
 
 /** The receiver's answer to a message: stored (ACK, naming the id) or refused (never retried). */
 export type Ack = { ack: string } | { refused: string; id?: string };
@@ -11,6 +17,62 @@ export type Ack = { ack: string } | { refused: string; id?: string };
 export interface StateNotice {
   id: string;
   state: "running";
+}
+
+/** `<node>._online`: the node is (back) on the broker. `at` only goes up, so a replayed one is ignored. */
+export interface Presence {
+  node: string;
+  at: number;
+}
+
+/** A verified frame's signer and its body, parsed. */
+export interface Opened {
+  signer: string;
+  value: unknown;
+}
+
+export class Wire {
+  constructor(
+    readonly trust: Trust,
+    private readonly rejects: Rejects,
+  ) {}
+
+  get nodeName(): string {
+    return this.trust.identity.name;
+  }
+
+  /** `value` as JSON, signed by this node for `subject`. */
+  seal(subject: string, value: unknown): Uint8Array {
+    return seal(this.trust.identity, subject, encode(value));
+  }
+
+  /**
+   * The signer and body of a frame received on `subject`, or undefined when it fails verification
+   * (then it is counted and logged; the caller drops it without an answer). `signer`: the node it must
+   * come from (an ACK from the node the message went to, say).
+   */
+  open(subject: string, bytes: Uint8Array, signer?: string): Opened | undefined {
+    const opened = this.trust.open(bytes, subject);
+    if (!opened.ok) {
+      this.rejects.drop(subject, opened.signer, opened.kind, opened.problem);
+      return undefined;
+    }
+    if (signer !== undefined && opened.signer !== signer) {
+      this.drop(subject, opened.signer, "wrong signer", `signed by ${opened.signer}, expected ${signer}`);
+      return undefined;
+    }
+    try {
+      return { signer: opened.signer, value: decodeJson(opened.body) };
+    } catch {
+      this.drop(subject, opened.signer, "not JSON", "signed, but the body is not JSON");
+      return undefined;
+    }
+  }
+
+  /** Drop something that was signed but is not what its signer may send (a reply naming another sender, say). */
+  drop(subject: string, signer: string | undefined, kind: string, problem: string): void {
+    this.rejects.drop(subject, signer, kind, problem);
+  }
 }
 
 const encoder = new TextEncoder();
@@ -41,7 +103,7 @@ export function envelopeProblem(v: unknown): string | undefined {
   for (const f of ["directory", "fileName", "data"] as const) {
     if (e[f] !== undefined && typeof e[f] !== "string") return `field ${f} is not a string`;
   }
-  for (const f of ["ACKTimeout", "retries", "methodTimeout"] as const) {
+  for (const f of ["ACKTimeout", "retries", "methodTimeout", "deliverBy"] as const) {
     if (typeof e[f] !== "number") return `field ${f} missing or not a number`;
   }
   return undefined;

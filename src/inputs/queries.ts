@@ -14,10 +14,21 @@
  *   STEWARD/1 nodes              → {"node", "central", "nodes": NodeView[]}
  *   STEWARD/1 health             → Health
  *
+ * Central only, and on the socket only (never over TCP or HTTP): its key registry and rules.
+ *
+ *   STEWARD/1 keys               → {"central", "bundle", "keys": KeyRecord[]}
+ *   STEWARD/1 approve JSON       → {"key": KeyRecord}       JSON = {"node", "groups"?, "labels"?, "publicKey"?}
+ *   STEWARD/1 revoke NODE        → {"key": KeyRecord}
+ *   STEWARD/1 acl                → {"bundle", "acl": Acl}
+ *   STEWARD/1 setAcl JSON        → {"bundle", "acl": Acl}    JSON = the rules, {"rules": [...]}
+ *
+ * A JSON argument travels as one word: base64url of its text.
+ *
  * A query the node cannot answer (an unknown id, say) answers {"error": "…"}.
  */
 import type { LinkState } from "../delivery/transport.js";
-import type { NodeRecord, OutgoingRecord } from "../store/store.js";
+import type { Acl } from "../security/acl.js";
+import type { KeyRecord, NodeRecord, OutgoingRecord } from "../store/store.js";
 
 export const QUERY_PREFIX = "STEWARD/1 ";
 
@@ -58,6 +69,8 @@ export interface Health {
   lifecycle: NodeLifecycle;
   broker: LinkState;
   brokerAddress: string;
+  /** The version of central's bundle this node holds (0: none yet, so it trusts no other node). */
+  bundle: number;
   /** Outgoing messages this node is still delivering: queued, sent and waiting for their ACK, or replies waiting for their origin. */
   inFlight: number;
 }
@@ -69,6 +82,19 @@ export interface Queries {
   wait: { args: { ms: number; ids: string[] }; answer: { messages: MessageView[] } };
   nodes: { args: Record<string, never>; answer: { node: string; central: string; nodes: NodeView[] } };
   health: { args: Record<string, never>; answer: Health };
+  keys: { args: Record<string, never>; answer: { central: string; bundle: number; keys: KeyRecord[] } };
+  approve: { args: KeyChange; answer: { key: KeyRecord } };
+  revoke: { args: { node: string }; answer: { key: KeyRecord } };
+  acl: { args: Record<string, never>; answer: { bundle: number; acl: Acl } };
+  setAcl: { args: { acl: Acl }; answer: { bundle: number; acl: Acl } };
+}
+
+/** What `steward keys approve` changes: the node, and optionally its groups, labels, or key (when it cannot say hello first). */
+export interface KeyChange {
+  node: string;
+  groups?: string[];
+  labels?: Record<string, string>;
+  publicKey?: string;
 }
 
 export type QueryName = keyof Queries;
@@ -117,7 +143,36 @@ const WORDS: {
   },
   nodes: { write: () => [], read: () => ({}) },
   health: { write: () => [], read: () => ({}) },
+  keys: { write: () => [], read: () => ({}) },
+  approve: {
+    write: (change) => [jsonWord(change)],
+    read: ([word = ""]) => {
+      const v = fromJsonWord(word) as Partial<KeyChange> | undefined;
+      return typeof v?.node === "string" ? (v as KeyChange) : { error: "approve needs the node to approve" };
+    },
+  },
+  revoke: { write: ({ node }) => [node], read: ([node = ""]) => (node ? { node } : { error: "revoke needs NODE" }) },
+  acl: { write: () => [], read: () => ({}) },
+  setAcl: {
+    write: ({ acl }) => [jsonWord(acl)],
+    read: ([word = ""]) => {
+      const acl = fromJsonWord(word);
+      return acl === undefined ? { error: "setAcl needs the rules as JSON" } : { acl: acl as Acl };
+    },
+  },
 };
+
+function jsonWord(value: unknown): string {
+  return Buffer.from(JSON.stringify(value)).toString("base64url");
+}
+
+function fromJsonWord(word: string): unknown {
+  try {
+    return JSON.parse(Buffer.from(word, "base64url").toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
 
 function isQueryName(name: string): name is QueryName {
   return Object.hasOwn(WORDS, name);
@@ -133,7 +188,9 @@ export function queryLine<Q extends QueryName>(name: Q, args: QueryArgs<Q>): str
 export function parseQueryLine(text: string): QueryRequest | QueryRefusal {
   const [name = "", ...words] = text.trim().split(/\s+/);
   if (!isQueryName(name))
-    return { error: `unknown query "${name}"; use status ID, list [LIMIT], wait MS ID..., nodes or health` };
+    return {
+      error: `unknown query "${name}"; use status ID, list [LIMIT], wait MS ID..., nodes, health, keys, approve, revoke, acl or setAcl`,
+    };
   const args = WORDS[name].read(words);
   if (isRefusal(args)) return args;
   return { name, args } as QueryRequest;
@@ -148,6 +205,16 @@ export async function answerQuery(handlers: QueryHandlers, request: QueryRequest
       return handlers.list(request.args);
     case "wait":
       return handlers.wait(request.args);
+    case "keys":
+      return handlers.keys(request.args);
+    case "approve":
+      return handlers.approve(request.args);
+    case "revoke":
+      return handlers.revoke(request.args);
+    case "acl":
+      return handlers.acl(request.args);
+    case "setAcl":
+      return handlers.setAcl(request.args);
     case "nodes":
       return handlers.nodes(request.args);
     case "health":

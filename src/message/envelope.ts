@@ -7,7 +7,8 @@ import { newId } from "./id.js";
 import type { Envelope } from "./message.js";
 
 /** The fields every new envelope names; `replyMethodTimeout` defaults to `methodTimeout`. */
-export type NewEnvelopeFields = Pick<Envelope, "toNode" | "fromNode" | "method" | "methodTimeout"> & Partial<Envelope>;
+export type NewEnvelopeFields = Pick<Envelope, "toNode" | "fromNode" | "method" | "methodTimeout" | "deliverBy"> &
+  Partial<Envelope>;
 
 export function newEnvelope(fields: NewEnvelopeFields): Envelope {
   return {

@@ -36,6 +36,11 @@ export interface Envelope extends Message {
   fromNode: string;
   /** Attempt number of this send (1-based), for the receiver's log only. */
   attempt: number;
+  /**
+   * Until when it may still be delivered (ms since the epoch; the origin's clock plus maxMessageAge). Signed with
+   * the rest: within it the receiver's id dedupe makes a replay a duplicate, after it the message is refused as expired.
+   */
+  deliverBy: number;
   /** Set on a reply: the id of the request it answers. */
   requestId?: string;
   /** Set on a reply: how the method went. */

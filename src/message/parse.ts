@@ -258,3 +258,25 @@ function describe(v: unknown): string {
   if (typeof v === "object" || typeof v === "function") return "an object";
   return `${typeof v} ${JSON.stringify(v) ?? "undefined"}`;
 }
+
+/**
+ * Check a message that came from another node exactly as this node checks its own input (names, methods,
+ * arguments, paths, timeouts, schedule): a peer's message never went through this node's parser.
+ * Returns the first problem, or undefined.
+ */
+export function wireMessageProblem(message: Message): string | undefined {
+  const fields: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(message)) if (FIELDS.has(key)) fields[key] = value;
+  try {
+    const [parsed] = toMessages(fields, 0, { ACKTimeout: 0, retries: 0, methodTimeout: 0 });
+    // Fields the parser fills in must have arrived filled in: it would have defaulted them, not the sender.
+    for (const key of ["replyMethod", "ACKTimeout", "retries", "methodTimeout"] as const) {
+      if (fields[key] === undefined) return `field ${key} missing`;
+    }
+    if (parsed?.method !== message.method) return `method ${message.method} is not a method name as sent on the wire`;
+    return undefined;
+  } catch (err) {
+    if (err instanceof MessageInputError) return err.message.replace(/^message 0(, |: )/, "");
+    throw err;
+  }
+}

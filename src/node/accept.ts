@@ -12,6 +12,7 @@ import type { Envelope } from "../message/message.js";
 import { parseMessages } from "../message/parse.js";
 import type { AuditLog } from "../observe/audit.js";
 import type { StewardMetrics } from "../observe/metrics.js";
+import { now } from "../security/clock.js";
 import type { Store } from "../store/store.js";
 import type { Config } from "./config.js";
 
@@ -40,11 +41,13 @@ export class AcceptPipeline implements Acceptor {
       retries: config.defaultMessageRetries,
       methodTimeout: config.defaultMethodTimeout,
     });
+    // Signed with the message: a copy replayed after this is refused as expired.
+    const deliverBy = now() + config.maxMessageAge * 1000;
     // The whole document in one transaction: one disk sync for a fan-out to a thousand nodes.
     // Should that fail, each message is tried on its own so that each gets its own answer.
     const envelopes = outcomes.flatMap((outcome) =>
       "messages" in outcome
-        ? outcome.messages.map((m): Envelope => ({ ...m, fromNode: config.nodeName, attempt: 0 }))
+        ? outcome.messages.map((m): Envelope => ({ ...m, fromNode: config.nodeName, attempt: 0, deliverBy: deliverBy }))
         : [],
     );
     let batch: boolean[] | undefined;

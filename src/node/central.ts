@@ -6,21 +6,24 @@
 import type { Outbox } from "../delivery/outbox.js";
 import { methodSubject } from "../delivery/subjects.js";
 import type { Transport } from "../delivery/transport.js";
-import { encode } from "../delivery/wire.js";
+import type { Wire } from "../delivery/wire.js";
 import { errorText } from "../errors.js";
 import type { Logger } from "../log.js";
 import { newEnvelope } from "../message/envelope.js";
 import type { Envelope, ErrorReport } from "../message/message.js";
 import { errorLine } from "../methods/errorLog.js";
+import { now } from "../security/clock.js";
 import type { Store } from "../store/store.js";
 import { MAX_SECONDS } from "../timers.js";
 import type { Config } from "./config.js";
+import type { HelloData } from "./trustLink.js";
 
 export interface CentralReportsOptions {
   config: Config;
   store: Store;
   outbox: Outbox;
   transport: Transport;
+  wire: Wire;
   log: Logger;
 }
 
@@ -45,10 +48,11 @@ export class CentralReports {
     }
   }
 
-  /** A hello is a heartbeat: published, never stored or retried (the next one follows). */
-  sendHello(): void {
-    const hello = this.toCentral("hello", { ACKTimeout: 0, retries: 0, attempt: 1 });
-    this.opts.transport.publish(methodSubject(this.opts.config.centralNodeName, "hello"), encode(hello));
+  /** A hello is a heartbeat: published, never stored or retried (the next one follows). It carries this node's key. */
+  sendHello(data: HelloData): void {
+    const hello = this.toCentral("hello", { ACKTimeout: 0, retries: 0, attempt: 1, data: JSON.stringify(data) });
+    const subject = methodSubject(this.opts.config.centralNodeName, "hello");
+    this.opts.transport.publish(subject, this.opts.wire.seal(subject, hello));
   }
 
   /** A message of the node's own to central; it wants no reply. */
@@ -59,6 +63,7 @@ export class CentralReports {
       fromNode: config.nodeName,
       method,
       methodTimeout: config.defaultMethodTimeout,
+      deliverBy: now() + config.maxMessageAge * 1000,
       ...fields,
     });
   }

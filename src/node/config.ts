@@ -53,6 +53,10 @@ export interface Config {
   exposeDataFolder: string;
   auditLogFolder: string;
   auditLogMaxBytes: number;
+  centralPublicKey: string;
+  pinCentralKey: number;
+  autoApproveKeys: number;
+  maxMessageAge: number;
 }
 
 type Kind = "string" | "int";
@@ -217,6 +221,30 @@ export const SETTINGS: Setting[] = [
     default: () => 10 * 1024 * 1024,
     help: "size at which audit.log is rotated (5 files are kept)",
   },
+  {
+    key: "centralPublicKey",
+    kind: "string",
+    default: () => "",
+    help: 'central\'s public key (as "steward keys list" shows it on central); empty = learn it on first contact (pinCentralKey)',
+  },
+  {
+    key: "pinCentralKey",
+    kind: "int",
+    default: () => 1,
+    help: "1 = trust and pin the key of the first bundle from central (logged loudly); 0 = only centralPublicKey",
+  },
+  {
+    key: "autoApproveKeys",
+    kind: "int",
+    default: () => 0,
+    help: 'on central: 1 = admit every new node\'s key at its first hello (labs and demos only); 0 = wait for "steward keys approve"',
+  },
+  {
+    key: "maxMessageAge",
+    kind: "int",
+    default: () => 7 * 24 * 3600,
+    help: "seconds a message may take to be delivered; past it, it expires (and a replayed copy is refused)",
+  },
   ...METHOD_NAMES.map((m): Setting => ({
     key: startSubKey(m),
     kind: "string",
@@ -375,6 +403,15 @@ function validate(c: Config): void {
     if (c[k] > MAX_SECONDS) throw new ConfigError(k, `must be at most ${MAX_SECONDS} seconds (about 24 days)`);
   }
   if (c.natsConnectRetryInterval < 1) c.natsConnectRetryInterval = 1;
+  if (c.maxMessageAge < 1) throw new ConfigError("maxMessageAge", `must be 1 second or more, got ${c.maxMessageAge}`);
+  for (const k of ["pinCentralKey", "autoApproveKeys"] as const) {
+    if (c[k] !== 0 && c[k] !== 1) throw new ConfigError(k, `must be 0 (off) or 1 (on), got ${c[k]}`);
+  }
+  if (c.centralPublicKey && !/^[A-Za-z0-9_-]{43}$/.test(c.centralPublicKey))
+    throw new ConfigError(
+      "centralPublicKey",
+      'expected the 43-character key that "steward keys list" shows on central',
+    );
   if (c.defaultMethodTimeout < -1) throw new ConfigError("defaultMethodTimeout", "must be -1 (no limit) or more");
   if (!["debug", "info", "warn", "error"].includes(c.logLevel))
     throw new ConfigError("logLevel", `must be debug, info, warn or error, got "${c.logLevel}"`);

@@ -16,10 +16,10 @@ import type { Server } from "node:net";
 import { resolve } from "node:path";
 import { Inbox } from "../delivery/inbox.js";
 import { Outbox } from "../delivery/outbox.js";
-import { onlineSubject } from "../delivery/subjects.js";
+import { Rejects } from "../delivery/rejects.js";
 import { parseAllowed } from "../delivery/subscribers.js";
 import { Transport } from "../delivery/transport.js";
-import { encode } from "../delivery/wire.js";
+import { Wire } from "../delivery/wire.js";
 import { errorText } from "../errors.js";
 import { startHttpListener } from "../inputs/httpListener.js";
 import type { AcceptAnswer } from "../inputs/protocol.js";
@@ -35,11 +35,15 @@ import { AuditLog } from "../observe/audit.js";
 import { startDataFolderServer } from "../observe/dataFolderServer.js";
 import { StewardMetrics } from "../observe/metrics.js";
 import { startMetricsServer } from "../observe/metricsServer.js";
+import { KEY_FILE, loadOrCreateIdentity } from "../security/identity.js";
+import { Trust } from "../security/trust.js";
 import { Store } from "../store/store.js";
 import { AcceptPipeline } from "./accept.js";
+import { Admission } from "./admission.js";
 import { CentralReports } from "./central.js";
 import { type Config, socketPath, startSubKey } from "./config.js";
 import { NodeQueries } from "./queries.js";
+import { TrustLink } from "./trustLink.js";
 
 export class StewardNode {
   lifecycle: NodeLifecycle = "starting";
@@ -54,6 +58,12 @@ export class StewardNode {
   private readonly audit: AuditLog;
   private readonly acceptance: AcceptPipeline;
   private readonly central: CentralReports;
+  /** Keys, central's bundle, the rules. */
+  readonly trust: Trust;
+  private readonly wire: Wire;
+  private readonly trustLink: TrustLink;
+  /** Central only: the registry of node keys. */
+  readonly admission: Admission | undefined;
   /** The listening inputs: unix socket, TCP, HTTP. */
   private servers: (Server | HttpServer)[] = [];
   private readFolder: ReadFolderInput | undefined;
@@ -73,6 +83,27 @@ export class StewardNode {
       lastHellos: () => this.store.nodes.list(),
     });
     this.audit = new AuditLog(config.auditLogFolder, config.auditLogMaxBytes, this.log);
+    const { identity, created } = loadOrCreateIdentity(resolve(config.configFolder), config.nodeName);
+    if (created)
+      this.log.info("created this node's key pair", {
+        file: resolve(config.configFolder, KEY_FILE),
+        publicKey: identity.publicKey,
+      });
+    this.trust = new Trust({
+      identity,
+      configFolder: resolve(config.configFolder),
+      centralNodeName: config.centralNodeName,
+      centralPublicKey: config.centralPublicKey,
+      pinCentralKey: config.pinCentralKey === 1,
+      log: this.log,
+    });
+    const rejects = new Rejects({
+      nodeName: config.nodeName,
+      log: this.log,
+      count: (reason) => this.metrics.dropped(reason),
+      reportError: (e) => this.reportError(e),
+    });
+    this.wire = new Wire(this.trust, rejects);
     this.transport = new Transport({
       brokerAddress: config.brokerAddress,
       nodeName: config.nodeName,
@@ -84,27 +115,51 @@ export class StewardNode {
       tlsCertFile: config.tlsCertFile,
       tlsKeyFile: config.tlsKeyFile,
     });
-    this.outbox = new Outbox(this.store, this.transport, this.log, {
-      onSent: (message, attempt) => this.metrics.sent(message, attempt),
-      onAcked: (message) => this.metrics.acked(message),
-      onFailed: (message, reason) => {
-        this.metrics.failed(message);
-        // An error report that cannot be delivered is not reported again (no loops).
-        if (!methodSpec(message.method)?.errorReport)
-          this.reportError({
-            toNode: message.toNode,
-            fromNode: this.config.nodeName,
-            method: message.method,
-            id: message.id,
-            reason,
-          });
-      },
+    this.trustLink = new TrustLink({
+      trust: this.trust,
+      wire: this.wire,
+      rejects,
+      transport: this.transport,
+      log: this.log,
     });
+    this.admission = this.trust.isCentral
+      ? new Admission({
+          trust: this.trust,
+          store: this.store,
+          transport: this.transport,
+          autoApprove: config.autoApproveKeys === 1,
+          log: this.log,
+        })
+      : undefined;
+    this.outbox = new Outbox(
+      this.store,
+      this.transport,
+      this.wire,
+      this.log,
+      {
+        onSent: (message, attempt) => this.metrics.sent(message, attempt),
+        onAcked: (message) => this.metrics.acked(message),
+        onFailed: (message, reason) => {
+          this.metrics.failed(message);
+          // An error report that cannot be delivered is not reported again (no loops).
+          if (!methodSpec(message.method)?.errorReport)
+            this.reportError({
+              toNode: message.toNode,
+              fromNode: this.config.nodeName,
+              method: message.method,
+              id: message.id,
+              reason,
+            });
+        },
+      },
+      config.maxMessageAge,
+    );
     this.central = new CentralReports({
       config,
       store: this.store,
       outbox: this.outbox,
       transport: this.transport,
+      wire: this.wire,
       log: this.log,
     });
     this.inbox = new Inbox({
@@ -115,11 +170,23 @@ export class StewardNode {
       store: this.store,
       outbox: this.outbox,
       transport: this.transport,
+      wire: this.wire,
+      maxMessageAge: config.maxMessageAge,
       log: this.log,
       reportError: (e) => this.reportError(e),
-      onHello: (node) => {
-        this.store.nodes.recordHello(node);
-        this.outbox.wake(node);
+      onHello: (subject, bytes) => {
+        const hello = this.trustLink.checkHello(subject, bytes);
+        if (!hello) return undefined;
+        this.admission?.hello(hello);
+        if (this.trust.admitted(hello.node)) {
+          this.store.nodes.recordHello(hello.node);
+          this.outbox.wake(hello.node);
+        }
+        return hello.id;
+      },
+      onRefused: (message, signer, reason) => {
+        this.metrics.refused(String(message.method ?? "?"), signer);
+        this.audit.refused(message, signer, reason);
       },
       onExecuted: (message, output, error, rerun, durationMs) => {
         this.metrics.executed(message, durationMs);
@@ -144,6 +211,8 @@ export class StewardNode {
       nodeName: config.nodeName,
       centralNodeName: config.centralNodeName,
       store: this.store,
+      admission: this.admission,
+      bundleVersion: () => this.trust.version,
       health: () => this.health(),
     });
   }
@@ -163,10 +232,13 @@ export class StewardNode {
     const config = this.config;
     mkdirSync(resolve(config.subscribersDataFolder), { recursive: true });
     this.inbox.start();
+    this.trustLink.start();
+    this.admission?.start();
     this.transport.onUp(() => {
       // Tell every sender we are back so they flush to us now, then flush our own.
-      this.transport.publish(onlineSubject(config.nodeName), encode({ node: config.nodeName }));
-      this.central.sendHello();
+      this.trustLink.announce();
+      this.admission?.broadcast();
+      this.central.sendHello(this.trustLink.helloData());
       this.outbox.wake();
     });
     const maxBytes = Math.max(config.maxMessageSize, 1024 * 1024);
@@ -190,7 +262,10 @@ export class StewardNode {
     const rerun = this.inbox.resume();
     this.linkTask = this.transport.run();
     if (config.startPubREQHello > 0) {
-      this.helloTimer = setInterval(() => this.central.sendHello(), config.startPubREQHello * 1000);
+      this.helloTimer = setInterval(
+        () => this.central.sendHello(this.trustLink.helloData()),
+        config.startPubREQHello * 1000,
+      );
       this.helloTimer.unref();
     }
     if (config.profilingPort) {
@@ -198,8 +273,16 @@ export class StewardNode {
         instead: "NODE_OPTIONS=--cpu-prof or --heap-prof when starting steward",
       });
     }
+    if (!this.trust.hasCentralKey)
+      this.log.warn(
+        config.pinCentralKey === 1
+          ? `central's key is not known yet: it will be pinned from the first bundle ${config.centralNodeName} sends`
+          : "central's key is not known and pinCentralKey is 0: set centralPublicKey, or this node trusts no one",
+      );
     this.lifecycle = "running";
     this.log.info("ready", {
+      publicKey: this.trust.identity.publicKey,
+      bundle: this.trust.version,
       socket: socketPath(config),
       broker: config.brokerAddress,
       central: config.centralNodeName,
@@ -232,6 +315,7 @@ export class StewardNode {
       broker: this.transport.state,
       brokerAddress: this.config.brokerAddress,
       inFlight: this.outbox.inFlight,
+      bundle: this.trust.version,
     };
   }
 

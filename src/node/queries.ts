@@ -12,7 +12,10 @@ import type {
   QueryReply,
 } from "../inputs/queries.js";
 import { isFinal } from "../message/message.js";
+import { badTokenReason } from "../message/names.js";
+import { publicKeyObject } from "../security/identity.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
+import type { Admission } from "./admission.js";
 
 /** The longest a `wait` query holds its connection open. */
 const MAX_WAIT_MS = 60_000;
@@ -21,6 +24,10 @@ export interface NodeQueriesOptions {
   nodeName: string;
   centralNodeName: string;
   store: Store;
+  /** Central's key registry; undefined on every other node. */
+  admission: Admission | undefined;
+  /** The bundle version held. */
+  bundleVersion(): number;
   /** The node's lifecycle, broker link and in-flight count as they are now. */
   health(): Health;
 }
@@ -58,6 +65,61 @@ export class NodeQueries implements QueryHandlers {
 
   health(): Health {
     return this.opts.health();
+  }
+
+  keys(): QueryReply<"keys"> {
+    const admission = this.central();
+    if ("error" in admission) return admission;
+    return { central: this.opts.nodeName, bundle: this.opts.bundleVersion(), keys: admission.list() };
+  }
+
+  async approve({ node, groups, labels, publicKey }: QueryArgs<"approve">): Promise<QueryReply<"approve">> {
+    const admission = this.central();
+    if ("error" in admission) return admission;
+    const bad = badTokenReason(node);
+    if (bad) return { error: `node name ${bad}` };
+    if (publicKey !== undefined && !publicKeyObject(publicKey))
+      return { error: "--key: not an ed25519 public key (43 base64url characters, as the node logs it at start)" };
+    const rec = admission.approve(node, {
+      ...(groups && { groups }),
+      ...(labels && { labels }),
+      ...(publicKey && { publicKey }),
+    });
+    if (typeof rec === "string") return { error: rec };
+    await this.opts.store.durable();
+    return { key: rec };
+  }
+
+  async revoke({ node }: QueryArgs<"revoke">): Promise<QueryReply<"revoke">> {
+    const admission = this.central();
+    if ("error" in admission) return admission;
+    const rec = admission.revoke(node);
+    if (typeof rec === "string") return { error: rec };
+    await this.opts.store.durable();
+    return { key: rec };
+  }
+
+  acl(): QueryReply<"acl"> {
+    const admission = this.central();
+    if ("error" in admission) return admission;
+    return { bundle: this.opts.bundleVersion(), acl: admission.acl() };
+  }
+
+  async setAcl({ acl }: QueryArgs<"setAcl">): Promise<QueryReply<"setAcl">> {
+    const admission = this.central();
+    if ("error" in admission) return admission;
+    const problem = admission.setAcl(acl);
+    if (problem) return { error: `rules not changed: ${problem}` };
+    await this.opts.store.durable();
+    return { bundle: this.opts.bundleVersion(), acl: admission.acl() };
+  }
+
+  private central(): Admission | QueryRefusal {
+    return (
+      this.opts.admission ?? {
+        error: `keys and rules are kept on central (${this.opts.centralNodeName}); run this on central's machine`,
+      }
+    );
   }
 
   /** A stopping node answers every pending wait at once rather than hold its socket open. */

@@ -3,8 +3,10 @@
  * and per message executed here, in <auditLogFolder>/audit.log.
  *
  *   {"time", "event": "accepted", "message": <the Envelope as stored>}
- *   {"time", "event": "executed", "fromNode", "id", "method", "exitCode", "error"?, "rerun"?, "durationMs"}
+ *   {"time", "event": "executed", "fromNode", "signer", "id", "method", "exitCode", "error"?, "rerun"?, "durationMs"}
+ *   {"time", "event": "refused", "signer", "fromNode"?, "id"?, "method"?, "reason"}
  *
+ * `signer` is the node whose key signed the message (checked before anything else; see docs/SECURITY.md).
  * An accepted line holds everything needed to send the message again (drop
  * `fromNode` and `attempt`; keep `id` to make the re-send idempotent, drop it
  * for a new message). Rotated by size: audit.log → audit.log.1 … audit.log.5,
@@ -53,12 +55,27 @@ export class AuditLog {
       time: new Date().toISOString(),
       event: "executed",
       fromNode: message.fromNode,
+      // The inbox takes a message only when its fromNode is the node whose key signed it.
+      signer: message.fromNode,
       id: message.id,
       method: message.method,
       exitCode: e.exitCode,
       ...(e.error !== undefined && { error: e.error }),
       ...(e.rerun && { rerun: true }),
       durationMs: e.durationMs,
+    });
+  }
+
+  /** A verified sender's message refused here (not allowed, expired, bad fields). */
+  refused(message: Partial<Envelope>, signer: string, reason: string): void {
+    this.write({
+      time: new Date().toISOString(),
+      event: "refused",
+      signer,
+      ...(typeof message.fromNode === "string" && { fromNode: message.fromNode }),
+      ...(typeof message.id === "string" && { id: message.id }),
+      ...(typeof message.method === "string" && { method: message.method }),
+      reason,
     });
   }
 

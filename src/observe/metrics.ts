@@ -164,6 +164,8 @@ export class StewardMetrics {
   private readonly failedTotal: Counter;
   private readonly retriedTotal: Counter;
   private readonly executedTotal: Counter;
+  private readonly droppedTotal: Counter;
+  private readonly refusedTotal: Counter;
   private readonly duration: Histogram;
 
   constructor(state: NodeState) {
@@ -199,6 +201,16 @@ export class StewardMetrics {
       "Messages whose method ran on this node (replies not counted).",
       ["method", "from_node"],
     );
+    this.droppedTotal = r.counter(
+      "steward_unverified_dropped_total",
+      "Frames from the broker dropped unanswered because they failed verification (unsigned, unknown signer, bad signature, wrong signer…).",
+      ["reason"],
+    );
+    this.refusedTotal = r.counter(
+      "steward_messages_refused_total",
+      "Messages from verified senders refused here (not allowed, expired, bad fields…).",
+      ["method", "from_node"],
+    );
     this.duration = r.histogram("steward_method_duration_seconds", "How long methods ran on this node, in seconds.", [
       "method",
     ]);
@@ -232,6 +244,13 @@ export class StewardMetrics {
   failed(message: Envelope): void {
     this.failedTotal.inc(outLabels(message));
   }
+  dropped(reason: string): void {
+    this.droppedTotal.inc({ reason });
+  }
+  refused(method: string, fromNode: string): void {
+    this.refusedTotal.inc({ method, from_node: fromNode });
+  }
+
   executed(message: Envelope, durationMs: number): void {
     this.executedTotal.inc({ method: message.method, from_node: message.fromNode });
     this.duration.observe({ method: message.method }, durationMs / 1000);

@@ -60,6 +60,25 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 `,
   },
+  {
+    version: 2,
+    what: "central's admitted keys, and the bundle's version and rules",
+    sql: `
+CREATE TABLE keys (
+  name       TEXT PRIMARY KEY,
+  public_key TEXT NOT NULL,
+  state      TEXT NOT NULL,            -- pending, approved or revoked
+  groups     TEXT NOT NULL DEFAULT '[]',
+  labels     TEXT NOT NULL DEFAULT '{}',
+  first_seen INTEGER NOT NULL,
+  changed_at INTEGER NOT NULL
+);
+CREATE TABLE trust (
+  key   TEXT PRIMARY KEY,              -- "bundleVersion", "acl"
+  value TEXT NOT NULL
+);
+`,
+  },
 ];
 
 /** The schema version this code writes and reads. */

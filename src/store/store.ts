@@ -6,6 +6,7 @@
  *   store.outgoing  — the `outbox` table: messages this node sends (src/store/outgoing.ts)
  *   store.incoming  — the `inbox` table: messages this node received (src/store/incoming.ts)
  *   store.nodes     — the `nodes` table: last hello per node (src/store/nodes.ts)
+ *   store.keys      — central's admitted keys and its bundle's version and rules (src/store/keys.ts)
  *
  * Every write joins the turn's transaction and `durable()` waits for the disk
  * (src/store/groupCommit.ts); the schema is upgraded on open
@@ -19,11 +20,13 @@ import { StoreError } from "../errors.js";
 import type { Envelope } from "../message/message.js";
 import { GroupCommit } from "./groupCommit.js";
 import { IncomingTable } from "./incoming.js";
+import { KeysTable } from "./keys.js";
 import { migrate } from "./migrations.js";
 import { NodesTable } from "./nodes.js";
 import { OutgoingTable } from "./outgoing.js";
 
 export type { IncomingRecord } from "./incoming.js";
+export type { KeyRecord, KeyState } from "./keys.js";
 export type { NodeRecord } from "./nodes.js";
 export type { OutgoingRecord } from "./outgoing.js";
 
@@ -32,6 +35,7 @@ export class Store {
   readonly outgoing: OutgoingTable;
   readonly incoming: IncomingTable;
   readonly nodes: NodesTable;
+  readonly keys: KeysTable;
   private readonly db: Database.Database;
   private readonly commits: GroupCommit;
 
@@ -61,6 +65,7 @@ export class Store {
     this.outgoing = new OutgoingTable(this.db, this.commits);
     this.incoming = new IncomingTable(this.db, this.commits);
     this.nodes = new NodesTable(this.db, this.commits);
+    this.keys = new KeysTable(this.db, this.commits);
   }
 
   /** Disk syncs done so far: with many messages in flight, far fewer than writes. */

@@ -2,7 +2,10 @@
  * One node's delivery parts in this process — a real Store on a temp folder,
  * the Transport, Outbox and Inbox — on a real nats-server, plus a plain NATS
  * connection that plays the peer: it sends envelopes and reads the ACKs, or
- * subscribes as the receiver and answers (or not) as a test wants.
+ * subscribes as the receiver and answers (or not) as a test wants. The peer
+ * signs as whichever node a test names (each gets a real key, admitted in a
+ * bundle signed by a real "central" key); the node's rules here let every
+ * admitted node call every method, as these tests are about delivery.
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -10,13 +13,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Inbox } from "../../src/delivery/inbox.js";
 import { Outbox } from "../../src/delivery/outbox.js";
+import { Rejects } from "../../src/delivery/rejects.js";
 import { Transport } from "../../src/delivery/transport.js";
-import { type Ack, decodeJson, encode } from "../../src/delivery/wire.js";
+import { type Ack, decodeJson, encode, Wire } from "../../src/delivery/wire.js";
 import { LocalNatsServer } from "../../src/harness/natsServer.js";
 import { createLogger } from "../../src/log.js";
 import type { Envelope } from "../../src/message/message.js";
 import type { MethodName } from "../../src/message/methods.js";
 import type { AllowedNodes } from "../../src/methods/method.js";
+import { type Bundle, BUNDLE_CONTEXT } from "../../src/security/bundle.js";
+import { readHeader, seal } from "../../src/security/frame.js";
+import { type Identity, loadOrCreateIdentity } from "../../src/security/identity.js";
+import { Trust } from "../../src/security/trust.js";
 import { Store } from "../../src/store/store.js";
 
 export interface DeliveryNode {
@@ -30,8 +38,12 @@ export interface DeliveryNode {
   peer: NatsConnection;
   /** What the node reported to central's error log. */
   reported: string[];
-  /** Send `message` on `subject` as a peer would, and return the node's answer. */
+  /** Send `message` on `subject` as a peer would (signed by its fromNode, else central), and return the node's answer. */
   send(subject: string, message: unknown, timeoutMs?: number): Promise<Ack>;
+  /** `value` signed by node `as` for `subject`, as that node would send it. */
+  seal(subject: string, value: unknown, as: string): Uint8Array;
+  /** The body of a frame the node sent, parsed (its signature is not checked here). */
+  body(bytes: Uint8Array): unknown;
   close(): Promise<void>;
 }
 
@@ -47,7 +59,45 @@ export async function startDeliveryNode(
   const store = new Store(join(dir, "var"), nodeName);
   const transport = new Transport({ brokerAddress: broker.url, nodeName, retryInterval: 1, log });
   const reported: string[] = [];
-  const outbox = new Outbox(store, transport, log, { onFailed: (_message, reason) => reported.push(reason) });
+  // Keys: one per node a test names, admitted in a bundle signed by central's key.
+  const identities = new Map<string, Identity>();
+  const identity = (name: string): Identity => {
+    let id = identities.get(name);
+    if (!id) {
+      id = loadOrCreateIdentity(join(dir, "keys", name), name).identity;
+      identities.set(name, id);
+      if (trust) admit();
+    }
+    return id;
+  };
+  let trust: Trust | undefined;
+  let version = 0;
+  const admit = () => {
+    const nodes: Bundle["nodes"] = {};
+    for (const [name, id] of identities) nodes[name] = { key: id.publicKey, groups: [], labels: {} };
+    const bundle: Bundle = {
+      version: ++version,
+      central: "central",
+      issuedAt: Date.now(),
+      nodes,
+      acl: { rules: [{ from: ["*"], methods: ["*"], to: ["*"] }] },
+    };
+    trust?.offer(seal(identity("central"), BUNDLE_CONTEXT, encode(bundle)));
+  };
+  const own = loadOrCreateIdentity(join(dir, "etc"), nodeName).identity;
+  identities.set(nodeName, own);
+  trust = new Trust({
+    identity: own,
+    configFolder: join(dir, "etc"),
+    centralNodeName: "central",
+    centralPublicKey: identity("central").publicKey,
+    pinCentralKey: false,
+    log,
+  });
+  admit();
+  const rejects = new Rejects({ nodeName, log, count: () => undefined, reportError: (e) => reported.push(e.reason) });
+  const wire = new Wire(trust, rejects);
+  const outbox = new Outbox(store, transport, wire, log, { onFailed: (_message, reason) => reported.push(reason) });
   const inbox = new Inbox({
     nodeName,
     dataFolder: join(dir, "data"),
@@ -56,6 +106,8 @@ export async function startDeliveryNode(
     store,
     outbox,
     transport,
+    wire,
+    maxMessageAge: 3600,
     log,
     reportError: (e) => reported.push(e.reason),
     onHello: () => undefined,
@@ -74,9 +126,15 @@ export async function startDeliveryNode(
     peer,
     reported,
     async send(subject, message, timeoutMs = 5000) {
-      const answer = await peer.request(subject, encode(message), { timeout: timeoutMs });
-      return decodeJson(answer.data) as Ack;
+      const from = (message as { fromNode?: unknown }).fromNode;
+      const as = typeof from === "string" && !from.includes(".") && from !== "" ? from : "central";
+      const answer = await peer.request(subject, seal(identity(as), subject, encode(message)), { timeout: timeoutMs });
+      const opened = wire.open(answer.subject, answer.data, nodeName);
+      if (!opened) throw new Error(`the node's answer is not signed by ${nodeName}`);
+      return opened.value as Ack;
     },
+    seal: (subject, value, as) => seal(identity(as), subject, encode(value)),
+    body: (bytes) => decodeJson(readHeader(bytes)?.body ?? bytes),
     async close() {
       await inbox.close(1000);
       await outbox.close();
@@ -105,6 +163,7 @@ export function envelope(fields: Partial<Envelope> & Pick<Envelope, "id" | "from
     methodTimeout: 10,
     replyMethodTimeout: 10,
     attempt: 1,
+    deliverBy: Date.now() + 3_600_000,
     ...fields,
   };
 }

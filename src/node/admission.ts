@@ -1,0 +1,170 @@
+/**
+ * Central's side of trust: the registry of node keys, and the bundle made
+ * from it. A node's key arrives with its hello and waits for approval
+ * (`steward keys approve NODE`), unless autoApproveKeys is set. Every change —
+ * a key approved or revoked, new rules — makes a new bundle, one version up,
+ * signed by central and sent to every node at once; a node whose hello shows
+ * an older version gets it again on its own subject.
+ */
+import { BUNDLE_BROADCAST, bundleSubject } from "../delivery/subjects.js";
+import type { Transport } from "../delivery/transport.js";
+import { encode } from "../delivery/wire.js";
+import type { Logger } from "../log.js";
+import { type Acl, aclProblem, defaultAcl } from "../security/acl.js";
+import { BUNDLE_CONTEXT, type Bundle } from "../security/bundle.js";
+import { seal } from "../security/frame.js";
+import type { Trust } from "../security/trust.js";
+import type { KeyRecord, Store } from "../store/store.js";
+import type { Hello } from "./trustLink.js";
+
+/** Most keys waiting for approval: hellos under made-up names must not fill central's store. */
+export const MAX_PENDING_KEYS = 1000;
+
+export interface AdmissionOptions {
+  trust: Trust;
+  store: Store;
+  transport: Transport;
+  autoApprove: boolean;
+  log: Logger;
+}
+
+export class Admission {
+  private warnedFull = false;
+
+  constructor(private readonly opts: AdmissionOptions) {}
+
+  /** At start: a new bundle from the registry, so a restart never serves an older one. */
+  start(): void {
+    this.publish();
+  }
+
+  /** A checked hello reached central. */
+  hello({ node, data }: Hello): void {
+    const { store, log, trust, transport, autoApprove } = this.opts;
+    if (node === trust.identity.name) return;
+    const rec = store.keys.get(node);
+    if (!rec) {
+      if (store.keys.pendingCount() >= MAX_PENDING_KEYS) {
+        if (!this.warnedFull)
+          log.warn(`${MAX_PENDING_KEYS} keys wait for approval already; hellos from new nodes are ignored`, { node });
+        this.warnedFull = true;
+        return;
+      }
+      const at = Date.now();
+      const state = autoApprove ? "approved" : "pending";
+      store.keys.put({
+        name: node,
+        publicKey: data.publicKey,
+        state,
+        groups: [],
+        labels: {},
+        firstSeen: at,
+        changedAt: at,
+      });
+      if (autoApprove) {
+        log.warn("admitted a new node's key (autoApproveKeys is on: meant for labs and demos)", {
+          node,
+          key: data.publicKey,
+        });
+        this.publish();
+      } else {
+        log.warn(`a new node's key waits for approval: steward keys approve ${node}`, { node, key: data.publicKey });
+      }
+      return;
+    }
+    if (rec.state === "approved" && rec.publicKey === data.publicKey && data.bundle < trust.version) {
+      const bytes = trust.signedBundle;
+      if (bytes) transport.publish(bundleSubject(node), bytes);
+    }
+  }
+
+  list(): KeyRecord[] {
+    const own = this.opts.trust.identity;
+    const self: KeyRecord = {
+      name: own.name,
+      publicKey: own.publicKey,
+      state: "approved",
+      groups: [],
+      labels: {},
+      firstSeen: 0,
+      changedAt: 0,
+    };
+    return [self, ...this.opts.store.keys.list().filter((k) => k.name !== own.name)];
+  }
+
+  /** Approve a node's key (pending or revoked), optionally setting its groups and labels. */
+  approve(
+    node: string,
+    change: { groups?: string[]; labels?: Record<string, string>; publicKey?: string } = {},
+  ): KeyRecord | string {
+    const { store, log } = this.opts;
+    const rec = store.keys.get(node);
+    const publicKey = change.publicKey ?? rec?.publicKey;
+    if (!publicKey)
+      return `no key known for ${node}: it has not said hello to central yet (start it with centralNodeName=${this.opts.trust.identity.name}), or give its key with --key`;
+    const at = Date.now();
+    const next: KeyRecord = {
+      name: node,
+      publicKey,
+      state: "approved",
+      groups: change.groups ?? rec?.groups ?? [],
+      labels: change.labels ?? rec?.labels ?? {},
+      firstSeen: rec?.firstSeen ?? at,
+      changedAt: at,
+    };
+    store.keys.put(next);
+    log.info("approved a node's key", { node, key: publicKey });
+    this.publish();
+    return next;
+  }
+
+  revoke(node: string): KeyRecord | string {
+    const { store, log, trust } = this.opts;
+    if (node === trust.identity.name) return "central's own key cannot be revoked; give central a new key instead";
+    const rec = store.keys.get(node);
+    if (!rec) return `no key known for ${node}`;
+    const next: KeyRecord = { ...rec, state: "revoked", changedAt: Date.now() };
+    store.keys.put(next);
+    log.warn("revoked a node's key: every node drops its messages once it has the new bundle", { node });
+    this.publish();
+    return next;
+  }
+
+  acl(): Acl {
+    return (this.opts.store.keys.trust("acl") as Acl | undefined) ?? defaultAcl(this.opts.trust.identity.name);
+  }
+
+  setAcl(acl: Acl): string | undefined {
+    const problem = aclProblem(acl);
+    if (problem) return problem;
+    this.opts.store.keys.setTrust("acl", acl);
+    this.opts.log.info("new rules", { rules: acl.rules.length });
+    this.publish();
+    return undefined;
+  }
+
+  /** Build, sign, take and send a new bundle from the registry. */
+  publish(): Bundle {
+    const { store, trust, transport } = this.opts;
+    const own = trust.identity;
+    const version = Math.max(Number(store.keys.trust("bundleVersion") ?? 0), trust.version) + 1;
+    const nodes: Bundle["nodes"] = { [own.name]: { key: own.publicKey, groups: [], labels: {} } };
+    for (const k of store.keys.list()) {
+      if (k.state === "approved" && k.name !== own.name)
+        nodes[k.name] = { key: k.publicKey, groups: k.groups, labels: k.labels };
+    }
+    const bundle: Bundle = { version, central: own.name, issuedAt: Date.now(), nodes, acl: this.acl() };
+    store.keys.setTrust("bundleVersion", version);
+    const bytes = seal(own, BUNDLE_CONTEXT, encode(bundle));
+    const offer = trust.offer(bytes, "central itself");
+    if (!offer.taken) throw new Error(`central refused its own bundle: ${offer.reason}`);
+    transport.publish(BUNDLE_BROADCAST, bytes);
+    return bundle;
+  }
+
+  /** Send the bundle held to every node (after central's link comes back). */
+  broadcast(): void {
+    const bytes = this.opts.trust.signedBundle;
+    if (bytes) this.opts.transport.publish(BUNDLE_BROADCAST, bytes);
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Authorization: central's rules on who may call which method on which
+ * nodes. Each receiving node checks every message against them, whatever
+ * path it came by; a message is allowed when one rule matches it all:
+ *
+ *   from     who calls: a node name, "group:NAME", or "*" (any admitted node)
+ *   methods  method names (as in messages: "cliCommand", "REQCliCommand"…), or "*"
+ *   to       the receiving node: a name, "group:NAME", "label:KEY=VALUE", "self" (the caller itself), or "*"
+ *   args     optional, for cliCommand and cliCommandCont: command lines the caller may run, each an
+ *            array with one regular expression per argument (matched whole), e.g.
+ *            [["systemctl", "status", "[a-z0-9@.-]+"], ["uptime"]]
+ *
+ * Replies are not requests: one is let in only when it answers a request this
+ * node sent to its signer (docs/SECURITY.md). The local `startSub…` settings
+ * and the op… methods can only narrow what the rules allow, never widen it.
+ */
+import { canonicalMethod, type MethodName } from "../message/methods.js";
+
+export interface Rule {
+  from: string[];
+  methods: string[];
+  to: string[];
+  args?: string[][];
+}
+
+export interface Acl {
+  rules: Rule[];
+}
+
+/** What the rules know of a node: its admitted groups and labels. */
+export interface Member {
+  name: string;
+  groups: readonly string[];
+  labels: Readonly<Record<string, string>>;
+}
+
+/** A fresh install: central may call everything; any admitted node may say hello, report errors and ping. */
+export function defaultAcl(centralNodeName: string): Acl {
+  return {
+    rules: [
+      { from: [centralNodeName], methods: ["*"], to: ["*"] },
+      { from: ["*"], methods: ["hello", "errorLog", "ping"], to: ["*"] },
+    ],
+  };
+}
+
+const COMMAND_METHODS: readonly MethodName[] = ["cliCommand", "cliCommandCont"];
+
+/** Why `value` is not a rule set, or undefined when it is one. */
+export function aclProblem(value: unknown): string | undefined {
+  if (value === null || typeof value !== "object" || !Array.isArray((value as Acl).rules))
+    return 'expected {"rules": [...]}';
+  const strings = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === "string" && s !== "");
+  for (const [i, rule] of (value as Acl).rules.entries()) {
+    const at = `rules[${i}]`;
+    if (rule === null || typeof rule !== "object") return `${at}: expected an object with from, methods and to`;
+    for (const key of Object.keys(rule)) {
+      if (!["from", "methods", "to", "args"].includes(key))
+        return `${at}: unknown field "${key}"; a rule has from, methods, to and optional args`;
+    }
+    for (const key of ["from", "methods", "to"] as const) {
+      if (!strings(rule[key])) return `${at}.${key}: expected a non-empty array of names`;
+    }
+    for (const m of rule.methods) {
+      if (m !== "*" && !canonicalMethod(m)) return `${at}.methods: unknown method "${m}"`;
+    }
+    for (const t of rule.to) {
+      if (t.startsWith("label:") && !/^label:[^=]+=.*$/.test(t)) return `${at}.to: "${t}" should be label:KEY=VALUE`;
+    }
+    if (rule.args !== undefined) {
+      if (!Array.isArray(rule.args) || !rule.args.every((line) => strings(line)))
+        return `${at}.args: expected an array of command lines, each an array of patterns`;
+      if (!rule.methods.every((m) => COMMAND_METHODS.includes(canonicalMethod(m) as MethodName)))
+        return `${at}.args: argument patterns apply to cliCommand and cliCommandCont only`;
+      for (const line of rule.args) {
+        for (const p of line) {
+          try {
+            new RegExp(`^(?:${p})$`);
+          } catch (err) {
+            return `${at}.args: ${(err as Error).message}`;
+          }
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+function isMember(patterns: readonly string[], m: Member, caller?: Member): boolean {
+  return patterns.some((p) => {
+    if (p === "*" || p === m.name) return true;
+    if (p === "self") return caller !== undefined && caller.name === m.name;
+    if (p.startsWith("group:")) return m.groups.includes(p.slice(6));
+    if (p.startsWith("label:")) {
+      const [key = "", ...value] = p.slice(6).split("=");
+      return m.labels[key] === value.join("=");
+    }
+    return false;
+  });
+}
+
+function argsMatch(lines: string[][], args: readonly string[]): boolean {
+  return lines.some(
+    (line) => line.length === args.length && line.every((p, i) => new RegExp(`^(?:${p})$`).test(args[i] ?? "")),
+  );
+}
+
+/** Does a rule let `caller` call `method` with `args` on `target`? */
+export function allows(acl: Acl, caller: Member, method: MethodName, target: Member, args: readonly string[]): boolean {
+  return acl.rules.some(
+    (rule) =>
+      isMember(rule.from, caller) &&
+      rule.methods.some((m) => m === "*" || canonicalMethod(m) === method) &&
+      isMember(rule.to, target, caller) &&
+      (rule.args === undefined || argsMatch(rule.args, args)),
+  );
+}
+
+/** The refusal a sender's message ends with. */
+export function notAllowed(caller: string, method: string, target: string): string {
+  return `not allowed: ${caller} may not call ${method} on ${target}`;
+}
