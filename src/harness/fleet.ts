@@ -52,7 +52,7 @@ export class Fleet {
   async add(
     nodeName: string,
     settings: Record<string, string | number> = {},
-    opts: { connected?: boolean } = {},
+    opts: { connected?: boolean; env?: Record<string, string> } = {},
   ): Promise<NodeProcess> {
     const node = new NodeProcess({
       nodeName,
@@ -60,6 +60,7 @@ export class Fleet {
       brokerAddress: this.broker.url,
       centralNodeName: "central",
       entry: STEWARD_BIN,
+      ...(opts.env && { env: opts.env }),
       // The tests' central admits every key at its first hello, as the demo's does; tests of approval set it to 0.
       settings: { startPubREQHello: 1, ...(nodeName === "central" && { autoApproveKeys: 1 }), ...settings },
     });

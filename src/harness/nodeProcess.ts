@@ -18,6 +18,8 @@ export interface NodeProcessOptions {
   settings?: Record<string, string | number>;
   /** The steward entry point; default: the one running now. */
   entry?: string;
+  /** More environment variables for the process (e.g. STEWARD_TEST_CLOCK_OFFSET). */
+  env?: Record<string, string>;
 }
 
 export class NodeProcess {
@@ -70,7 +72,11 @@ export class NodeProcess {
     };
     const args = [...loader, entry, "start", ...Object.entries(flags).map(([k, v]) => `--${k}=${v}`)];
     this.logStream ??= createWriteStream(this.logPath, { flags: "a" });
-    const child = spawn(process.execPath, args, { cwd: o.dir, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, args, {
+      cwd: o.dir,
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(o.env && { env: { ...process.env, ...o.env } }),
+    });
     child.stdout?.setEncoding("utf8");
     child.stdout?.on("data", (d: string) => {
       this.stdout += d;
