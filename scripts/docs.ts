@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEMO_HELP } from "../src/cli/demo.js";
+import { ACL_HELP, KEYS_HELP } from "../src/cli/keys.js";
 import { SEND_HELP } from "../src/cli/send.js";
 import { START_HELP } from "../src/cli/start.js";
 import { NODES_HELP, STATUS_HELP } from "../src/cli/status.js";
@@ -98,6 +99,8 @@ function cliPage(): string {
     ["steward send --help", SEND_HELP],
     ["steward status --help", STATUS_HELP],
     ["steward nodes --help", NODES_HELP],
+    ["steward keys --help", KEYS_HELP],
+    ["steward acl --help", ACL_HELP],
     ["steward demo --help", DEMO_HELP],
   ];
   const sections = commands.map(([command, text]) => `## \`${command}\`\n\n\`\`\`text\n${text.trimEnd()}\n\`\`\`\n`);

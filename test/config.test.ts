@@ -110,6 +110,10 @@ describe("environment variables", () => {
       centralNodeName: "hq",
       logLevel: "debug",
       defaultMethodTimeout: "-1",
+      // Switches: 0 or 1, each the one that is not its default.
+      pinCentralKey: "0",
+      autoApproveKeys: "1",
+      centralPublicKey: "MyjsFKS7DnabQOLt1s8YdMpgLLyIpuC5Qn5K-BRnsm8",
     };
     const wanted = new Map<string, string | number>();
     const vars: Record<string, string> = {};

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { Fleet, frameBody, sleepUntil } from "../src/harness/fleet.js";
 import { cmd, RunsLog } from "../src/harness/runs.js";
 
 let fleet: Fleet;
@@ -151,6 +151,7 @@ describe("one id, one execution (guarantee 4)", () => {
       methodTimeout: 10,
       replyMethodTimeout: 10,
       attempt,
+      deliverBy: Date.now() + 3_600_000,
     });
 
     /** Request on ship1.cliCommand and decode the answer; re-asks while ship1 (just restarted) has no subscriber yet. */
@@ -158,8 +159,11 @@ describe("one id, one execution (guarantee 4)", () => {
       let answer: unknown;
       await sleepUntil(
         async () => {
-          const r = await nc.request("ship1.cliCommand", JSON.stringify(env), { timeout: 3000 });
-          answer = JSON.parse(new TextDecoder().decode(r.data));
+          // Sent as central would send it: signed with central's own key.
+          const r = await nc.request("ship1.cliCommand", fleet.as("central").seal("ship1.cliCommand", env), {
+            timeout: 3000,
+          });
+          answer = frameBody(r.data);
           return true;
         },
         { timeoutMs: 20_000, intervalMs: 200, what: "an answer from ship1.cliCommand" },
@@ -209,13 +213,14 @@ describe("an ACK is bound to its message (guarantee 2)", () => {
   });
 
   test("an answer naming another id is not taken for the ACK: re-sent, then failed", async () => {
-    // "impostor" answers every message with an ACK for some other message.
+    // "impostor", an admitted node, answers every message with an ACK (signed) for some other message.
+    const impostor = await fleet.peer("impostor");
     const seen: { id: string; attempt: number }[] = [];
     const sub = nc.subscribe("impostor.cliCommand", {
       callback: (_err, msg) => {
-        const env = JSON.parse(new TextDecoder().decode(msg.data)) as { id: string; attempt: number };
+        const env = frameBody(msg.data) as { id: string; attempt: number };
         seen.push({ id: env.id, attempt: env.attempt });
-        msg.respond(JSON.stringify({ ack: `not-${env.id}` }));
+        msg.respond(impostor.seal(msg.reply as string, { ack: `not-${env.id}` }));
       },
     });
     await nc.flush();

@@ -2,20 +2,23 @@
  * Every method, between real nodes (central, ship1, ship2) over a real
  * nats-server (docs/METHODS.md; where results go: docs/DELIVERY.md). Results are checked where the user sees them:
  * the message state on the origin node, the files in the data folders, the
- * node's stdout and central's error log.
+ * node's stdout and central's error log. Central's rules are opened here (any
+ * admitted node may call any method): these tests are about methods; the
+ * rules have theirs (test/acl.test.ts).
  */
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { listNodes } from "../src/client/client.js";
-import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { Fleet, frameBody, type Peer, sleepUntil } from "../src/harness/fleet.js";
 import { isAlive, marker, readIfExists, waitFile } from "./helpers/methods-helpers.js";
 
 let fleet: Fleet;
 before(async () => {
   fleet = await Fleet.start("methods", ["central", "ship1", "ship2"]);
+  await fleet.allowAll();
 });
 after(() => fleet.close());
 
@@ -34,7 +37,16 @@ const WIRE_FIELDS = {
   methodTimeout: 5,
   replyMethodTimeout: 5,
   attempt: 1,
+  deliverBy: Date.now() + 3_600_000,
 };
+
+/** Ask as `peer` straight on the broker (signed with its admitted key); the node's answer, parsed. */
+async function ask(nc: NatsConnection, peer: Peer, subject: string, value: unknown): Promise<Record<string, unknown>> {
+  return frameBody((await nc.request(subject, peer.seal(subject, value), { timeout: 5_000 })).data) as Record<
+    string,
+    unknown
+  >;
+}
 
 /** Send one message and wait for its final state on the sender. */
 async function run(from: string, msg: Record<string, unknown>, timeoutMs?: number) {
@@ -455,6 +467,9 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
       fileName: "real.txt",
     });
     const nc = await connect({ servers: fleet.broker.url });
+    // Played from the broker with keys central admitted: the node the request went to, and another one.
+    const ghostPeer = await fleet.peer(ghost);
+    const bystander = await fleet.peer(marker("bystander"));
     try {
       const forged = (fromNode: string) => ({
         id: marker("forged"),
@@ -469,34 +484,24 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
         result: { exitCode: 0 },
       });
       // From a node the request was not sent to: refused, the request is untouched.
-      const wrong = forged("ship2");
-      const refusal = JSON.parse(
-        new TextDecoder().decode((await nc.request("central.file", JSON.stringify(wrong), { timeout: 5_000 })).data),
-      );
+      const refusal = await ask(nc, bystander, "central.file", forged(bystander.name));
       assert.ok(typeof refusal.refused === "string", `refused: ${JSON.stringify(refusal)}`);
       assert.notEqual((await fleet.status("central", id as string)).state, "done");
       // From the target, but as another method than the reply method asked for: refused, nothing runs.
       const pwned = join(fleet.dir, marker("pwned"));
       const asCommand = { ...forged(ghost), method: "cliCommand", methodArgs: ["touch", pwned] };
-      const refusedCommand = JSON.parse(
-        new TextDecoder().decode(
-          (await nc.request("central.cliCommand", JSON.stringify(asCommand), { timeout: 5_000 })).data,
-        ),
-      );
+      const refusedCommand = await ask(nc, ghostPeer, "central.cliCommand", asCommand);
       assert.ok(typeof refusedCommand.refused === "string", `refused: ${JSON.stringify(refusedCommand)}`);
       // A fromNode that is a path is refused before anything is stored or written.
       const traversal = { ...forged(ghost), fromNode: "../../escape" };
-      const refusedPath = JSON.parse(
-        new TextDecoder().decode(
-          (await nc.request("central.file", JSON.stringify(traversal), { timeout: 5_000 })).data,
-        ),
-      );
+      const refusedPath = await ask(nc, ghostPeer, "central.file", traversal);
       assert.match(String(refusedPath.refused), /fromNode/);
-      // From the target: taken, but written where the stored request says.
-      const right = forged(ghost);
-      const ack = JSON.parse(
-        new TextDecoder().decode((await nc.request("central.file", JSON.stringify(right), { timeout: 5_000 })).data),
-      );
+      // From the target, naming a directory of its own: checked as input is, and refused.
+      const named = await ask(nc, ghostPeer, "central.file", forged(ghost));
+      assert.match(String(named.refused), /directory/);
+      // From the target, without one: taken, and written where the stored request says.
+      const { directory: _ignored, ...right } = forged(ghost);
+      const ack = await ask(nc, ghostPeer, "central.file", right);
       assert.deepEqual(ack, { ack: right.id });
     } finally {
       await nc.close();
@@ -615,16 +620,17 @@ describe("a request from the wire, which no input checked", () => {
   /** Send a request to ship1 as a peer would (straight onto the broker); its ACK or refusal. */
   async function answerToPeer(method: string, extra: Record<string, unknown>): Promise<unknown> {
     const nc = await connect({ servers: fleet.broker.url });
+    const peer = await fleet.peer(marker("peer"));
     try {
       const request = {
         id: marker("from-peer"),
         toNode: "ship1",
-        fromNode: marker("peer"),
+        fromNode: peer.name,
         method,
         ...WIRE_FIELDS,
         ...extra,
       };
-      return JSON.parse(new TextDecoder().decode((await nc.request(`ship1.${method}`, JSON.stringify(request))).data));
+      return await ask(nc, peer, `ship1.${method}`, request);
     } finally {
       await nc.close();
     }
@@ -632,25 +638,23 @@ describe("a request from the wire, which no input checked", () => {
 
   /** Send a request to ship1 as a peer would (straight onto the broker) and return the reply it gets back. */
   async function fromPeer(method: string, extra: Record<string, unknown>) {
-    const peer = marker("peer");
+    const peer = await fleet.peer(marker("peer"));
     const nc = await connect({ servers: fleet.broker.url });
     try {
-      const replies = nc.subscribe(`${peer}.none`, { max: 1 });
+      const replies = nc.subscribe(`${peer.name}.none`, { max: 1 });
       const request = {
         id: marker("from-peer"),
         toNode: "ship1",
-        fromNode: peer,
+        fromNode: peer.name,
         method,
         ...WIRE_FIELDS,
         ...extra,
       };
-      const ack = JSON.parse(
-        new TextDecoder().decode((await nc.request(`ship1.${method}`, JSON.stringify(request))).data),
-      );
+      const ack = await ask(nc, peer, `ship1.${method}`, request);
       assert.deepEqual(ack, { ack: request.id });
       for await (const msg of replies) {
-        const reply = JSON.parse(new TextDecoder().decode(msg.data)) as { id: string; result?: { error?: string } };
-        msg.respond(JSON.stringify({ ack: reply.id }));
+        const reply = frameBody(msg.data) as { id: string; result?: { error?: string } };
+        msg.respond(peer.seal(msg.reply as string, { ack: reply.id }));
         return reply;
       }
       throw new Error("no reply");
@@ -659,13 +663,18 @@ describe("a request from the wire, which no input checked", () => {
     }
   }
 
-  test("its arguments get the same check as at input, before the method runs", async () => {
-    const noCommand = await fromPeer("cliCommand", { methodArgs: [] });
-    assert.match(noCommand.result?.error ?? "", /cliCommand: needs the command/);
-    const noUrl = await fromPeer("httpGet", { methodArgs: ["not a url"] });
-    assert.match(noUrl.result?.error ?? "", /httpGet: needs an http:\/\/ or https:\/\/ URL/);
-    const absolute = await fromPeer("file", { directory: "/tmp", fileName: "x", data: "y" });
-    assert.match(absolute.result?.error ?? "", /file: a file request writes inside/);
+  test("its arguments get the same check as at input: refused on arrival, never run", async () => {
+    const refused = async (method: string, extra: Record<string, unknown>) =>
+      String(((await answerToPeer(method, extra)) as { refused?: string }).refused);
+    assert.match(await refused("cliCommand", { methodArgs: [] }), /bad message: .*needs the command/);
+    assert.match(await refused("httpGet", { methodArgs: ["not a url"] }), /bad message: .*http:\/\/ or https:\/\//);
+    assert.match(
+      await refused("file", { directory: "/tmp", fileName: "x", data: "y" }),
+      /bad message: .*writes inside the receiver's data folder/,
+    );
+    // A well-formed one from the same kind of peer runs, and its reply comes back to it.
+    const ran = await fromPeer("cliCommand", { methodArgs: ["true"] });
+    assert.equal(ran.result?.error, undefined, JSON.stringify(ran));
   });
 
   test("fields of the wrong type are refused on arrival, unACKed and unrun, saying which", async () => {

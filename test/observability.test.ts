@@ -244,7 +244,7 @@ describe("audit log", () => {
     assert.equal(executed?.error, undefined);
 
     // Handing the logged message in again (without its id and the envelope's own fields) runs it again.
-    const { id: _id, fromNode: _from, attempt: _attempt, ...again } = logged;
+    const { id: _id, fromNode: _from, attempt: _attempt, deliverBy: _deliverBy, ...again } = logged;
     const [id2] = await fleet.sendOk("central", { ...again, replyMethod: "fileAppend" });
     assert.notEqual(id2, id);
     const m = await fleet.waitState("central", id2 as string);

@@ -109,12 +109,8 @@ test("nkey: nodes with listed seeds exchange a cliCommand", async () => {
 
 test("nkey: a wrong seed is refused in one line; what it accepted meanwhile goes out once the right seed is set", async () => {
   const ship2 = nk.node("ship2");
-  // Accepted while the node cannot connect: one from ship2, one for ship2.
-  const [fromShip2] = await nk.sendOk("ship2", {
-    toNode: "central",
-    method: "cliCommand",
-    methodArgs: ["echo", "from ship2"],
-  });
+  // Accepted while the node cannot connect: one from ship2 (a ping: what any admitted node may send), one for ship2.
+  const [fromShip2] = await nk.sendOk("ship2", { toNode: "central", method: "ping" });
   const [toShip2] = await nk.sendOk("central", {
     toNode: "ship2",
     method: "cliCommand",
@@ -133,7 +129,6 @@ test("nkey: a wrong seed is refused in one line; what it accepted meanwhile goes
   await ship2.start();
   const a = await nk.waitState("ship2", fromShip2 as string);
   assert.equal(a.state, "done", JSON.stringify(a));
-  assert.equal(a.result?.data, "from ship2\n");
   const b = await nk.waitState("central", toShip2 as string);
   assert.equal(b.state, "done", JSON.stringify(b));
   assert.equal(b.result?.data, "to ship2\n");

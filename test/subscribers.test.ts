@@ -14,6 +14,8 @@ before(async () => {
   fleet = await Fleet.start("subscribers", ["central", "ship2"]);
   // ship1 runs commands for central only; its console subscriber is off.
   await fleet.add("ship1", { startSubREQCliCommand: "central", startSubREQToConsole: "" });
+  // Central's rules allow everything here: what these tests show is how the local settings narrow them.
+  await fleet.allowAll();
 });
 after(() => fleet.close());
 

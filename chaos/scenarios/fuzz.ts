@@ -5,7 +5,9 @@
  * traversal in directory/fileName, thousands of messages in one batch. The
  * node stays up, answers each bad message with an error (at input, or as a
  * failed state with a reason), writes nothing outside its data folder, and
- * every valid message completes.
+ * every valid message completes. On the broker, garbage that is not signed
+ * by an admitted key gets no answer at all; garbage signed with central's
+ * key (as an operator with central's key could send it) is refused with a reason.
  */
 import { connect } from "@nats-io/transport-node";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -13,6 +15,8 @@ import { join } from "node:path";
 import { submit } from "../../src/client/client.js";
 import { Fleet, sleepUntil } from "../../src/harness/fleet.js";
 import { RunsLog, statesOf } from "../../src/harness/runs.js";
+import { readHeader, seal } from "../../src/security/frame.js";
+import { loadOrCreateIdentity } from "../../src/security/identity.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, settle, since } from "../lib/tally.js";
 
@@ -165,8 +169,15 @@ export const fuzz: Scenario = {
         const rf = good();
         writeFileSync(join(central.readFolder, `good-${round}.json`), JSON.stringify(rf));
         valid.push(rf.id);
-        // e) The wire: garbage straight onto ship1's and central's subjects; each must be refused, never run.
+        // e) The wire: garbage straight onto ship1's and central's subjects. Unsigned, it gets no answer at all
+        // (dropped and counted); signed with central's key, a JSON one is refused with a reason. Never run.
         const nc = await connect({ servers: fleet.broker.url });
+        const centralKey = loadOrCreateIdentity(join(central.opts.dir, "etc"), "central").identity;
+        const signed = (subject: string, text: string) => seal(centralKey, subject, new TextEncoder().encode(text));
+        const noAnswer = async (subject: string, bytes: Uint8Array) => {
+          const r = await nc.request(subject, bytes, { timeout: 300 }).catch(() => undefined);
+          if (r) miss(`wire ${subject}: unsigned garbage was answered: ${new TextDecoder().decode(r.data)}`);
+        };
         const wire = [
           "",
           "{",
@@ -186,14 +197,14 @@ export const fuzz: Scenario = {
         };
         for (const subject of ["ship1.cliCommand", "ship1.file", "central.pong", "central.errorLog", "ship1._state"]) {
           for (const w of wire) {
-            try {
-              const r = await nc.request(subject, new TextEncoder().encode(w), { timeout: 15_000 });
-              if (!new TextDecoder().decode(r.data).includes("refused"))
-                miss(`wire ${subject} ${w}: ${new TextDecoder().decode(r.data)}`);
-            } catch (err) {
-              // _state takes notices without answering; a method subject must answer.
-              if (subject !== "ship1._state") miss(`wire ${subject} ${w}: ${(err as Error).message}`);
-            }
+            await noAnswer(subject, new TextEncoder().encode(w));
+            // Signed: JSON that is no message is refused; what is not JSON at all is dropped like a forgery.
+            const r = await nc.request(subject, signed(subject, w), { timeout: 2000 }).catch(() => undefined);
+            const answer = r ? new TextDecoder().decode(readHeader(r.data)?.body ?? r.data) : "";
+            const isJson = ["null", "[]", '{"id":"w1"}'].includes(w);
+            // _state takes notices without answering; a method subject answers signed JSON garbage.
+            if (subject !== "ship1._state" && isJson && !answer.includes("refused"))
+              miss(`wire ${subject} ${w}: ${answer || "no answer"}`);
           }
         }
         // A well-formed message whose method is sent on another method's subject, and forged path traversal.
@@ -203,8 +214,14 @@ export const fuzz: Scenario = {
           { ...forged, id: "w6", method: "file", directory: "d", fileName: "../../x", data: "x" },
         ];
         for (const m of [forged, ...traversal]) {
-          const r = await nc.request("ship1.file", new TextEncoder().encode(JSON.stringify(m)), { timeout: 15_000 });
-          const answer = new TextDecoder().decode(r.data);
+          // Unsigned, as "mallory": no answer, nothing written.
+          await noAnswer("ship1.file", new TextEncoder().encode(JSON.stringify(m)));
+          // Signed with central's key: refused (the path checks of input run on the wire too), never written.
+          const asCentral = { ...m, fromNode: "central", deliverBy: Date.now() + 60_000 };
+          const r = await nc.request("ship1.file", signed("ship1.file", JSON.stringify(asCentral)), {
+            timeout: 15_000,
+          });
+          const answer = new TextDecoder().decode(readHeader(r.data)?.body ?? r.data);
           // The file method may take the message (ACK) and fail it with a reason; it must never write outside.
           if (!answer.includes("refused") && !answer.includes('"ack"')) miss(`forged ${m.id}: ${answer}`);
         }

@@ -32,7 +32,8 @@ export function stateText(
     case "done":
       return `done (exit ${m.exitCode ?? "?"})${m.rerun ? " re-run" : ""}`;
     case "failed":
-      return `failed${m.reason ? `: ${m.reason}` : ""}`;
+    case "expired":
+      return `${m.state}${m.reason ? `: ${m.reason}` : ""}`;
     default:
       return m.state;
   }

@@ -6,10 +6,26 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { type MessageView, messageStatus, submit } from "../client/client.js";
+import { health, messageStatus, type MessageView, query, submit } from "../client/client.js";
+import { decodeJson, encode } from "../delivery/wire.js";
 import type { AcceptAnswer } from "../inputs/protocol.js";
+import { readHeader, seal } from "../security/frame.js";
+import { type Identity, loadOrCreateIdentity } from "../security/identity.js";
 import { LocalNatsServer } from "./natsServer.js";
 import { NodeProcess } from "./nodeProcess.js";
+
+/** A node played by a test straight on the broker, with a key central has admitted. */
+export interface Peer {
+  name: string;
+  identity: Identity;
+  /** `value` as JSON, signed by this peer for `subject`: what a node of that name would send. */
+  seal(subject: string, value: unknown): Uint8Array;
+}
+
+/** The JSON body of a frame a node sent (its signature is not checked here). */
+export function frameBody(bytes: Uint8Array): unknown {
+  return decodeJson(readHeader(bytes)?.body ?? bytes);
+}
 
 /** The built CLI the nodes run (npm test builds it first). */
 export const STEWARD_BIN = resolve(
@@ -39,7 +55,8 @@ export class Fleet {
         dir: join(fleet.dir, "broker"),
         ...(opts.brokerArgs && { args: opts.brokerArgs }),
       });
-      await Promise.all(nodeNames.map((n) => fleet.add(n, settings)));
+      await Promise.all(nodeNames.map((n) => fleet.add(n, settings, { trusted: false })));
+      if (nodeNames.includes("central") && settings.autoApproveKeys !== 0) await fleet.trusted(nodeNames);
     } catch (err) {
       // Leave nothing running behind a failed start, or the test process never exits.
       await fleet.close();
@@ -52,7 +69,7 @@ export class Fleet {
   async add(
     nodeName: string,
     settings: Record<string, string | number> = {},
-    opts: { connected?: boolean; env?: Record<string, string> } = {},
+    opts: { connected?: boolean; env?: Record<string, string>; trusted?: boolean } = {},
   ): Promise<NodeProcess> {
     const node = new NodeProcess({
       nodeName,
@@ -66,6 +83,12 @@ export class Fleet {
     });
     this.nodes.set(nodeName, node);
     await node.start(opts);
+    // A node added to a running fleet whose central admits keys by itself: wait until everyone trusts it.
+    const central = this.nodes.get("central");
+    const admitsByItself = central?.running && central.opts.settings?.autoApproveKeys === 1;
+    const itsCentral = (settings.centralNodeName ?? "central") === "central";
+    if (opts.trusted !== false && opts.connected !== false && admitsByItself && itsCentral && nodeName !== "central")
+      await this.trusted([nodeName]);
     return node;
   }
 
@@ -73,6 +96,60 @@ export class Fleet {
     const n = this.nodes.get(name);
     if (!n) throw new Error(`no node ${name} in this fleet`);
     return n;
+  }
+
+  /**
+   * Central's rules, opened: every admitted node may call every method on every node. For tests of
+   * methods and delivery between any two nodes, not of the rules; resolves once every running node has them.
+   */
+  async allowAll(): Promise<void> {
+    const { bundle } = await query(this.node("central").socketPath, "setAcl", {
+      acl: { rules: [{ from: ["*"], methods: ["*"], to: ["*"] }] },
+    });
+    await this.waitBundle(bundle);
+  }
+
+  /** A key of the test's own, admitted by central as node `name`, for playing that node from a raw NATS client. */
+  async peer(name: string): Promise<Peer> {
+    const { identity } = loadOrCreateIdentity(join(this.dir, "peers", name), name);
+    await query(this.node("central").socketPath, "approve", { node: name, publicKey: identity.publicKey });
+    const { bundle } = await query(this.node("central").socketPath, "keys", {});
+    await this.waitBundle(bundle);
+    return { name, identity, seal: (subject, value) => seal(identity, subject, encode(value)) };
+  }
+
+  /** Play node `name` of this fleet from the broker, with its own key (read from its configFolder). */
+  as(name: string): Peer {
+    const { identity } = loadOrCreateIdentity(join(this.node(name).opts.dir, "etc"), name);
+    return { name, identity, seal: (subject, value) => seal(identity, subject, encode(value)) };
+  }
+
+  /** Wait until central has admitted `names` and every running node holds the bundle that says so. */
+  async trusted(names: string[]): Promise<void> {
+    const sock = this.node("central").socketPath;
+    let version = 0;
+    await sleepUntil(
+      async () => {
+        const { keys, bundle } = await query(sock, "keys", {});
+        version = bundle;
+        return names.every((n) => n === "central" || keys.some((k) => k.name === n && k.state === "approved"));
+      },
+      { what: `central to admit ${names.join(", ")}` },
+    );
+    await this.waitBundle(version);
+  }
+
+  /** Wait until every running node that is on the broker holds central's bundle `version` or newer. */
+  async waitBundle(version: number): Promise<void> {
+    const running = [...this.nodes.values()].filter((n) => n.running);
+    await sleepUntil(
+      async () =>
+        (await Promise.all(running.map((n) => health(n.socketPath)))).every(
+          // A node kept off the broker (wrong credentials, say) cannot get it: it is not waited for.
+          (h) => h.bundle >= version || h.broker !== "up",
+        ),
+      { what: `every node to hold central's bundle version ${version}` },
+    );
   }
 
   /** Submit a document (object → JSON) through a node's socket. */

@@ -39,9 +39,9 @@ export class Admission {
   }
 
   /** A checked hello reached central. */
-  hello({ node, data }: Hello): void {
+  hello({ node, data, fresh }: Hello): void {
     const { store, log, trust, transport, autoApprove } = this.opts;
-    if (node === trust.identity.name) return;
+    if (node === trust.identity.name || !data || !fresh) return;
     const rec = store.keys.get(node);
     if (!rec) {
       if (store.keys.pendingCount() >= MAX_PENDING_KEYS) {

@@ -178,7 +178,7 @@ export class StewardNode {
         const hello = this.trustLink.checkHello(subject, bytes);
         if (!hello) return undefined;
         this.admission?.hello(hello);
-        if (this.trust.admitted(hello.node)) {
+        if (hello.fresh && this.trust.admitted(hello.node)) {
           this.store.nodes.recordHello(hello.node);
           this.outbox.wake(hello.node);
         }

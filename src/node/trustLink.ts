@@ -31,7 +31,10 @@ export interface HelloData {
 export interface Hello {
   id: string;
   node: string;
-  data: HelloData;
+  /** What the node's own hellos carry; a hello written by an operator (a seed example) has none. */
+  data: HelloData | undefined;
+  /** Newer than the last hello of that node: a replay (or one out of order) is not fresh, and wakes nothing. */
+  fresh: boolean;
 }
 
 export interface TrustLinkOptions {
@@ -44,6 +47,7 @@ export interface TrustLinkOptions {
 
 export class TrustLink {
   private lastHello = new Map<string, number>();
+  private helloIds = new Set<string>();
   private lastAt = 0;
 
   constructor(private readonly opts: TrustLinkOptions) {}
@@ -113,23 +117,36 @@ export class TrustLink {
     }
     value ??= parse(opened.body);
     const hello = value as Envelope;
-    const data = parse(hello?.data) as Partial<HelloData> | undefined;
+    const raw = parse(hello?.data) as Partial<HelloData> | undefined;
+    const data =
+      typeof raw?.publicKey === "string" && typeof raw.bundle === "number" && typeof raw.at === "number"
+        ? (raw as HelloData)
+        : undefined;
     const problem =
       envelopeProblem(value) ??
       (hello.fromNode !== header.signer ? `signed by ${header.signer} but claims ${hello.fromNode}` : undefined) ??
       (now() > hello.deliverBy ? "expired" : undefined) ??
-      (typeof data?.publicKey !== "string" || typeof data.bundle !== "number" || typeof data.at !== "number"
-        ? "data is not {publicKey, bundle, at}"
-        : undefined);
+      (!data && !trust.admitted(header.signer) ? "a new node's hello must carry {publicKey, bundle, at}" : undefined);
     if (problem) {
       rejects.drop(subject, header.signer, "bad hello", problem);
       return undefined;
     }
-    const d = data as HelloData;
-    if (d.at <= (this.lastHello.get(header.signer) ?? 0)) return undefined; // a replay, or out of order: nothing new
+    return { id: hello.id, node: header.signer, data, fresh: this.fresh(header.signer, hello.id, data) };
+  }
+
+  /** A node's own hellos are ordered by its clock (`at`); a hello an operator wrote is new once, by its id. */
+  private fresh(node: string, id: string, data: HelloData | undefined): boolean {
+    if (!data) {
+      const key = `${node}\u0000${id}`;
+      if (this.helloIds.has(key)) return false;
+      if (this.helloIds.size > 10_000) this.helloIds.clear();
+      this.helloIds.add(key);
+      return true;
+    }
+    if (data.at <= (this.lastHello.get(node) ?? 0)) return false;
     if (this.lastHello.size > 100_000) this.lastHello.clear();
-    this.lastHello.set(header.signer, d.at);
-    return { id: hello.id, node: header.signer, data: d };
+    this.lastHello.set(node, data.at);
+    return true;
   }
 }
 
