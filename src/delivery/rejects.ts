@@ -17,8 +17,8 @@ export interface RejectsOptions {
   nodeName: string;
   log: Logger;
   /** Counted per reason in the metrics. */
-  count(reason: string): void;
-  reportError(report: ErrorReport): void;
+  count: (reason: string) => void;
+  reportError: (report: ErrorReport) => void;
 }
 
 export class Rejects {

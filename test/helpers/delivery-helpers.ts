@@ -59,18 +59,25 @@ export async function startDeliveryNode(
   const store = new Store(join(dir, "var"), nodeName);
   const transport = new Transport({ brokerAddress: broker.url, nodeName, retryInterval: 1, log });
   const reported: string[] = [];
-  // Keys: one per node a test names, admitted in a bundle signed by central's key.
+  // Keys: one per node a test names, admitted in a bundle signed by central's key (a new name: a new bundle).
   const identities = new Map<string, Identity>();
-  const identity = (name: string): Identity => {
-    let id = identities.get(name);
-    if (!id) {
-      id = loadOrCreateIdentity(join(dir, "keys", name), name).identity;
-      identities.set(name, id);
-      if (trust) admit();
-    }
+  const newIdentity = (name: string): Identity => {
+    const id = loadOrCreateIdentity(join(dir, "keys", name), name).identity;
+    identities.set(name, id);
     return id;
   };
-  let trust: Trust | undefined;
+  const own = loadOrCreateIdentity(join(dir, "etc"), nodeName).identity;
+  identities.set(nodeName, own);
+  // The node may be central itself; else central is a key of the test's own.
+  const central = identities.get("central") ?? newIdentity("central");
+  const trust = new Trust({
+    identity: own,
+    configFolder: join(dir, "etc"),
+    centralNodeName: "central",
+    centralPublicKey: central.publicKey,
+    pinCentralKey: false,
+    log,
+  });
   let version = 0;
   const admit = () => {
     const nodes: Bundle["nodes"] = {};
@@ -82,19 +89,16 @@ export async function startDeliveryNode(
       nodes,
       acl: { rules: [{ from: ["*"], methods: ["*"], to: ["*"] }] },
     };
-    trust?.offer(seal(identity("central"), BUNDLE_CONTEXT, encode(bundle)));
+    trust.offer(seal(central, BUNDLE_CONTEXT, encode(bundle)));
   };
-  const own = loadOrCreateIdentity(join(dir, "etc"), nodeName).identity;
-  identities.set(nodeName, own);
-  trust = new Trust({
-    identity: own,
-    configFolder: join(dir, "etc"),
-    centralNodeName: "central",
-    centralPublicKey: identity("central").publicKey,
-    pinCentralKey: false,
-    log,
-  });
   admit();
+  const identity = (name: string): Identity => {
+    const known = identities.get(name);
+    if (known) return known;
+    const id = newIdentity(name);
+    admit();
+    return id;
+  };
   const rejects = new Rejects({ nodeName, log, count: () => undefined, reportError: (e) => reported.push(e.reason) });
   const wire = new Wire(trust, rejects);
   const outbox = new Outbox(store, transport, wire, log, { onFailed: (_message, reason) => reported.push(reason) });
