@@ -64,7 +64,12 @@ export class Inbox {
   constructor(private readonly opts: InboxOptions) {
     this.subscribers = new Subscribers(opts.nodeName, opts.transport, (msg, method) => this.onMessage(msg, method));
     this.replies = new Replies(opts);
-    this.runner = new Runner({ ...opts, subscribers: this.subscribers, replies: this.replies });
+    this.runner = new Runner({
+      ...opts,
+      subscribers: this.subscribers,
+      replies: this.replies,
+      stillAllowed: (message) => this.refusedByCentral(message),
+    });
   }
 
   /** Subscribe to this node's subjects. Safe before the broker is reachable. */
@@ -74,6 +79,22 @@ export class Inbox {
       if (allowed) this.subscribers.start(method as MethodName, allowed);
     }
     transport.subscribe(stateSubject(nodeName), (msg) => this.onNotice(msg));
+  }
+
+  /** Central's bundle changed: stop what a sender may no longer have run here (a key revoked, a rule removed). */
+  recheck(): void {
+    this.runner.recheck();
+  }
+
+  /** Why central's keys and rules no longer let a stored request's sender have it run here, if they do not. */
+  private refusedByCentral(message: Envelope): string | undefined {
+    const { trust } = this.opts.wire;
+    const { nodeName } = this.opts;
+    if (!trust.admitted(message.fromNode)) return `not allowed: ${message.fromNode} is no longer admitted by central`;
+    const method = canonicalMethod(message.method) as MethodName;
+    if (!allows(trust.acl, trust.member(message.fromNode), method, trust.member(nodeName), message.methodArgs))
+      return notAllowed(message.fromNode, method, nodeName);
+    return undefined;
   }
 
   /** Run every received message that did not finish before the last stop; returns how many. */
@@ -137,9 +158,9 @@ export class Inbox {
     // Authorise.
     let request: Envelope | undefined;
     if (message.requestId === undefined) {
-      const { trust } = wire;
-      if (!allows(trust.acl, trust.member(signer), method, trust.member(nodeName), message.methodArgs)) {
-        this.refuse(msg, signer, notAllowed(signer, method, nodeName), message);
+      const refused = this.refusedByCentral(message);
+      if (refused) {
+        this.refuse(msg, signer, refused, message);
         return;
       }
       if (!this.subscribers.allows(method, signer)) {

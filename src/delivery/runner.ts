@@ -45,6 +45,12 @@ export interface RunnerOptions {
   /** Seconds a reply may take to reach its origin (maxMessageAge): its deliverBy. */
   maxMessageAge: number;
   log: Logger;
+  /**
+   * Why the sender of a request may no longer have it run here (its key revoked, the rules changed), or
+   * undefined while it may: asked again before a resumed run, before each scheduled run, and of every
+   * running message when central's bundle changes.
+   */
+  stillAllowed?: (message: Envelope) => string | undefined;
   /** The node's subscribers, for the op methods. */
   subscribers: SubscriberControl;
   replies: Replies;
@@ -74,11 +80,26 @@ const RUNNING_NOTICE_MS = 100;
 const STORE_RETRY_MS = 2000;
 
 export class Runner {
-  private running = new Map<string, AbortController>();
+  private running = new Map<string, { ac: AbortController; message: Envelope }>();
   private tasks = new Set<Promise<void>>();
   private closed = false;
 
   constructor(private readonly opts: RunnerOptions) {}
+
+  /** Central's bundle changed: stop every running request whose sender may no longer have it run. */
+  recheck(): void {
+    for (const { ac, message } of this.running.values()) {
+      if (message.requestId !== undefined) continue;
+      const refused = this.opts.stillAllowed?.(message);
+      if (refused) {
+        this.opts.log.warn("stopped a running message: its sender may no longer run it", {
+          id: message.id,
+          reason: refused,
+        });
+        ac.abort(new Error(refused));
+      }
+    }
+  }
 
   /** Run every received message that did not finish before the last stop; returns how many. */
   resume(): number {
@@ -99,7 +120,7 @@ export class Runner {
     const key = `${message.fromNode}/${message.id}`;
     if (this.closed || this.running.has(key)) return;
     const ac = new AbortController();
-    this.running.set(key, ac);
+    this.running.set(key, { ac, message });
     const task = this.runTask(message, rerun, ac.signal, receivedAt, request)
       .catch((err: unknown) =>
         err instanceof NotStored
@@ -142,11 +163,15 @@ export class Runner {
         ? (data: string) => sendPart({ output: { data, exitCode: null }, error: undefined })
         : undefined;
     const runOnce = () => this.runOnce(message, method, request, signal, emit);
-    let outcome = await runOnce();
-    if (!isReply && message.schedule)
-      outcome = await this.repeatOnSchedule(message.schedule, receivedAt, signal, outcome, runOnce, sendPart);
+    // A resumed request whose sender has lost its right meanwhile is not run: it ends with the reason.
+    const refused = isReply ? undefined : this.opts.stillAllowed?.(message);
+    let outcome: RunOutcome = refused ? { output: {}, error: refused } : await runOnce();
+    if (!refused && !isReply && message.schedule)
+      outcome = await this.repeatOnSchedule(message, receivedAt, signal, outcome, runOnce, sendPart);
     clearTimeout(notice);
     if (this.closed && signal.aborted) return; // Shutting down: it stays "running" and is re-run at next start.
+    // Stopped because its sender lost the right to it (recheck()): that is the outcome its origin learns.
+    if (signal.aborted) outcome = { output: outcome.output, error: errorText(signal.reason) };
 
     if (isReply) {
       await this.storeEnd(message, early, () => this.opts.replies.storeOutcome(message, outcome.error));
@@ -231,13 +256,14 @@ export class Runner {
    * arrived, sending each run but the last as a part. After a restart, what is left of it runs.
    */
   private async repeatOnSchedule(
-    [interval, total]: [number, number],
+    message: Envelope,
     receivedAt: number,
     signal: AbortSignal,
     first: RunOutcome,
     runOnce: () => Promise<RunOutcome>,
     sendPart: (outcome: RunOutcome) => void,
   ): Promise<RunOutcome> {
+    const [interval, total] = message.schedule as [number, number];
     let outcome = first;
     const end = receivedAt + total * 1000;
     let next = receivedAt + interval * 1000 * Math.max(1, Math.ceil((Date.now() - receivedAt) / (interval * 1000)));
@@ -245,6 +271,8 @@ export class Runner {
       sendPart(outcome);
       await abortableSleep(next - Date.now(), signal);
       if (signal.aborted) break;
+      const refused = this.opts.stillAllowed?.(message);
+      if (refused) return { output: {}, error: refused };
       outcome = await runOnce();
       next += interval * 1000;
     }
@@ -356,7 +384,7 @@ export class Runner {
   /** Abort every running method; a method that ignores its signal does not hold the shutdown past `graceMs`. */
   async close(graceMs = 5000): Promise<void> {
     this.closed = true;
-    for (const ac of this.running.values()) ac.abort(new Error("node shutting down"));
+    for (const { ac } of this.running.values()) ac.abort(new Error("node shutting down"));
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => {
       timer = setTimeout(() => {

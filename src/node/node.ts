@@ -233,6 +233,11 @@ export class StewardNode {
     mkdirSync(resolve(config.subscribersDataFolder), { recursive: true });
     this.inbox.start();
     this.trustLink.start();
+    this.trust.onBundle((bundle) => {
+      this.inbox.recheck();
+      // A bundle that does not list this node yet: central may have missed its first hello; say it again now.
+      if (!bundle.nodes[config.nodeName]) this.central.sendHello(this.trustLink.helloData());
+    });
     this.admission?.start();
     this.transport.onUp(() => {
       // Tell every sender we are back so they flush to us now, then flush our own.

@@ -120,7 +120,11 @@ export class Trust {
     }
     const opened = verifyHeader(header, BUNDLE_CONTEXT, this.centralKey ?? pinning);
     if (!opened.ok) return { taken: false, reason: opened.problem };
-    value ??= JSON.parse(Buffer.from(opened.body).toString("utf8"));
+    try {
+      value ??= JSON.parse(Buffer.from(opened.body).toString("utf8"));
+    } catch {
+      return { taken: false, reason: "not JSON" };
+    }
     const problem = bundleProblem(value);
     if (problem) return { taken: false, reason: `bad bundle: ${problem}` };
     const bundle = value as Bundle;
@@ -192,8 +196,16 @@ export class Trust {
     const bytes = readFileSync(path);
     const header = readHeader(bytes);
     const opened = header && verifyHeader(header, BUNDLE_CONTEXT, this.centralKey);
-    const value: unknown = opened?.ok ? JSON.parse(Buffer.from(opened.body).toString("utf8")) : undefined;
-    const problem = opened?.ok ? bundleProblem(value) : (opened?.problem ?? "not a signed bundle");
+    let value: unknown;
+    let problem = opened?.ok ? undefined : (opened?.problem ?? "not a signed bundle");
+    if (opened?.ok) {
+      try {
+        value = JSON.parse(Buffer.from(opened.body).toString("utf8"));
+        problem = bundleProblem(value);
+      } catch {
+        problem = "not JSON";
+      }
+    }
     if (problem) {
       this.opts.log.error("the bundle kept on disk is not valid; waiting for a new one from central", {
         path,
