@@ -277,8 +277,8 @@ describe("rules in a fleet", () => {
 
   before(async () => {
     fleet = await Fleet.start("acl", ["central", "ship1", "ship2"]);
-    // ship3 keeps cliCommand off locally: its own setting narrows what central's rules allow.
-    await fleet.add("ship3", { startSubREQCliCommand: "" });
+    // ship3's own settings narrow what central's rules allow: no cliCommand at all, ping from central only.
+    await fleet.add("ship3", { startSubREQCliCommand: "", startSubREQPing: "central" });
     // Every node admitted everywhere: each has central's latest bundle.
     await sleepUntil(
       async () => {
@@ -321,6 +321,18 @@ describe("rules in a fleet", () => {
     const m = await fleet.waitState("central", id);
     assert.equal(m.state, "failed", JSON.stringify(m));
     assert.match(m.reason ?? "", /^max retries reached/);
+  });
+
+  test("a node's own allowedNodes narrow further: ship3 takes ping from central only", async () => {
+    const [fromCentral, fromShip1] = await Promise.all([
+      sendQuick(fleet, "central", "ship3", "ping", [], { retries: 5 }),
+      sendQuick(fleet, "ship1", "ship3", "ping", [], { retries: 5 }),
+    ]);
+    const c = await fleet.waitState("central", fromCentral);
+    assert.equal(c.state, "done", JSON.stringify(c));
+    const s1 = await fleet.waitState("ship1", fromShip1);
+    assert.equal(s1.state, "failed", JSON.stringify(s1));
+    assert.equal(s1.reason, "refused by ship3: ship1 is not allowed to use ping on ship3 (allowedNodes)");
   });
 
   test("acl set: group:ops may echo lowercase words on label:site=north, nothing more", async () => {
