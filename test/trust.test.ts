@@ -53,7 +53,8 @@ before(async () => {
   await attacker.flush();
   prom.ship1 = await freePort();
   prom.ship2 = await freePort();
-  await fleet.add("central", { autoApproveKeys: 0 });
+  // logLevel debug: the tests see when central's outbox waits between two attempts.
+  await fleet.add("central", { autoApproveKeys: 0, logLevel: "debug" });
 });
 after(async () => {
   await attacker?.close();
@@ -130,17 +131,28 @@ test("a new node is not admitted until approved; then what waited for it goes by
   assert.match(table.stdout, /^1 pending: steward keys approve NODE$/m, show(table));
 
   // Pending: ship1 holds no bundle, so it knows no central key and drops central's messages unanswered.
-  const id = await sendQuick(fleet, "central", "ship1", "cliCommand", ["echo", "admitted"], { retries: 1000 });
+  // Central waits a minute between attempts (retryWait): only ship1's _online, once it has the bundle, cuts it short.
+  const [id] = await fleet.sendOk("central", {
+    toNode: "ship1",
+    method: "cliCommand",
+    methodArgs: ["echo", "admitted"],
+    ACKTimeout: 1,
+    retryWait: 60,
+    retries: 3,
+  });
   await waitLog(ship1, /"dropped a message that failed verification" subject=ship1\.cliCommand signer=central/);
-  assert.equal((await fleet.status("central", id)).state, "sent");
+  await waitLog(fleet.node("central"), new RegExp(`"no ACK, will re-send" id=${id} toNode=ship1 attempt=1`));
+  assert.equal((await fleet.status("central", id as string)).state, "sent");
   assert.equal(await bundleOf(ship1), 0);
 
   const r = await stewardOn(fleet, "central", ["keys", "approve", "ship1"]);
   assert.equal(r.code, 0, show(r));
   assert.equal(r.stdout, `approved ship1 (${key}); every node gets the new bundle now\n`);
-  const m = await fleet.waitState("central", id);
+  // Within the default 20 s of waitState: well before central's own minute is up.
+  const m = await fleet.waitState("central", id as string);
   assert.equal(m.state, "done", JSON.stringify(m));
   assert.equal(m.result?.data, "admitted\n");
+  assert.equal(m.attempt, 2);
   assert.equal(await bundleOf(ship1), await bundleOf(fleet.node("central")));
 });
 
