@@ -6,7 +6,7 @@
  * the audit log of the node that refused.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
@@ -427,6 +427,41 @@ describe("rules in a fleet", () => {
     const after = await stewardOn(fleet, "central", ["acl", "show", "--json"]);
     assert.equal(after.stdout, before.stdout);
     assert.equal(await bundleOf(fleet.node("central")), version, "no new bundle");
+  });
+
+  test("a revoked node's scheduled command stops running on the receiver once it has the bundle", async () => {
+    const ticks = join(fleet.node("ship1").dataFolder, "ship2", "ticks.txt");
+    const clock = join(fleet.node("central").dataFolder, "ship2", "clock.txt");
+    const runs = (file: string) =>
+      existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean).length : 0;
+    // Allowed when sent: ship1 is in group ops, ship2 has site=north, and the command matches the rule.
+    await fleet.sendOk("ship1", {
+      toNode: "ship2",
+      method: "cliCommand",
+      methodArgs: ["echo", "tick"],
+      schedule: [1, 600],
+      fileName: "ticks.txt",
+    });
+    await sleepUntil(() => runs(ticks) >= 2, { what: "two scheduled runs from ship1 on ship2" });
+
+    const r = await stewardOn(fleet, "central", ["keys", "revoke", "ship1"]);
+    assert.equal(r.code, 0, show(r));
+    await waitBundle(fleet, ["ship2"]);
+    const atRevocation = runs(ticks);
+    // A clock on ship2 itself: central's own scheduled command, every second from now.
+    await fleet.sendOk("central", {
+      toNode: "ship2",
+      method: "cliCommand",
+      methodArgs: ["echo", "clock"],
+      schedule: [1, 600],
+      fileName: "clock.txt",
+    });
+    await sleepUntil(() => runs(clock) >= 4, { what: "four runs of central's scheduled command on ship2" });
+    // One run may have been under way when the bundle came; none may start after it.
+    assert.ok(
+      runs(ticks) <= atRevocation + 1,
+      `ship2 ran revoked ship1's command ${runs(ticks) - atRevocation} more times after taking the bundle that revokes ship1`,
+    );
   });
 
   test("acl and keys commands are for central only: another node says where to run them", async () => {

@@ -294,6 +294,49 @@ test("central's key: pinned on first contact, given by the settings, or not trus
   await expectUnanswered("central", await sendQuick(fleet, "central", "ship6", "ping"));
 });
 
+test("a key approved by hand before the node's first hello: admitted from its first start", async () => {
+  const etc = join(fleet.dir, "ship7", "etc");
+  const { identity } = loadOrCreateIdentity(etc, "ship7");
+  await approve("ship7", "--key", identity.publicKey, "--groups", "db,ops", "--labels", "site=north,role=db");
+  const rec = (await keys()).find((k) => k.name === "ship7");
+  assert.deepEqual(rec && { state: rec.state, key: rec.publicKey, groups: rec.groups, labels: rec.labels }, {
+    state: "approved",
+    key: identity.publicKey,
+    groups: ["db", "ops"],
+    labels: { site: "north", role: "db" },
+  });
+  const ship7 = await fleet.add("ship7");
+  assert.equal(loggedKey(ship7), identity.publicKey);
+  await waitBundle(fleet, ["ship7"]);
+  await expectDone("central", await sendQuick(fleet, "central", "ship7", "ping", [], { retries: 5 }));
+  await expectDone("ship7", await sendQuick(fleet, "ship7", "ship2", "ping", [], { retries: 5 }));
+});
+
+test("keys commands say what is wrong and change nothing", async () => {
+  const version = await bundleOf(fleet.node("central"));
+  const cases: [string[], RegExp][] = [
+    [["approve", "ghost"], /no key known for ghost: it has not said hello to central yet/],
+    [["approve", "ghost", "--key", "not-a-key"], /--key: not an ed25519 public key/],
+    [["revoke", "ghost"], /no key known for ghost/],
+    [["revoke", "central"], /central's own key cannot be revoked/],
+    [["approve", "ship2", "--labels", "site"], /--labels: "site" should be KEY=VALUE/],
+    [["approve"], /steward keys approve NODE/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await stewardOn(fleet, "central", ["keys", ...args]);
+    assert.notEqual(r.code, 0, show(r));
+    assert.match(r.stderr, re, show(r));
+  }
+  assert.equal(await bundleOf(fleet.node("central")), version, "no new bundle");
+  assert.equal(
+    (await keys()).some((k) => k.name === "ghost"),
+    false,
+  );
+  const elsewhere = await stewardOn(fleet, "ship2", ["keys", "list"]);
+  assert.notEqual(elsewhere.code, 0, show(elsewhere));
+  assert.match(elsewhere.stderr, /keys and rules are kept on central \(central\)/);
+});
+
 test("a revoked key approved again is admitted again", async () => {
   await approve("ship1");
   await waitBundle(fleet, ["ship1", "ship2", "ship3"]);
@@ -316,4 +359,19 @@ test("a node works from its last good bundle while central is away, across its o
   await expectDone("ship3", await sendQuick(fleet, "ship3", "ship2", "ping", [], { retries: 5 }));
   // The revocation holds too.
   await expectUnanswered("ship1", await sendQuick(fleet, "ship1", "ship3", "ping"));
+});
+
+test("central restarts with its registry: the same keys, the same rules, and a newer bundle for everyone", async () => {
+  const central = fleet.node("central");
+  const held = await bundleOf(fleet.node("ship2"));
+  await central.start();
+  const version = await waitBundle(fleet, ["ship2", "ship3"]);
+  assert.ok(version > held, `${version} > ${held}`);
+  const states = Object.fromEntries((await keys()).map((k) => [k.name, k.state]));
+  assert.deepEqual(
+    { ship1: states.ship1, ship2: states.ship2, ship3: states.ship3, loose: states.loose },
+    { ship1: "revoked", ship2: "approved", ship3: "approved", loose: undefined },
+  );
+  await expectDone("central", await sendQuick(fleet, "central", "ship2", "ping", [], { retries: 5 }));
+  await expectUnanswered("ship1", await sendQuick(fleet, "ship1", "ship2", "ping"));
 });
