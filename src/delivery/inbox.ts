@@ -230,8 +230,8 @@ export class Inbox {
   private onNotice(msg: Msg): void {
     const opened = this.opts.wire.open(msg.subject, msg.data);
     if (!opened) return;
-    const notice = opened.value as Partial<StateNotice>;
-    if (notice.state !== "running" || typeof notice.id !== "string") return;
+    const notice = opened.value as Partial<StateNotice> | null;
+    if (notice?.state !== "running" || typeof notice.id !== "string") return;
     const rec = this.opts.store.outgoing.get(notice.id);
     if (!rec) return;
     if (rec.toNode !== opened.signer) {

@@ -75,7 +75,7 @@ export class Transport {
           break;
         }
         this.nc = nc;
-        for (const s of this.subs) s.sub = nc.subscribe(s.subject, { callback: (_err, msg) => s.handler(msg) });
+        for (const s of this.subs) s.sub = nc.subscribe(s.subject, { callback: this.callback(s.subject, s.handler) });
         log.info("connected to broker", { broker: nc.getServer() });
         this.setUp();
         void this.watch(nc);
@@ -137,11 +137,26 @@ export class Transport {
     this.upListeners.push(listener);
   }
 
+  /** Whatever a peer sends and whatever a handler does with it, the subscription and the link stay up. */
+  private callback(subject: string, handler: (msg: Msg) => void): (err: Error | null, msg: Msg) => void {
+    return (_err, msg) => {
+      try {
+        handler(msg);
+      } catch (err) {
+        this.opts.log.error("could not handle a message from the broker", {
+          subject: msg.subject,
+          on: subject,
+          reason: (err as Error).message,
+        });
+      }
+    };
+  }
+
   /** Subscribe now and after every new connection; returns what ends the subscription. */
   subscribe(subject: string, handler: (msg: Msg) => void): () => void {
     const entry: (typeof this.subs)[number] = { subject, handler };
     this.subs.push(entry);
-    if (this.nc) entry.sub = this.nc.subscribe(subject, { callback: (_err, msg) => handler(msg) });
+    if (this.nc) entry.sub = this.nc.subscribe(subject, { callback: this.callback(subject, handler) });
     return () => {
       this.subs = this.subs.filter((s) => s !== entry);
       entry.sub?.unsubscribe();
