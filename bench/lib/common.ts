@@ -87,7 +87,12 @@ export class Bench {
       brokerAddress: this.broker.url,
       centralNodeName,
       entry: process.env.BENCH_CPU_PROF ? this.profiledEntry(process.env.BENCH_CPU_PROF) : STEWARD_BIN,
-      settings: { startPubREQHello: 0, logLevel: "warn", ...settings },
+      settings: {
+        startPubREQHello: 0,
+        logLevel: "warn",
+        ...(nodeName === centralNodeName && { autoApproveKeys: 1 }),
+        ...settings,
+      },
     });
     this.onClose(() => p.close());
     await p.start();
@@ -224,6 +229,8 @@ export async function startInProcessNode(
       natsConnectRetryInterval: "1",
       startPubREQHello: "0",
       logLevel: "warn",
+      // The bench's central admits every node's key at its first hello, as the demo's does.
+      ...(nodeName === centralNodeName && { autoApproveKeys: "1" }),
       ...settings,
     },
     { env: {}, persist: false },

@@ -115,6 +115,7 @@ export class Outbox {
     const maxAttempts = 1 + message.retries;
     let attempt = attemptsSoFar;
     let lastReason = "no ACK";
+    let broughtForward = 0;
     // A message stored by an older version has no deadline yet: it gets one now.
     const deliverBy = message.deliverBy ?? now() + this.maxMessageAge * 1000;
     while (!this.closed) {
@@ -170,14 +171,16 @@ export class Outbox {
       }
       // A "no subscriber" answer comes back at once: still wait out the ACK window, then retryWait.
       let wait = Math.max(0, message.ACKTimeout * 1000 - (Date.now() - started)) + message.retryWait * 1000;
-      if (attempt >= maxAttempts) {
+      if (attempt - broughtForward >= maxAttempts) {
         // A reply whose retries are spent is not dropped: the origin would never learn how its request
         // went. It waits for the origin to come back (its _online announcement) or a minute, then goes again.
         if (message.requestId === undefined) break;
         wait = Math.max(wait, REPLY_PARKED_MS);
       }
       this.log.debug("no ACK, will re-send", { id: message.id, toNode: message.toNode, attempt, reason: lastReason });
-      await this.sleep(message.toNode, wait);
+      // A re-send brought forward by a wake (the node said it is back) does not count against retries: replayed
+      // `_online` announcements, or a node that is back without this method's subscriber, cannot burn them.
+      if (await this.sleep(message.toNode, wait)) broughtForward++;
       // The state may have moved on meanwhile (the reply came back though this ACK was lost): stop re-sending.
       const state = this.store.outgoing.get(message.id)?.state;
       if (state !== "queued" && state !== "sent") return;
@@ -212,18 +215,17 @@ export class Outbox {
     this.wake(node);
   }
 
-  private sleep(node: string, ms: number): Promise<void> {
+  /** Wait `ms`, or less when woken (a node came back); true when woken. */
+  private sleep(node: string, ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const waiter: Waiter = {
-        node,
-        wake: () => {
-          clearTimeout(timer);
-          this.waiters.delete(waiter);
-          this.unwatch(node);
-          resolve();
-        },
+      const end = (woken: boolean) => {
+        clearTimeout(timer);
+        this.waiters.delete(waiter);
+        this.unwatch(node);
+        resolve(woken);
       };
-      const timer = setTimeout(waiter.wake, Math.min(ms, MAX_TIMER_MS));
+      const waiter: Waiter = { node, wake: () => end(true) };
+      const timer = setTimeout(() => end(false), Math.min(ms, MAX_TIMER_MS));
       this.waiters.add(waiter);
       this.watch(node);
     });

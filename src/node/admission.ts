@@ -20,6 +20,12 @@ import type { Hello } from "./trustLink.js";
 /** Most keys waiting for approval: hellos under made-up names must not fill central's store. */
 export const MAX_PENDING_KEYS = 1000;
 
+/**
+ * Keys admitted by autoApproveKeys within this many ms go out in one bundle: a fleet of a thousand
+ * nodes starting at once makes a few bundles, not a thousand (each sent to every node).
+ */
+const AUTO_APPROVE_BATCH_MS = 200;
+
 export interface AdmissionOptions {
   trust: Trust;
   store: Store;
@@ -30,6 +36,7 @@ export interface AdmissionOptions {
 
 export class Admission {
   private warnedFull = false;
+  private pendingPublish: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: AdmissionOptions) {}
 
@@ -66,7 +73,10 @@ export class Admission {
           node,
           key: data.publicKey,
         });
-        this.publish();
+        this.pendingPublish ??= setTimeout(() => {
+          this.pendingPublish = undefined;
+          this.publish();
+        }, AUTO_APPROVE_BATCH_MS);
       } else {
         log.warn(`a new node's key waits for approval: steward keys approve ${node}`, { node, key: data.publicKey });
       }
@@ -145,6 +155,8 @@ export class Admission {
 
   /** Build, sign, take and send a new bundle from the registry. */
   publish(): Bundle {
+    clearTimeout(this.pendingPublish);
+    this.pendingPublish = undefined;
     const { store, trust, transport } = this.opts;
     const own = trust.identity;
     const version = Math.max(Number(store.keys.trust("bundleVersion") ?? 0), trust.version) + 1;
@@ -160,6 +172,11 @@ export class Admission {
     if (!offer.taken) throw new Error(`central refused its own bundle: ${offer.reason}`);
     transport.publish(BUNDLE_BROADCAST, bytes);
     return bundle;
+  }
+
+  /** No bundle is left to publish after the node stops. */
+  close(): void {
+    clearTimeout(this.pendingPublish);
   }
 
   /** Send the bundle held to every node (after central's link comes back). */

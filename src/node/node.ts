@@ -340,6 +340,7 @@ export class StewardNode {
       }
     };
     if (this.helloTimer) clearInterval(this.helloTimer);
+    this.admission?.close();
     await step("read folder", () => this.readFolder?.close());
     this.queries.endWaits();
     await step("listeners", () => Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))));
