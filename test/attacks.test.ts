@@ -19,12 +19,15 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { health, query } from "../src/client/client.js";
 import type { Ack, Presence, StateNotice } from "../src/delivery/wire.js";
 import { encode } from "../src/delivery/wire.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { freePort } from "../src/harness/net.js";
 import { newId } from "../src/message/id.js";
 import type { Envelope } from "../src/message/message.js";
+import { type Bundle, BUNDLE_CONTEXT } from "../src/security/bundle.js";
+import { seal } from "../src/security/frame.js";
 import {
   Attacker,
   type Captured,
@@ -47,6 +50,8 @@ let late: Attacker;
 const prom: Record<string, Metrics> = {};
 /** ship4's genuine `_online` announcements, captured as it came up. */
 let ship4Online: Captured[] = [];
+/** Central's genuine bundles, captured as the nodes were admitted one by one. */
+let bundles: Captured[] = [];
 let markers = "";
 
 const marker = (name: string): string => join(markers, name);
@@ -68,6 +73,7 @@ before(async () => {
   attacker = await Attacker.connect(fleet.broker.url);
   late = await Attacker.connect(expiry.broker.url);
   ship4Online = attacker.capture("ship4._online").frames;
+  bundles = attacker.capture("_steward.bundle").frames;
   await Promise.all([
     fleet.add("central", at(0)),
     // Only central may use cliCommand here, until central says otherwise (opProcessStart).
@@ -126,6 +132,66 @@ test("a cliCommand claiming to come from central is dropped unanswered unless ce
   );
   assert.equal(existsSync(mark), false, "a forged cliCommand ran");
   assert.match(readFileSync(fleet.node("ship1").logPath, "utf8"), /dropped a message that failed verification/);
+});
+
+test("a bundle signed by a made-up central key, or an older genuine one, is not taken: mallory stays a stranger", async () => {
+  const ship1 = fleet.node("ship1");
+  const held = (await health(ship1.socketPath)).bundle;
+  const mallory = forgedIdentity(fleet.dir, "mallory");
+  const fakeCentral = forgedIdentity(fleet.dir, "central");
+  const everyone = { rules: [{ from: ["*"], methods: ["*"], to: ["*"] }] };
+  const nodes = { central: { key: fakeCentral.publicKey, groups: [], labels: {} } };
+  const forged = {
+    version: held + 1000,
+    central: "central",
+    issuedAt: Date.now(),
+    nodes: { ...nodes, mallory: { key: mallory.publicKey, groups: [], labels: {} } },
+    acl: everyone,
+  } satisfies Bundle;
+  assert.ok(bundles.length > 1, "central's earlier bundles were captured");
+  await metrics("ship1").dropsDuring({ "bad bundle": 4 }, async () => {
+    // An older genuine bundle first: ignored as stale, without a word; the forgeries after it are counted.
+    for (const subject of ["_steward.bundle", "ship1._bundle"]) {
+      attacker.nc.publish(subject, (bundles[0] as Captured).data);
+      attacker.nc.publish(subject, encode(forged));
+      attacker.nc.publish(subject, seal(fakeCentral, BUNDLE_CONTEXT, encode(forged)));
+    }
+    await attacker.nc.flush();
+  });
+  assert.equal((await health(ship1.socketPath)).bundle, held);
+
+  // mallory, whom the forged bundle would have admitted with every right, is still unknown to ship1.
+  const mark = marker("mallory");
+  const subject = "ship1.cliCommand";
+  const body = envelope({ id: newId(), fromNode: "mallory", toNode: "ship1", methodArgs: touch(mark) });
+  const sent = await metrics("ship1").dropsDuring({ "unknown signer": 1 }, () =>
+    attacker.request(subject, forge(mallory, subject, body)),
+  );
+  await roundTrip(fleet, "ship1");
+  assert.equal(sent.answers.length, 0);
+  assert.equal(existsSync(mark), false);
+});
+
+test("a hello in ship1's name with another key does not change the key central holds for ship1", async () => {
+  const central = fleet.node("central");
+  const keyOf = async (name: string) =>
+    (await query(central.socketPath, "keys", {})).keys.find((k) => k.name === name)?.publicKey;
+  const genuine = await keyOf("ship1");
+  const fake = forgedIdentity(fleet.dir, "ship1");
+  const hello = envelope({
+    id: newId(),
+    fromNode: "ship1",
+    toNode: "central",
+    method: "hello",
+    data: JSON.stringify({ publicKey: fake.publicKey, bundle: 0, at: Date.now() + 3_600_000 }),
+  });
+  await metrics("central").dropsDuring({ unsigned: 1, "bad signature": 1 }, async () => {
+    attacker.nc.publish("central.hello", forge(undefined, "central.hello", hello));
+    attacker.nc.publish("central.hello", forge(fake, "central.hello", hello));
+    await attacker.nc.flush();
+  });
+  assert.equal(await keyOf("ship1"), genuine);
+  await roundTrip(fleet, "ship1");
 });
 
 test("opProcessStart cannot open cliCommand to other nodes: forged, from an admitted node, or even from central", async () => {
@@ -411,6 +477,7 @@ test("forged ACKs and refusals for an offline node leave the message waiting; it
 });
 
 test("nodes whose clocks are five minutes ahead or behind exchange messages with central both ways", async () => {
+  const pings = attacker.capture("central.ping");
   const sends = ["ship3", "ship4"].flatMap((n) => [
     fleet
       .sendOk("central", { toNode: n, method: "cliCommand", methodArgs: ["echo", n] })
@@ -420,6 +487,17 @@ test("nodes whose clocks are five minutes ahead or behind exchange messages with
   for (const [from, id] of await Promise.all(sends)) {
     const m = await fleet.waitState(from as string, id as string);
     assert.equal(m.state, "done", `${from}: ${JSON.stringify(m)}`);
+  }
+  pings.stop();
+  // Their clocks are off indeed: each one's deadline (its clock + the default 7 days) shows it.
+  const week = 7 * 24 * 3600 * 1000;
+  for (const [node, offset] of [
+    ["ship3", 300_000],
+    ["ship4", -300_000],
+  ] as const) {
+    const ping = pings.frames.map((f) => frameBody(f.data)).find((b) => b.fromNode === node);
+    const skew = Number(ping?.deliverBy) - week - Date.now();
+    assert.ok(Math.abs(skew - offset) < 60_000, `${node}'s clock is ${skew} ms off, expected about ${offset}`);
   }
 });
 
