@@ -1,8 +1,7 @@
 /**
- * The attacker's tests (docs/SECURITY.md): someone who can reach the broker,
- * with a plain NATS connection and no Steward key — or keys they made
- * themselves, or the key of one admitted node they took over — against real
- * node processes. Every attack must come to nothing: no command runs (each
+ * The attacker's tests: someone who can reach the broker, with a plain NATS
+ * connection and no Steward key — or keys they made themselves, or the key of
+ * one admitted node they took over — against real node processes. Every attack must come to nothing: no command runs (each
  * would leave a marker file), no state moves in the origin's store, no
  * file is written.
  *
