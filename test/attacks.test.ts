@@ -66,7 +66,8 @@ const metrics = (name: string): Metrics => {
 before(async () => {
   const ports = await Promise.all(Array.from({ length: 5 }, () => freePort()));
   const at = (i: number) => ({ promHostAndPort: `127.0.0.1:${ports[i]}` });
-  [fleet, expiry] = await Promise.all([Fleet.start("attacks"), Fleet.start("expiry")]);
+  // Each kept as soon as it is up, so that `after` closes it even when the other one fails to start.
+  await Promise.all([Fleet.start("attacks").then((f) => (fleet = f)), Fleet.start("expiry").then((f) => (expiry = f))]);
   markers = join(fleet.dir, "markers");
   mkdirSync(markers);
   attacker = await Attacker.connect(fleet.broker.url);
