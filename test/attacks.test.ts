@@ -562,12 +562,14 @@ test("a flood of ship4._online, forged or replayed, does not burn a message's re
   });
   const m = await fleet.status("central", id);
   const elapsed = Date.now() - started;
-  // One attempt per ACKTimeout + retryWait, plus one: the first replay of a genuine announcement is news.
-  const most = 2 + Math.floor(elapsed / ((ACKTimeout + retryWait) * 1000));
+  // One attempt per ACKTimeout + retryWait, plus one each genuine announcement may bring forward the first time it
+  // is seen (its `at` is news): such a re-send does not count against retries, forged or replayed ones wake nothing.
+  const most = 1 + Math.floor(elapsed / ((ACKTimeout + retryWait) * 1000)) + genuine.length;
   assert.ok(
     m.attempt <= most,
     `${m.attempt} attempts in ${elapsed} ms, at most ${most} expected (${genuine.length} genuine _online replayed)`,
   );
+  // Not failed: without the rule above, 1 + retries attempts would be spent by now.
   assert.equal(m.state, "sent", JSON.stringify(m));
 
   // Still being delivered: once ship4 is back, it is done.
