@@ -73,6 +73,8 @@ export class Admission {
           node,
           key: data.publicKey,
         });
+        // Central trusts the key at once; the other nodes learn of it with the next bundle.
+        trust.admitNow(node, data.publicKey);
         this.pendingPublish ??= setTimeout(() => {
           this.pendingPublish = undefined;
           this.publish();
@@ -86,6 +88,11 @@ export class Admission {
       const bytes = trust.signedBundle;
       if (bytes) transport.publish(bundleSubject(node), bytes);
     }
+  }
+
+  /** The version of the bundle that lists every key approved so far (one more than held while one is to go out). */
+  get bundleVersion(): number {
+    return this.opts.trust.version + (this.pendingPublish ? 1 : 0);
   }
 
   list(): KeyRecord[] {

@@ -70,7 +70,7 @@ export class NodeQueries implements QueryHandlers {
   keys(): QueryReply<"keys"> {
     const admission = this.central();
     if ("error" in admission) return admission;
-    return { central: this.opts.nodeName, bundle: this.opts.bundleVersion(), keys: admission.list() };
+    return { central: this.opts.nodeName, bundle: admission.bundleVersion, keys: admission.list() };
   }
 
   async approve({ node, groups, labels, publicKey }: QueryArgs<"approve">): Promise<QueryReply<"approve">> {

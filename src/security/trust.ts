@@ -92,6 +92,15 @@ export class Trust {
     return this.keyOf(name) !== undefined;
   }
 
+  /**
+   * Central only: trust a key it has just admitted at once, before the bundle that lists it goes out (central
+   * batches the bundles of keys it admits by itself). The next bundle taken replaces this.
+   */
+  admitNow(name: string, publicKey: string): void {
+    const key = publicKeyObject(publicKey);
+    if (this.isCentral && key) this.keys.set(name, key);
+  }
+
   /** Called with every new bundle taken. */
   onBundle(listener: (b: Bundle) => void): void {
     this.listeners.push(listener);
