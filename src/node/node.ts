@@ -235,6 +235,8 @@ export class StewardNode {
     this.trustLink.start();
     this.trust.onBundle((bundle) => {
       this.inbox.recheck();
+      // Messages to nodes this bundle admits, whose ACKs could not be checked until now, go at once.
+      this.outbox.wake();
       // A bundle that does not list this node yet: central may have missed its first hello; say it again now.
       if (!bundle.nodes[config.nodeName]) this.central.sendHello(this.trustLink.helloData());
     });
