@@ -14,6 +14,7 @@ import { fanout } from "./fanout.js";
 import { footprint } from "./footprint.js";
 import { fmt, machine, msSince, now, type Row } from "./lib/common.js";
 import { roundTrip } from "./roundTrip.js";
+import { signing } from "./signing.js";
 import { throughput } from "./throughput.js";
 
 const BENCHES: Record<string, () => Promise<Row[]>> = {
@@ -23,6 +24,7 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   fanout: () => fanout(),
   footprint: () => footprint(),
   ansible: () => ansible(),
+  signing: () => signing(),
 };
 
 function option(argv: string[], name: string): string | undefined {

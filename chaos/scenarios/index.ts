@@ -3,6 +3,7 @@ import type { Scenario } from "../lib/scenario.js";
 import { brokerKill } from "./brokerKill.js";
 import { clusterFailover } from "./clusterFailover.js";
 import { diskTrouble } from "./diskTrouble.js";
+import { forge } from "./forge.js";
 import { fuzz } from "./fuzz.js";
 import { leafCut } from "./leafCut.js";
 import { receiverKill } from "./receiverKill.js";
@@ -20,4 +21,5 @@ export const SCENARIOS: Scenario[] = [
   fuzz,
   diskTrouble,
   slowMethods,
+  forge,
 ];
