@@ -147,9 +147,14 @@ export class Outbox {
       this.hooks.onSent?.(message, attempt);
       const started = Date.now();
       try {
-        const answer = await this.transport.request(subject, bytes, message.ACKTimeout * 1000);
-        // Only the node the message went to can ACK or refuse it; anything else is not an answer.
-        const ack = (this.wire.open(answer.subject, answer.data, message.toNode)?.value ?? {}) as Ack;
+        // Only the node the message went to can ACK or refuse it (signed for this request's inbox); anything
+        // else on the inbox is dropped and the wait goes on, so a forged answer that comes first costs nothing.
+        const ack = await this.transport.request(subject, bytes, message.ACKTimeout * 1000, (answer) => {
+          const value = this.wire.open(answer.subject, answer.data, message.toNode)?.value as Partial<Ack> | null;
+          return value && (("ack" in value && value.ack === message.id) || "refused" in value)
+            ? (value as Ack)
+            : undefined;
+        });
         if ("ack" in ack && ack.ack === message.id) {
           this.hooks.onAcked?.(message);
           // A reply, a hello or an error report gets no reply back: for them, delivered is done.

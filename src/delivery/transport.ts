@@ -168,19 +168,32 @@ export class Transport {
     return this.nc?.info?.max_payload ?? 1024 * 1024;
   }
 
-  /** Send and wait for one answer; returns it with the subject it came on (the request's own inbox). */
-  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<{ subject: string; data: Uint8Array }> {
+  /**
+   * Send and wait for an answer that `accept` takes (it returns what it makes of it), ignoring the others:
+   * anyone who can read the request can answer on its inbox first, so the first answer is not the one.
+   * Throws "timeout" when none was taken within `timeoutMs`, "no subscriber on …" at once when nobody listens.
+   */
+  async request<T>(
+    subject: string,
+    data: Uint8Array,
+    timeoutMs: number,
+    accept: (answer: { subject: string; data: Uint8Array }) => T | undefined,
+  ): Promise<T> {
     const nc = this.nc;
     if (!nc || this.state !== "up") throw new Error("not connected to the broker");
     try {
-      const reply = await nc.request(subject, data, { timeout: timeoutMs });
-      return { subject: reply.subject, data: reply.data };
+      const answers = await nc.requestMany(subject, data, { strategy: "timer", maxWait: timeoutMs });
+      for await (const answer of answers) {
+        const taken = accept({ subject: answer.subject, data: answer.data });
+        if (taken !== undefined) return taken;
+      }
     } catch (err) {
-      if (err instanceof RequestError && err.isNoResponders()) {
+      if ((err instanceof RequestError && err.isNoResponders()) || (err as Error).name === "NoRespondersError") {
         throw new Error(`no subscriber on ${subject}`);
       }
       throw err;
     }
+    throw new Error("timeout");
   }
 
   /** Fire and forget; false when there is no connection to publish on. */
