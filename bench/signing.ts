@@ -18,11 +18,17 @@
  *    (node a) and of node b per round trip.
  */
 import { connect } from "@nats-io/transport-node";
-import { createPublicKey, type KeyObject, sign, verify } from "node:crypto";
+import { sign, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { open, readHeader, seal } from "../src/security/frame.js";
-import { type Identity, loadOrCreateIdentity } from "../src/security/identity.js";
+import {
+  type Identity,
+  loadOrCreateIdentity,
+  parsePublicKey,
+  type PublicKey,
+  SIGNER_LIBRARY,
+} from "../src/security/identity.js";
 import { Bench, fmt, median, msSince, now, percentile, type Row, waitUntil } from "./lib/common.js";
 import { rawClient, rawPayload, RawResponder } from "./lib/raw.js";
 
@@ -116,9 +122,9 @@ export async function signing(opts: SigningOptions = {}): Promise<Row[]> {
     await spy.close();
 
     // a) Seal and open, µs each, per round.
-    const publicKeys = new Map<string, KeyObject>([
-      ["a", createPublicKey(keys.a.key)],
-      ["b", createPublicKey(keys.b.key)],
+    const publicKeys = new Map<string, PublicKey>([
+      ["a", parsePublicKey(keys.a.publicKey) as PublicKey],
+      ["b", parsePublicKey(keys.b.publicKey) as PublicKey],
     ]);
     const keyOf = (name: string) => publicKeys.get(name);
     const perFrame = new Map<string, { seal: number[]; open: number[] }>();
@@ -137,14 +143,14 @@ export async function signing(opts: SigningOptions = {}): Promise<Row[]> {
       }
       perFrame.set(f.name, t);
     }
-    out(`a) seal and open (ed25519, the nodes' keys), µs each: ${rounds} rounds of ${iterations}`);
+    out(`a) seal and open (ed25519 by ${SIGNER_LIBRARY}, the nodes' keys), µs each: ${rounds} rounds of ${iterations}`);
     for (const f of frames) {
       const t = perFrame.get(f.name) as { seal: number[]; open: number[] };
       out(
         `   ${f.name.padEnd(15)} ${String(f.bytes).padStart(4)} B   seal ${fmt(median(t.seal))} [${t.seal.map((v) => fmt(v)).join(" ")}]   open ${fmt(median(t.open))} [${t.open.map((v) => fmt(v)).join(" ")}]`,
       );
     }
-    // The same bytes through node:crypto alone: what the framing (header, base64url, copies) adds to ed25519.
+    // The same bytes through node:crypto (OpenSSL) alone: the implementation a node falls back to without libsodium.
     const pingFrame = frames[0] as Frame;
     const signed = Buffer.concat([
       new TextEncoder().encode(`SW1 ${pingFrame.signer.name}\n${pingFrame.subject}\n`),
@@ -152,7 +158,7 @@ export async function signing(opts: SigningOptions = {}): Promise<Row[]> {
     ]);
     const signature = sign(null, signed, pingFrame.signer.key);
     const bare = { sign: [] as number[], verify: [] as number[] };
-    const pub = publicKeys.get(pingFrame.signer.name) as KeyObject;
+    const pub = (publicKeys.get(pingFrame.signer.name) as PublicKey).node;
     for (let r = 0; r < rounds; r++) {
       let t0 = now();
       for (let i = 0; i < iterations; i++) sign(null, signed, pingFrame.signer.key);
@@ -162,7 +168,7 @@ export async function signing(opts: SigningOptions = {}): Promise<Row[]> {
       bare.verify.push((msSince(t0) * 1000) / iterations);
     }
     out(
-      `   ed25519 alone, the ping's bytes: sign ${fmt(median(bare.sign))} [${bare.sign.map((v) => fmt(v)).join(" ")}]   verify ${fmt(median(bare.verify))} [${bare.verify.map((v) => fmt(v)).join(" ")}]`,
+      `   node:crypto ed25519 alone, the ping's bytes: sign ${fmt(median(bare.sign))} [${bare.sign.map((v) => fmt(v)).join(" ")}]   verify ${fmt(median(bare.verify))} [${bare.verify.map((v) => fmt(v)).join(" ")}]`,
     );
     const med = (name: string, op: "seal" | "open") => median(perFrame.get(name)?.[op] ?? []);
     const cryptoUs =

@@ -12,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { type Acl, aclProblem, allows, defaultAcl, type Member, type Rule } from "../src/security/acl.js";
 import { open, readHeader, seal } from "../src/security/frame.js";
-import { publicKeyObject } from "../src/security/identity.js";
+import { parsePublicKey } from "../src/security/identity.js";
 import { auditLines, bundleOf, makeIdentity, sendQuick, show, stewardOn, waitBundle } from "./helpers/trust-helpers.js";
 
 const member = (name: string, groups: string[] = [], labels: Record<string, string> = {}): Member => ({
@@ -202,9 +202,9 @@ describe("aclProblem", () => {
 describe("signed frames", () => {
   const alice = makeIdentity("alice");
   const mallory = makeIdentity("mallory");
-  const aliceKey = publicKeyObject(alice.publicKey);
+  const aliceKey = parsePublicKey(alice.publicKey);
   const keyOf = (name: string) =>
-    name === "alice" ? aliceKey : name === "mallory" ? publicKeyObject(mallory.publicKey) : undefined;
+    name === "alice" ? aliceKey : name === "mallory" ? parsePublicKey(mallory.publicKey) : undefined;
   const subject = "ship1.cliCommand";
   const body = Buffer.from(JSON.stringify({ id: "m1", methodArgs: ["echo", "hello"] }));
 

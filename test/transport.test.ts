@@ -80,7 +80,10 @@ test("the broker killed and restarted: down, publish returns false, then up agai
   await broker.kill();
   await sleepUntil(() => transport.state === "down", { timeoutMs: 20_000, what: "the link to go down" });
   assert.equal(transport.publish("test.transport", new TextEncoder().encode("while down")), false);
-  await assert.rejects(transport.request("test.transport", new Uint8Array(), 1000), /not connected to the broker/);
+  await assert.rejects(
+    transport.request("test.transport", new Uint8Array(), 1000, () => true),
+    /not connected to the broker/,
+  );
 
   await broker.restart();
   await sleepUntil(() => transport.state === "up", { timeoutMs: 20_000, what: "the link to come back" });

@@ -375,3 +375,19 @@ test("central restarts with its registry: the same keys, the same rules, and a n
   await expectDone("central", await sendQuick(fleet, "central", "ship2", "ping", [], { retries: 5 }));
   await expectUnanswered("ship1", await sendQuick(fleet, "ship1", "ship2", "ping"));
 });
+
+test("a node that signs with Node's own crypto (no libsodium) and one with libsodium understand each other", async () => {
+  const plain = await fleet.add("plain", {}, { env: { STEWARD_NO_SODIUM: "1" } });
+  await stewardOn(fleet, "central", ["keys", "approve", "plain"]);
+  await sleepUntil(async () => (await bundleOf(plain)) > 0, { what: "plain to take central's bundle" });
+  const [toPlain] = await fleet.sendOk("central", {
+    toNode: "plain",
+    method: "cliCommand",
+    methodArgs: ["echo", "hi"],
+  });
+  const m = await fleet.waitState("central", toPlain as string);
+  assert.equal(m.state, "done", JSON.stringify(m));
+  assert.equal(m.result?.data, "hi\n");
+  const [fromPlain] = await fleet.sendOk("plain", { toNode: "central", method: "ping" });
+  assert.equal((await fleet.waitState("plain", fromPlain as string)).state, "done");
+});

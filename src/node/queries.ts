@@ -13,7 +13,7 @@ import type {
 } from "../inputs/queries.js";
 import { isFinal } from "../message/message.js";
 import { badTokenReason } from "../message/names.js";
-import { publicKeyObject } from "../security/identity.js";
+import { parsePublicKey } from "../security/identity.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import type { Admission } from "./admission.js";
 
@@ -78,7 +78,7 @@ export class NodeQueries implements QueryHandlers {
     if ("error" in admission) return admission;
     const bad = badTokenReason(node);
     if (bad) return { error: `node name ${bad}` };
-    if (publicKey !== undefined && !publicKeyObject(publicKey))
+    if (publicKey !== undefined && !parsePublicKey(publicKey))
       return { error: "--key: not an ed25519 public key (43 base64url characters, as the node logs it at start)" };
     const rec = admission.approve(node, {
       ...(groups && { groups }),

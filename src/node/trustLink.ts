@@ -15,7 +15,7 @@ import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
 import { now } from "../security/clock.js";
 import { readHeader, verifyHeader } from "../security/frame.js";
-import { publicKeyObject } from "../security/identity.js";
+import { parsePublicKey } from "../security/identity.js";
 import type { Trust } from "../security/trust.js";
 
 /** What a hello carries in its `data`, as JSON. */
@@ -108,7 +108,7 @@ export class TrustLink {
       value = parse(header.body);
       const claimed = (parse((value as Partial<Envelope> | undefined)?.data) as Partial<HelloData> | undefined)
         ?.publicKey;
-      key = typeof claimed === "string" ? publicKeyObject(claimed) : undefined;
+      key = typeof claimed === "string" ? parsePublicKey(claimed) : undefined;
     }
     const opened = verifyHeader(header, subject, key);
     if (!opened.ok) {

@@ -7,7 +7,7 @@
  */
 import { badTokenReason } from "../message/names.js";
 import { type Acl, aclProblem } from "./acl.js";
-import { publicKeyObject } from "./identity.js";
+import { parsePublicKey } from "./identity.js";
 
 /** The "subject" every bundle is signed for. */
 export const BUNDLE_CONTEXT = "steward.bundle";
@@ -37,7 +37,7 @@ export function bundleProblem(value: unknown): string | undefined {
   if (b.nodes === null || typeof b.nodes !== "object") return "nodes missing";
   for (const [name, n] of Object.entries(b.nodes)) {
     if (badTokenReason(name)) return `node name ${JSON.stringify(name)} ${badTokenReason(name)}`;
-    if (!n || typeof n.key !== "string" || !publicKeyObject(n.key)) return `${name}: not an ed25519 public key`;
+    if (!n || typeof n.key !== "string" || !parsePublicKey(n.key)) return `${name}: not an ed25519 public key`;
     if (!Array.isArray(n.groups) || !n.groups.every((g) => typeof g === "string")) return `${name}: groups`;
     if (n.labels === null || typeof n.labels !== "object") return `${name}: labels`;
   }

@@ -11,9 +11,7 @@
  * the clear so that the receiver can pick the key (and a broker can later
  * match it against the subject).
  */
-import type { KeyObject } from "node:crypto";
-import type { Identity } from "./identity.js";
-import { verifySignature } from "./identity.js";
+import { type Identity, type PublicKey, verifySignature } from "./identity.js";
 
 const MAGIC = "SW1";
 /** Longest header read: magic, a node name (≤ 128), an 86-character signature. */
@@ -52,14 +50,14 @@ export function readHeader(bytes: Uint8Array): FrameHeader | undefined {
 }
 
 /** Verify a frame against the key of its signer (`keyOf`); only then is its body worth reading. */
-export function open(bytes: Uint8Array, subject: string, keyOf: (name: string) => KeyObject | undefined): Opened {
+export function open(bytes: Uint8Array, subject: string, keyOf: (name: string) => PublicKey | undefined): Opened {
   const header = readHeader(bytes);
   if (!header) return { ok: false, kind: "unsigned", problem: "not a signed frame" };
   return verifyHeader(header, subject, keyOf(header.signer));
 }
 
 /** Check a frame's signature with a given key (undefined: the signer is not known here). */
-export function verifyHeader(header: FrameHeader, subject: string, key: KeyObject | undefined): Opened {
+export function verifyHeader(header: FrameHeader, subject: string, key: PublicKey | undefined): Opened {
   const { signer } = header;
   if (!key) return { ok: false, signer, kind: "unknown signer", problem: `${signer} has no admitted key here` };
   if (!verifySignature(key, signedPart(signer, subject, header.body), header.signature))

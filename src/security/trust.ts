@@ -10,14 +10,13 @@
  * one held. Until a node has central's key it trusts only itself: every
  * other sender's message is dropped unacknowledged (the sender re-sends).
  */
-import type { KeyObject } from "node:crypto";
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.js";
 import { type Acl, defaultAcl, type Member } from "./acl.js";
 import { type Bundle, BUNDLE_CONTEXT, bundleProblem } from "./bundle.js";
 import { open, readHeader, verifyHeader } from "./frame.js";
-import { type Identity, publicKeyObject, rawPublicKey } from "./identity.js";
+import { type Identity, parsePublicKey, type PublicKey } from "./identity.js";
 
 export const CENTRAL_KEY_FILE = "central.pub";
 export const BUNDLE_FILE = "bundle";
@@ -35,15 +34,15 @@ export interface TrustOptions {
 export type Offer = { taken: true; bundle: Bundle } | { taken: false; reason: string; stale?: boolean };
 
 export class Trust {
-  private centralKey: KeyObject | undefined;
+  private centralKey: PublicKey | undefined;
   private bundle: Bundle | undefined;
   private bundleBytes: Uint8Array | undefined;
-  private keys = new Map<string, KeyObject>();
-  private readonly ownKey: KeyObject;
+  private keys = new Map<string, PublicKey>();
+  private readonly ownKey: PublicKey;
   private readonly listeners: ((b: Bundle) => void)[] = [];
 
   constructor(private readonly opts: TrustOptions) {
-    this.ownKey = publicKeyObject(opts.identity.publicKey) as KeyObject;
+    this.ownKey = parsePublicKey(opts.identity.publicKey) as PublicKey;
     this.loadCentralKey();
     this.loadBundle();
   }
@@ -75,7 +74,7 @@ export class Trust {
   }
 
   /** The key a message signed by `name` is checked with: its own, central's, or an admitted one. */
-  keyOf = (name: string): KeyObject | undefined => {
+  keyOf = (name: string): PublicKey | undefined => {
     if (name === this.opts.identity.name) return this.ownKey;
     if (name === this.opts.centralNodeName) return this.centralKey;
     return this.keys.get(name);
@@ -97,7 +96,7 @@ export class Trust {
    * batches the bundles of keys it admits by itself). The next bundle taken replaces this.
    */
   admitNow(name: string, publicKey: string): void {
-    const key = publicKeyObject(publicKey);
+    const key = parsePublicKey(publicKey);
     if (this.isCentral && key) this.keys.set(name, key);
   }
 
@@ -112,7 +111,7 @@ export class Trust {
     if (!header) return { taken: false, reason: "not a signed bundle" };
     if (header.signer !== this.opts.centralNodeName)
       return { taken: false, reason: `signed by ${header.signer}, not by central (${this.opts.centralNodeName})` };
-    let pinning: KeyObject | undefined;
+    let pinning: PublicKey | undefined;
     let value: unknown;
     if (!this.centralKey) {
       if (!this.opts.pinCentralKey)
@@ -124,7 +123,7 @@ export class Trust {
         return { taken: false, reason: "not JSON" };
       }
       const claimed = (value as Partial<Bundle>).nodes?.[this.opts.centralNodeName]?.key;
-      pinning = typeof claimed === "string" ? publicKeyObject(claimed) : undefined;
+      pinning = typeof claimed === "string" ? parsePublicKey(claimed) : undefined;
       if (!pinning) return { taken: false, reason: "names no key for central" };
     }
     const opened = verifyHeader(header, BUNDLE_CONTEXT, this.centralKey ?? pinning);
@@ -149,7 +148,7 @@ export class Trust {
     this.bundleBytes = bytes;
     this.keys = new Map(
       Object.entries(bundle.nodes).flatMap(([name, n]) => {
-        const key = publicKeyObject(n.key);
+        const key = parsePublicKey(n.key);
         return key ? [[name, key] as const] : [];
       }),
     );
@@ -166,9 +165,9 @@ export class Trust {
     for (const l of this.listeners) l(bundle);
   }
 
-  private pin(key: KeyObject, from: string): void {
+  private pin(key: PublicKey, from: string): void {
     this.centralKey = key;
-    const raw = rawPublicKey(key);
+    const raw = key.text;
     writeFileSync(join(this.opts.configFolder, CENTRAL_KEY_FILE), `${raw}\n`, { mode: 0o600 });
     this.opts.log.warn(
       `PINNED central's key on first contact: ${this.opts.centralNodeName} = ${raw}. From now on only this key is trusted for central; ` +
@@ -187,7 +186,7 @@ export class Trust {
     const pinned = existsSync(path) ? readFileSync(path, "utf8").trim() : "";
     const raw = centralPublicKey || pinned;
     if (!raw) return;
-    const key = publicKeyObject(raw);
+    const key = parsePublicKey(raw);
     if (!key) {
       log.error(`central's public key is not an ed25519 key (${centralPublicKey ? "centralPublicKey" : path})`, {
         raw,
@@ -223,7 +222,7 @@ export class Trust {
       return;
     }
     this.bundle = value as Bundle;
-    this.keys = new Map(Object.entries(this.bundle.nodes).map(([n, a]) => [n, publicKeyObject(a.key) as KeyObject]));
+    this.keys = new Map(Object.entries(this.bundle.nodes).map(([n, a]) => [n, parsePublicKey(a.key) as PublicKey]));
     this.bundleBytes = bytes;
   }
 

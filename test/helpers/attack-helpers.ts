@@ -10,7 +10,6 @@
  * (its metrics) and then looks at what came back.
  */
 import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { createPublicKey } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { query } from "../../src/client/client.js";
@@ -18,7 +17,7 @@ import { decodeJson, encode } from "../../src/delivery/wire.js";
 import { type Fleet, sleepUntil } from "../../src/harness/fleet.js";
 import type { NodeProcess } from "../../src/harness/nodeProcess.js";
 import { open, readHeader, seal } from "../../src/security/frame.js";
-import { type Identity, loadOrCreateIdentity } from "../../src/security/identity.js";
+import { type Identity, loadOrCreateIdentity, parsePublicKey } from "../../src/security/identity.js";
 
 /** A frame as it travelled: its subject, bytes and the reply subject of its request. */
 export interface Captured {
@@ -106,7 +105,7 @@ export function frameBody(bytes: Uint8Array): Record<string, unknown> {
 /** The answer's body, only when `signer` signed it for the subject it came on. */
 export function openAnswer(msg: Msg, signer: Identity): unknown {
   const opened = open(msg.data, msg.subject, (name) =>
-    name === signer.name ? createPublicKey(signer.key) : undefined,
+    name === signer.name ? parsePublicKey(signer.publicKey) : undefined,
   );
   if (!opened.ok) throw new Error(`the answer on ${msg.subject} is not signed by ${signer.name}: ${opened.problem}`);
   return decodeJson(opened.body);
