@@ -7,7 +7,7 @@
  *   connecting ──connected──▶ up ──disconnect──▶ down ──reconnect──▶ up
  *        └────────────────────── close() ─────────────────────────▶ closed
  */
-import { connect, type Msg, type NatsConnection, RequestError, type Subscription } from "@nats-io/transport-node";
+import { connect, createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
 import { BrokerCredentials, type BrokerSecuritySettings, type Security } from "./credentials.js";
 
@@ -27,6 +27,10 @@ export class Transport {
   private upListeners: (() => void)[] = [];
   private subs: { subject: string; handler: (msg: Msg) => void; sub?: Subscription }[] = [];
   private closing = false;
+  /** This connection's inbox: answers to requests come on `<inbox>.<n>`. */
+  private inbox = "";
+  private requests = 0;
+  private answers = new Map<string, (msg: Msg) => void>();
   private lastProblem = "";
   private readonly credentials: BrokerCredentials;
   /** Ends the wait for a connection attempt when the transport closes. */
@@ -75,6 +79,10 @@ export class Transport {
           break;
         }
         this.nc = nc;
+        this.inbox = createInbox();
+        nc.subscribe(`${this.inbox}.*`, {
+          callback: this.callback("answers", (msg) => this.answers.get(msg.subject)?.(msg)),
+        });
         for (const s of this.subs) s.sub = nc.subscribe(s.subject, { callback: this.callback(s.subject, s.handler) });
         log.info("connected to broker", { broker: nc.getServer() });
         this.setUp();
@@ -172,28 +180,42 @@ export class Transport {
    * Send and wait for an answer that `accept` takes (it returns what it makes of it), ignoring the others:
    * anyone who can read the request can answer on its inbox first, so the first answer is not the one.
    * Throws "timeout" when none was taken within `timeoutMs`, "no subscriber on …" at once when nobody listens.
+   *
+   * The answers come on this connection's own inbox (one subscription for all requests, as nats.js's own
+   * request does), each request on a subject of its own below it.
    */
-  async request<T>(
+  request<T>(
     subject: string,
     data: Uint8Array,
     timeoutMs: number,
     accept: (answer: { subject: string; data: Uint8Array }) => T | undefined,
   ): Promise<T> {
     const nc = this.nc;
-    if (!nc || this.state !== "up") throw new Error("not connected to the broker");
-    try {
-      const answers = await nc.requestMany(subject, data, { strategy: "timer", maxWait: timeoutMs });
-      for await (const answer of answers) {
-        const taken = accept({ subject: answer.subject, data: answer.data });
-        if (taken !== undefined) return taken;
+    if (!nc || this.state !== "up") return Promise.reject(new Error("not connected to the broker"));
+    const replySubject = `${this.inbox}.${(++this.requests).toString(36)}`;
+    return new Promise<T>((resolve, reject) => {
+      const end = (err: Error | undefined, value?: T) => {
+        clearTimeout(timer);
+        this.answers.delete(replySubject);
+        if (err) reject(err);
+        else resolve(value as T);
+      };
+      const timer = setTimeout(() => end(new Error("timeout")), timeoutMs);
+      this.answers.set(replySubject, (msg) => {
+        // The broker's own answer when no one subscribes to the subject (status 503, no data).
+        if (msg.data.length === 0 && msg.headers?.code === 503) {
+          end(new Error(`no subscriber on ${subject}`));
+          return;
+        }
+        const taken = accept({ subject: msg.subject, data: msg.data });
+        if (taken !== undefined) end(undefined, taken);
+      });
+      try {
+        nc.publish(subject, data, { reply: replySubject });
+      } catch (err) {
+        end(err as Error);
       }
-    } catch (err) {
-      if ((err instanceof RequestError && err.isNoResponders()) || (err as Error).name === "NoRespondersError") {
-        throw new Error(`no subscriber on ${subject}`);
-      }
-      throw err;
-    }
-    throw new Error("timeout");
+    });
   }
 
   /** Fire and forget; false when there is no connection to publish on. */
