@@ -83,7 +83,7 @@ export class Transport {
         // An answer is checked in the next turn: a reply that came in the same read (a ping's pong follows its
         // ACK at once) is checked and stored first, and the ACK's signature is checked while that store syncs.
         const onAnswer = this.callback("answers", (msg) => this.answers.get(msg.subject)?.(msg));
-        nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => setImmediate(() => onAnswer(err, msg)) });
+        nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => void setImmediate(() => onAnswer(err, msg)) });
         for (const s of this.subs) s.sub = nc.subscribe(s.subject, { callback: this.callback(s.subject, s.handler) });
         log.info("connected to broker", { broker: nc.getServer() });
         this.setUp();
