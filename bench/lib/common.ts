@@ -237,7 +237,8 @@ export async function startInProcessNode(
   );
   const node = await StewardNode.start(config, createLogger(nodeName, config.logLevel as "warn"));
   const watched = new WatchedNode(node);
-  await waitUntil(() => node.health().broker === "up", 10_000);
+  // Generous: four processes of 250 simulated nodes share 2 cores with central's bundles while they start.
+  await waitUntil(() => node.health().broker === "up", 60_000, `${nodeName} to reach the broker`);
   return watched;
 }
 

@@ -21,10 +21,12 @@ import type { Hello } from "./trustLink.js";
 export const MAX_PENDING_KEYS = 1000;
 
 /**
- * Keys admitted by autoApproveKeys within this many ms go out in one bundle: a fleet of a thousand
- * nodes starting at once makes a few bundles, not a thousand (each sent to every node).
+ * Keys admitted by autoApproveKeys go out together: the bundle leaves once no new key came for
+ * AUTO_APPROVE_QUIET_MS, or AUTO_APPROVE_MAX_MS after the first key waiting. A fleet of a thousand
+ * nodes starting at once makes a few bundles, not a thousand (each sent to, and checked by, every node).
  */
-const AUTO_APPROVE_BATCH_MS = 200;
+const AUTO_APPROVE_QUIET_MS = 500;
+const AUTO_APPROVE_MAX_MS = 5000;
 
 export interface AdmissionOptions {
   trust: Trust;
@@ -37,6 +39,8 @@ export interface AdmissionOptions {
 export class Admission {
   private warnedFull = false;
   private pendingPublish: NodeJS.Timeout | undefined;
+  /** When the oldest key not yet in a bundle was admitted. */
+  private pendingSince: number | undefined;
 
   constructor(private readonly opts: AdmissionOptions) {}
 
@@ -75,10 +79,10 @@ export class Admission {
         });
         // Central trusts the key at once; the other nodes learn of it with the next bundle.
         trust.admitNow(node, data.publicKey);
-        this.pendingPublish ??= setTimeout(() => {
-          this.pendingPublish = undefined;
-          this.publish();
-        }, AUTO_APPROVE_BATCH_MS);
+        this.pendingSince ??= Date.now();
+        clearTimeout(this.pendingPublish);
+        const wait = Math.min(AUTO_APPROVE_QUIET_MS, this.pendingSince + AUTO_APPROVE_MAX_MS - Date.now());
+        this.pendingPublish = setTimeout(() => this.publish(), Math.max(0, wait));
       } else {
         log.warn(`a new node's key waits for approval: steward keys approve ${node}`, { node, key: data.publicKey });
       }
@@ -164,6 +168,7 @@ export class Admission {
   publish(): Bundle {
     clearTimeout(this.pendingPublish);
     this.pendingPublish = undefined;
+    this.pendingSince = undefined;
     const { store, trust, transport } = this.opts;
     const own = trust.identity;
     const version = Math.max(Number(store.keys.trust("bundleVersion") ?? 0), trust.version) + 1;

@@ -233,12 +233,17 @@ export class StewardNode {
     mkdirSync(resolve(config.subscribersDataFolder), { recursive: true });
     this.inbox.start();
     this.trustLink.start();
+    let lastNudge = 0;
     this.trust.onBundle((bundle) => {
       this.inbox.recheck();
       // Messages to nodes this bundle admits, whose ACKs could not be checked until now, go at once.
       this.outbox.wake();
-      // A bundle that does not list this node yet: central may have missed its first hello; say it again now.
-      if (!bundle.nodes[config.nodeName]) this.central.sendHello(this.trustLink.helloData());
+      // A bundle that does not list this node yet: central may have missed its first hello; say it again now
+      // (once in a while: while a fleet starts, bundles come often).
+      if (!bundle.nodes[config.nodeName] && Date.now() - lastNudge > 5000) {
+        lastNudge = Date.now();
+        this.central.sendHello(this.trustLink.helloData());
+      }
     });
     this.admission?.start();
     this.transport.onUp(() => {

@@ -45,12 +45,23 @@ const sodium = loadSodium();
 /** Which ed25519 implementation this process uses, for the logs and the bench. */
 export const SIGNER_LIBRARY = sodium ? "libsodium" : "node:crypto";
 
-/** A public key, ready for checking signatures with either implementation. */
-export interface PublicKey {
-  /** Raw, base64url: as written in bundles, hellos and settings. */
-  text: string;
-  raw: Buffer;
-  node: KeyObject;
+/**
+ * A public key, ready for checking signatures with either implementation. Node's KeyObject is made only
+ * when first needed: a node reads every key of every bundle, and with libsodium it never needs one.
+ */
+export class PublicKey {
+  private object: KeyObject | undefined;
+
+  constructor(
+    /** Raw, base64url: as written in bundles, hellos and settings. */
+    readonly text: string,
+    readonly raw: Buffer,
+  ) {}
+
+  get node(): KeyObject {
+    this.object ??= createPublicKey({ key: Buffer.concat([SPKI_PREFIX, this.raw]), format: "der", type: "spki" });
+    return this.object;
+  }
 }
 
 export interface Identity {
@@ -121,12 +132,7 @@ export function rawPublicKey(key: KeyObject): string {
 export function parsePublicKey(text: string): PublicKey | undefined {
   if (!/^[A-Za-z0-9_-]{43}$/.test(text)) return undefined;
   const raw = Buffer.from(text, "base64url");
-  try {
-    const node = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: "der", type: "spki" });
-    return { text, raw, node };
-  } catch {
-    return undefined;
-  }
+  return raw.length === 32 ? new PublicKey(text, raw) : undefined;
 }
 
 export function verifySignature(key: PublicKey, data: Uint8Array, signature: Uint8Array): boolean {

@@ -146,9 +146,12 @@ export class Trust {
   private install(bundle: Bundle, bytes: Uint8Array): void {
     this.bundle = bundle;
     this.bundleBytes = bytes;
+    const before = this.keys;
     this.keys = new Map(
       Object.entries(bundle.nodes).flatMap(([name, n]) => {
-        const key = parsePublicKey(n.key);
+        // The same key as in the last bundle: the same object (and whatever it has prepared for checking).
+        const held = before.get(name);
+        const key = held?.text === n.key ? held : parsePublicKey(n.key);
         return key ? [[name, key] as const] : [];
       }),
     );
