@@ -122,7 +122,7 @@ export class Trust {
       } catch {
         return { taken: false, reason: "not JSON" };
       }
-      const claimed = (value as Partial<Bundle>).nodes?.[this.opts.centralNodeName]?.key;
+      const claimed = (value as Partial<Bundle> | null)?.nodes?.[this.opts.centralNodeName]?.key;
       pinning = typeof claimed === "string" ? parsePublicKey(claimed) : undefined;
       if (!pinning) return { taken: false, reason: "names no key for central" };
     }
