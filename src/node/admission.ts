@@ -82,7 +82,16 @@ export class Admission {
         this.pendingSince ??= Date.now();
         clearTimeout(this.pendingPublish);
         const wait = Math.min(AUTO_APPROVE_QUIET_MS, this.pendingSince + AUTO_APPROVE_MAX_MS - Date.now());
-        this.pendingPublish = setTimeout(() => this.publish(), Math.max(0, wait));
+        this.pendingPublish = setTimeout(
+          () => {
+            try {
+              this.publish();
+            } catch (err) {
+              log.error("cannot send a new bundle", { reason: (err as Error).message });
+            }
+          },
+          Math.max(0, wait),
+        );
       } else {
         log.warn(`a new node's key waits for approval: steward keys approve ${node}`, { node, key: data.publicKey });
       }
