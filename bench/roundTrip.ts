@@ -5,7 +5,7 @@
  * same broker. The two alternate, one each, so that both see the same noise.
  */
 import { Bench, fmt, msSince, now, percentile, type Row } from "./lib/common.js";
-import { RawResponder, rawClient, rawPayload } from "./lib/raw.js";
+import { RawResponder, rawClient, rawRoundTrip } from "./lib/raw.js";
 
 export interface RoundTripOptions {
   /** Measured round trips of each kind. */
@@ -36,12 +36,7 @@ export async function roundTrip(opts: RoundTripOptions = {}): Promise<Row[]> {
     const [firstId] = await a.accept({ toNode: "b", method: "ping" });
     await a.final(firstId as string);
     const size = JSON.stringify(a.node.store.outgoing.get(firstId as string)?.envelope ?? {}).length;
-    const payload = rawPayload(size);
-    const raw = async (): Promise<number> => {
-      const t0 = now();
-      await nc.request("raw.echo", payload, { timeout: 5000 });
-      return msSince(t0);
-    };
+    const raw = rawRoundTrip(nc, size);
 
     for (let i = 0; i < warmup; i++) {
       await ping();

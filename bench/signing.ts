@@ -30,7 +30,7 @@ import {
   SIGNER_LIBRARY,
 } from "../src/security/identity.js";
 import { Bench, fmt, median, msSince, now, percentile, type Row, waitUntil } from "./lib/common.js";
-import { rawClient, rawPayload, RawResponder } from "./lib/raw.js";
+import { rawClient, RawResponder, rawRoundTrip } from "./lib/raw.js";
 
 export interface SigningOptions {
   /** Rounds of each measurement: the spread between rounds is the noise. */
@@ -182,12 +182,7 @@ export async function signing(opts: SigningOptions = {}): Promise<Row[]> {
 
     // c) The round trip, alternating with the raw baseline as roundTrip.ts does; CPU over the Steward pings only.
     const size = JSON.stringify(a.node.store.outgoing.get(ping0.id)?.envelope ?? {}).length;
-    const payload = rawPayload(size);
-    const raw = async (): Promise<number> => {
-      const t0 = now();
-      await nc.request("raw.echo", payload, { timeout: 5000 });
-      return msSince(t0);
-    };
+    const raw = rawRoundTrip(nc, size);
     for (let i = 0; i < warmup; i++) {
       await ping();
       await raw();

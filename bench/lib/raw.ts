@@ -70,3 +70,13 @@ export async function rawClient(url: string): Promise<NatsConnection> {
 export function rawPayload(bytes = 420): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ data: "x".repeat(Math.max(0, bytes - 11)) }));
 }
+
+/** One timed raw round trip of `bytes` to the responder on `subject`: the baseline beside a Steward ping. */
+export function rawRoundTrip(nc: NatsConnection, bytes: number, subject = "raw.echo"): () => Promise<number> {
+  const payload = rawPayload(bytes);
+  return async () => {
+    const t0 = now();
+    await nc.request(subject, payload, { timeout: 5000 });
+    return msSince(t0);
+  };
+}
