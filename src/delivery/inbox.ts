@@ -27,7 +27,7 @@ import type { Store } from "../store/store.js";
 import type { Outbox } from "./outbox.js";
 import { Replies } from "./replies.js";
 import { Runner, type RunnerOptions } from "./runner.js";
-import { stateSubject } from "./subjects.js";
+import { stateSubscription } from "./subjects.js";
 import { Subscribers } from "./subscribers.js";
 import type { Transport } from "./transport.js";
 import { type Ack, envelopeProblem, type StateNotice, type Wire } from "./wire.js";
@@ -78,7 +78,7 @@ export class Inbox {
     for (const [method, allowed] of Object.entries(this.opts.allowedNodes)) {
       if (allowed) this.subscribers.start(method as MethodName, allowed);
     }
-    transport.subscribe(stateSubject(nodeName), (msg) => this.onNotice(msg));
+    transport.subscribe(stateSubscription(nodeName), (msg) => this.onNotice(msg));
   }
 
   /** Central's bundle changed: stop what a sender may no longer have run here (a key revoked, a rule removed). */

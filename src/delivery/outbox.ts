@@ -111,7 +111,7 @@ export class Outbox {
   }
 
   private async sendUntilAcked(message: Envelope, attemptsSoFar: number): Promise<void> {
-    const subject = methodSubject(message.toNode, message.method);
+    const subject = methodSubject(message.toNode, message.method, this.wire.nodeName);
     const maxAttempts = 1 + message.retries;
     let attempt = attemptsSoFar;
     let lastReason = "no ACK";

@@ -331,7 +331,7 @@ export class Runner {
 
   /** Tell the message's origin that its method runs (best effort: the reply settles the state anyway). */
   private noticeRunning(message: Envelope): void {
-    const subject = stateSubject(message.fromNode);
+    const subject = stateSubject(message.fromNode, this.opts.wire.nodeName);
     this.opts.transport.publish(
       subject,
       this.opts.wire.seal(subject, { id: message.id, state: "running" } satisfies StateNotice),

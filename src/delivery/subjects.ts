@@ -1,18 +1,40 @@
 /**
- * NATS subjects, in the seeds' form: the receiving node first, so a broker's
- * permissions can allow a node exactly `<itself>.>` (as the original README's nats-server config does).
+ * NATS subjects. Each names the node it is for first (as in the seeds) and the node that sends on it
+ * last, so that a broker can pin both: a node may subscribe to `<itself>.>` and publish only to
+ * `*.*.<itself>` (docs/SECURITY.md, "The broker's part"; `steward broker-config` writes that config).
+ * A stolen broker credential then cannot read another node's traffic or speak under its name, and the
+ * receiver checks the sender's token against the frame's signer as well.
  *
- *   <toNode>.<method>   a message for a method on a node (request/reply carries the ACK)
- *   <toNode>._state     best-effort progress notices for messages that node sent
- *   <node>._online      a node announcing it is (back) on the broker: senders with messages
- *                       waiting for it listen while they wait, and re-send at once
- *   <node>._bundle      central's signed bundle, sent to one node (it said hello with an older one)
- *   _steward.bundle     central's signed bundle, to every node at once (a key approved or revoked, new rules)
+ *   <toNode>.<method>.<fromNode>   a message for a method on a node (request/reply carries the ACK)
+ *   <toNode>._state.<fromNode>     best-effort progress notices, from the node running a message to its origin
+ *   <toNode>._bundle.<central>     central's signed bundle, sent to one node (it said hello with an older one)
+ *   _online.<node>                 a node announcing it is (back) on the broker: senders with messages
+ *                                  waiting for it listen while they wait, and re-send at once
+ *   _bundle.<central>              central's signed bundle, to every node at once
+ *   _INBOX.<node>.<unique>.<n>     a node's own reply inbox: ACKs and refusals of what it sent
+ *
+ * Node names never start with "_" (src/message/names.ts), so Steward's own subjects cannot be a node's.
  */
 import type { MethodName } from "../message/methods.js";
 
-export const methodSubject = (node: string, method: MethodName): string => `${node}.${method}`;
-export const stateSubject = (node: string): string => `${node}._state`;
-export const onlineSubject = (node: string): string => `${node}._online`;
-export const bundleSubject = (node: string): string => `${node}._bundle`;
-export const BUNDLE_BROADCAST = "_steward.bundle";
+export const methodSubject = (toNode: string, method: MethodName, fromNode: string): string =>
+  `${toNode}.${method}.${fromNode}`;
+/** What a node subscribes to for one method it serves, from any sender. */
+export const methodSubscription = (node: string, method: MethodName): string => `${node}.${method}.*`;
+export const stateSubject = (toNode: string, fromNode: string): string => `${toNode}._state.${fromNode}`;
+export const stateSubscription = (node: string): string => `${node}._state.*`;
+export const bundleSubject = (node: string, central: string): string => `${node}._bundle.${central}`;
+export const onlineSubject = (node: string): string => `_online.${node}`;
+export const bundleBroadcast = (central: string): string => `_bundle.${central}`;
+/** The prefix of a node's reply inboxes. */
+export const inboxPrefix = (node: string): string => `_INBOX.${node}`;
+
+/**
+ * The node a subject says its sender is (its last token), or undefined for a reply inbox, whose
+ * sender is whoever got the request. A frame whose signer is not this node is dropped.
+ */
+export function senderOf(subject: string): string | undefined {
+  if (subject.startsWith("_INBOX.")) return undefined;
+  const dot = subject.lastIndexOf(".");
+  return dot < 0 ? undefined : subject.slice(dot + 1);
+}

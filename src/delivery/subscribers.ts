@@ -9,7 +9,7 @@
 import type { Msg } from "@nats-io/transport-node";
 import type { MethodName } from "../message/methods.js";
 import type { AllowedNodes, SubscriberControl, SubscriberInfo } from "../methods/method.js";
-import { methodSubject } from "./subjects.js";
+import { methodSubscription } from "./subjects.js";
 import type { Transport } from "./transport.js";
 
 /** "*" / "" / "true" / "false" / "central,ship1" → who may use a method; undefined = not started. */
@@ -38,7 +38,7 @@ export class Subscribers implements SubscriberControl {
       existing.allowedNodes = allowedNodes;
       return;
     }
-    const end = this.transport.subscribe(methodSubject(this.nodeName, method), (msg) => this.handler(msg, method));
+    const end = this.transport.subscribe(methodSubscription(this.nodeName, method), (msg) => this.handler(msg, method));
     this.active.set(method, { method, allowedNodes, since: Date.now(), end });
   }
 

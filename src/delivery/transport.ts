@@ -10,6 +10,7 @@
 import { connect, createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
 import { BrokerCredentials, type BrokerSecuritySettings, type Security } from "./credentials.js";
+import { inboxPrefix } from "./subjects.js";
 
 export type LinkState = "connecting" | "up" | "down" | "closed";
 
@@ -62,6 +63,7 @@ export class Transport {
           // Async stack traces cost two Error objects per request (about 11% of a busy sender's CPU, see
           // docs/PERFORMANCE.md); our errors say what failed without them.
           noAsyncTraces: true,
+          inboxPrefix: inboxPrefix(this.opts.nodeName),
         });
         // close() does not wait out a pending attempt (up to nats.js's 20 s connect timeout).
         const nc = await Promise.race([
@@ -79,7 +81,8 @@ export class Transport {
           break;
         }
         this.nc = nc;
-        this.inbox = createInbox();
+        // Under the node's own prefix, the one inbox a least-privilege broker config lets it read.
+        this.inbox = createInbox(inboxPrefix(this.opts.nodeName));
         // An answer is checked in the next turn: a reply that came in the same read (a ping's pong follows its
         // ACK at once) is checked and stored first, and the ACK's signature is checked while that store syncs.
         const onAnswer = this.callback("answers", (msg) => this.answers.get(msg.subject)?.(msg));

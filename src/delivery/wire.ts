@@ -10,6 +10,7 @@ import { badTokenReason } from "../message/names.js";
 import { seal } from "../security/frame.js";
 import type { Trust } from "../security/trust.js";
 import type { Rejects } from "./rejects.js";
+import { senderOf } from "./subjects.js";
 
 /** The receiver's answer to a message: stored (ACK, naming the id) or refused (never retried). */
 export type Ack = { ack: string } | { refused: string; id?: string };
@@ -19,7 +20,7 @@ export interface StateNotice {
   state: "running";
 }
 
-/** `<node>._online`: the node is (back) on the broker. `at` only goes up, so a replayed one is ignored. */
+/** `_online.<node>`: the node is (back) on the broker. `at` only goes up, so a replayed one is ignored. */
 export interface Presence {
   node: string;
   at: number;
@@ -55,6 +56,11 @@ export class Wire {
     const opened = this.trust.open(bytes, subject);
     if (!opened.ok) {
       this.rejects.drop(subject, opened.signer, opened.kind, opened.problem);
+      return undefined;
+    }
+    const named = senderOf(subject);
+    if (named !== undefined && named !== opened.signer) {
+      this.drop(subject, opened.signer, "wrong signer", `signed by ${opened.signer} on a subject that names ${named}`);
       return undefined;
     }
     if (signer !== undefined && opened.signer !== signer) {

@@ -9,6 +9,8 @@
 export function badTokenReason(name: string): string | undefined {
   if (name.length === 0) return "is empty";
   if (name.length > 128) return "is longer than 128 characters";
+  if (name.startsWith("_"))
+    return `"${name}" starts with "_", which Steward keeps for its own subjects (_online, _INBOX …)`;
   if (name.includes(".")) return `"${name}" contains a dot, which separates NATS subject tokens`;
   if (/[\\/]/.test(name)) return `"${name}" contains a slash; node names also name folders`;
   if (/[\s*>]/.test(name)) return `"${name}" contains a space, "*" or ">", which NATS subjects do not allow`;

@@ -6,7 +6,7 @@
  * signed by central and sent to every node at once; a node whose hello shows
  * an older version gets it again on its own subject.
  */
-import { BUNDLE_BROADCAST, bundleSubject } from "../delivery/subjects.js";
+import { bundleBroadcast, bundleSubject } from "../delivery/subjects.js";
 import type { Transport } from "../delivery/transport.js";
 import { encode } from "../delivery/wire.js";
 import type { Logger } from "../log.js";
@@ -99,7 +99,7 @@ export class Admission {
     }
     if (rec.state === "approved" && rec.publicKey === data.publicKey && data.bundle < trust.version) {
       const bytes = trust.signedBundle;
-      if (bytes) transport.publish(bundleSubject(node), bytes);
+      if (bytes) transport.publish(bundleSubject(node, trust.centralName), bytes);
     }
   }
 
@@ -191,7 +191,7 @@ export class Admission {
     const bytes = seal(own, BUNDLE_CONTEXT, encode(bundle));
     const offer = trust.offer(bytes, "central itself");
     if (!offer.taken) throw new Error(`central refused its own bundle: ${offer.reason}`);
-    transport.publish(BUNDLE_BROADCAST, bytes);
+    transport.publish(bundleBroadcast(own.name), bytes);
     return bundle;
   }
 
@@ -203,6 +203,6 @@ export class Admission {
   /** Send the bundle held to every node (after central's link comes back). */
   broadcast(): void {
     const bytes = this.opts.trust.signedBundle;
-    if (bytes) this.opts.transport.publish(BUNDLE_BROADCAST, bytes);
+    if (bytes) this.opts.transport.publish(bundleBroadcast(this.opts.trust.centralName), bytes);
   }
 }

@@ -51,7 +51,7 @@ export class CentralReports {
   /** A hello is a heartbeat: published, never stored or retried (the next one follows). It carries this node's key. */
   sendHello(data: HelloData): void {
     const hello = this.toCentral("hello", { ACKTimeout: 0, retries: 0, attempt: 1, data: JSON.stringify(data) });
-    const subject = methodSubject(this.opts.config.centralNodeName, "hello");
+    const subject = methodSubject(this.opts.config.centralNodeName, "hello", this.opts.config.nodeName);
     this.opts.transport.publish(subject, this.opts.wire.seal(subject, hello));
   }
 

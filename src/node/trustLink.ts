@@ -7,7 +7,7 @@
  * such senders re-send at once instead of at their next retry.
  */
 import type { Rejects } from "../delivery/rejects.js";
-import { BUNDLE_BROADCAST, bundleSubject, onlineSubject } from "../delivery/subjects.js";
+import { bundleBroadcast, bundleSubject, onlineSubject, senderOf } from "../delivery/subjects.js";
 import type { Transport } from "../delivery/transport.js";
 import type { Presence, Wire } from "../delivery/wire.js";
 import { envelopeProblem } from "../delivery/wire.js";
@@ -56,8 +56,8 @@ export class TrustLink {
   start(): void {
     const { transport, trust } = this.opts;
     const take = (subject: string, bytes: Uint8Array) => this.offer(subject, bytes);
-    transport.subscribe(bundleSubject(trust.identity.name), (msg) => take(msg.subject, msg.data));
-    transport.subscribe(BUNDLE_BROADCAST, (msg) => take(msg.subject, msg.data));
+    transport.subscribe(bundleSubject(trust.identity.name, trust.centralName), (msg) => take(msg.subject, msg.data));
+    transport.subscribe(bundleBroadcast(trust.centralName), (msg) => take(msg.subject, msg.data));
     trust.onBundle(() => this.announce());
   }
 
@@ -76,7 +76,7 @@ export class TrustLink {
     }
   }
 
-  /** `<self>._online`: senders with messages waiting for this node send them now. */
+  /** `_online.<self>`: senders with messages waiting for this node send them now. */
   announce(): void {
     const { transport, wire, trust } = this.opts;
     const subject = onlineSubject(trust.identity.name);
@@ -111,6 +111,15 @@ export class TrustLink {
       key = typeof claimed === "string" ? parsePublicKey(claimed) : undefined;
     }
     const opened = verifyHeader(header, subject, key);
+    if (opened.ok && senderOf(subject) !== header.signer) {
+      rejects.drop(
+        subject,
+        header.signer,
+        "wrong signer",
+        `signed by ${header.signer} on a subject that names another`,
+      );
+      return undefined;
+    }
     if (!opened.ok) {
       rejects.drop(subject, opened.signer, opened.kind, opened.problem);
       return undefined;

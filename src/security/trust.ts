@@ -51,6 +51,11 @@ export class Trust {
     return this.opts.identity;
   }
 
+  /** The name of the node whose key is the root of trust. */
+  get centralName(): string {
+    return this.opts.centralNodeName;
+  }
+
   get isCentral(): boolean {
     return this.opts.identity.name === this.opts.centralNodeName;
   }
