@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { BROKER_CONFIG_HELP } from "../src/cli/brokerConfig.js";
 import { DEMO_HELP } from "../src/cli/demo.js";
 import { ACL_HELP, KEYS_HELP } from "../src/cli/keys.js";
 import { SEND_HELP } from "../src/cli/send.js";
@@ -101,6 +102,7 @@ function cliPage(): string {
     ["steward nodes --help", NODES_HELP],
     ["steward keys --help", KEYS_HELP],
     ["steward acl --help", ACL_HELP],
+    ["steward broker-config --help", BROKER_CONFIG_HELP],
     ["steward demo --help", DEMO_HELP],
   ];
   const sections = commands.map(([command, text]) => `## \`${command}\`\n\n\`\`\`text\n${text.trimEnd()}\n\`\`\`\n`);

@@ -19,6 +19,7 @@ Commands:
   nodes     known nodes: last seen, pending messages
   keys      on central: list, approve and revoke node keys
   acl       on central: show and set who may call what on which nodes
+  broker-config  a nats-server configuration with one credential per node, least privilege
   demo      a broker, a central and two nodes on this machine, end to end
 
 "steward <command> --help" tells more.
@@ -39,6 +40,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./keys.js")).keysCommand(rest);
     case "acl":
       return (await import("./keys.js")).aclCommand(rest);
+    case "broker-config":
+      return (await import("./brokerConfig.js")).brokerConfigCommand(rest);
     case "demo":
       return (await import("./demo.js")).demoCommand(rest);
     case "help":

@@ -10,6 +10,7 @@ import {
   credsAuthenticator,
   nkeyAuthenticator,
   nkeys,
+  PermissionViolationError,
   TimeoutError,
   type TlsOptions,
   UserAuthenticationExpiredError,
@@ -125,6 +126,10 @@ export class BrokerCredentials {
     const { nkeySeedFile, credsFile, tlsCertFile, brokerAddress } = this.settings;
     const e = err as Error & { code?: string };
     const message = e.message ?? String(err);
+    if (err instanceof PermissionViolationError) {
+      const what = err.operation === "subscription" ? "read" : "publish to";
+      return `the broker does not let this node ${what} ${err.subject}: the permissions of its credential${nkeySeedFile ? ` (nkeySeedFile ${nkeySeedFile}, ${this.nkeyPublic})` : credsFile ? ` (natsCredsFile ${credsFile})` : ""} do not allow it; is it another node's credential? "steward broker-config" writes one per node`;
+    }
     if (err instanceof UserAuthenticationExpiredError) {
       return `broker refused the credentials from natsCredsFile ${credsFile ?? ""}: ${message}; the user JWT has expired: get a new creds file`;
     }

@@ -38,3 +38,22 @@ export function senderOf(subject: string): string | undefined {
   const dot = subject.lastIndexOf(".");
   return dot < 0 ? undefined : subject.slice(dot + 1);
 }
+
+/** What a node's broker credential may publish and subscribe to: the least its role needs. */
+export interface BrokerPermissions {
+  publish: string[];
+  subscribe: string[];
+}
+
+/**
+ * The broker's side of the scheme above. A node publishes only subjects that name it as the sender
+ * (and answers the requests it receives: the broker's allow_responses), and reads only what is
+ * addressed to it, its own inbox, everyone's presence and central's bundle. Central also publishes
+ * the bundle broadcast.
+ */
+export function brokerPermissions(node: string, central: string): BrokerPermissions {
+  return {
+    publish: [`*.*.${node}`, onlineSubject(node), ...(node === central ? [bundleBroadcast(central)] : [])],
+    subscribe: [`${node}.>`, `${inboxPrefix(node)}.>`, onlineSubject("*"), bundleBroadcast(central)],
+  };
+}

@@ -151,7 +151,14 @@ export class Transport {
 
   /** Whatever a peer sends and whatever a handler does with it, the subscription and the link stay up. */
   private callback(subject: string, handler: (msg: Msg) => void): (err: Error | null, msg: Msg) => void {
-    return (_err, msg) => {
+    return (err, msg) => {
+      if (err) {
+        // A subscription the broker's permissions refuse: the node cannot hear what comes on it.
+        void this.credentials
+          .explain(err)
+          .then((problem) => this.opts.log.error("cannot subscribe", { subject, reason: problem }));
+        return;
+      }
       try {
         handler(msg);
       } catch (err) {

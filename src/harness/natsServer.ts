@@ -46,6 +46,11 @@ export class LocalNatsServer {
     return `nats://127.0.0.1:${this.port}`;
   }
 
+  /** Read the configuration file again (nats-server reloads on SIGHUP), keeping every connection. */
+  reload(): void {
+    this.child?.kill("SIGHUP");
+  }
+
   get running(): boolean {
     return this.child !== undefined;
   }
