@@ -53,11 +53,7 @@ export function brokerConfigCommand(argv: string[]): number {
     const bad = badTokenReason(n);
     if (bad) throw new UsageError(`node name ${bad}`);
   }
-  const dir = resolve(out);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const users = nodes.map((node) => ({ node, publicKey: seedOf(join(dir, `${node}.nk`)) }));
-  const confPath = join(dir, "nats-server.conf");
-  writeFileSync(confPath, serverConfig(users, central, listen), { mode: 0o600 });
+  const { confPath, dir } = writeBrokerConfig(out, nodes, central, listen);
   process.stdout.write(`wrote ${confPath} (${nodes.length} nodes: ${nodes.join(", ")})\n`);
   const left = readdirSync(dir).filter((f) => f.endsWith(".nk") && !nodes.includes(f.slice(0, -3)));
   for (const f of left) process.stdout.write(`${f} is not in the configuration any more (delete it if it is gone)\n`);
@@ -65,6 +61,22 @@ export function brokerConfigCommand(argv: string[]): number {
     `next: nats-server -c ${confPath}; copy ${join(dir, "NODE.nk")} to each node and start it with --nkey-seed-file\n`,
   );
   return 0;
+}
+
+/** Write `dir/nats-server.conf` for `nodes` and a seed file per node (kept when it exists). */
+export function writeBrokerConfig(
+  out: string,
+  nodes: string[],
+  central: string,
+  listen: string,
+): { dir: string; confPath: string; seedFile: (node: string) => string } {
+  const dir = resolve(out);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const seedFile = (node: string) => join(dir, `${node}.nk`);
+  const users = nodes.map((node) => ({ node, publicKey: seedOf(seedFile(node)) }));
+  const confPath = join(dir, "nats-server.conf");
+  writeFileSync(confPath, serverConfig(users, central, listen), { mode: 0o600 });
+  return { dir, confPath, seedFile };
 }
 
 /** The public key of the seed in `path`, written first (0600) when there is none. */

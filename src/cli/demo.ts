@@ -13,6 +13,7 @@ import { sleepUntil } from "../harness/fleet.js";
 import { LocalNatsServer } from "../harness/natsServer.js";
 import { NodeProcess } from "../harness/nodeProcess.js";
 import { takeFlag } from "./args.js";
+import { writeBrokerConfig } from "./brokerConfig.js";
 import { ago, stateText, table } from "./format.js";
 
 export const DEMO_HELP = `Usage: steward demo [--keep]
@@ -48,9 +49,12 @@ export async function demoCommand(argv: string[]): Promise<number> {
   });
 
   try {
-    step("Starting a local broker (nats-server on a free port)");
-    broker = await LocalNatsServer.start({ dir: join(dir, "broker") });
-    say(`broker at ${broker.url}`);
+    step("Starting a local broker (nats-server on a free port), one credential per node");
+    const names = ["central", "ship1", "ship2"];
+    const { confPath, seedFile } = writeBrokerConfig(join(dir, "broker-config"), names, "central", "127.0.0.1:4222");
+    broker = await LocalNatsServer.start({ dir: join(dir, "broker"), args: ["-c", confPath] });
+    say(`broker at ${broker.url}, configured by "steward broker-config": each node reads only what is addressed`);
+    say("to it and publishes only under its own name");
 
     step("Starting central, ship1 and ship2, each its own process, folder and SQLite store");
     const make = (name: string) =>
@@ -60,7 +64,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
         brokerAddress: (broker as LocalNatsServer).url,
         // Central admits every new node's key at its first hello: fine for a demo on one machine, never for a
         // fleet (there, "steward keys approve NODE" on central).
-        settings: { startPubREQHello: 2, ...(name === "central" && { autoApproveKeys: 1 }) },
+        settings: {
+          startPubREQHello: 2,
+          nkeySeedFile: seedFile(name),
+          ...(name === "central" && { autoApproveKeys: 1 }),
+        },
       });
     const [central, ship1, ship2] = [make("central"), make("ship1"), make("ship2")] as [
       NodeProcess,
