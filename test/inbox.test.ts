@@ -63,7 +63,11 @@ describe("inbox", () => {
   });
 
   test("refuses, without storing or running it, a message for another node, on the wrong subject, or not allowed", async () => {
-    const cases: { method: MethodName; message: Partial<Envelope> & Pick<Envelope, "id" | "fromNode">; reason: RegExp }[] = [
+    const cases: {
+      method: MethodName;
+      message: Partial<Envelope> & Pick<Envelope, "id" | "fromNode">;
+      reason: RegExp;
+    }[] = [
       {
         method: "cliCommand",
         message: { ...command(uid()), toNode: "ship2" },

@@ -141,7 +141,10 @@ test("a new node is not admitted until approved; then what waited for it goes by
     retryWait: 60,
     retries: 3,
   });
-  await waitLog(ship1, /"dropped a message that failed verification" subject=ship1\.cliCommand\.central signer=central/);
+  await waitLog(
+    ship1,
+    /"dropped a message that failed verification" subject=ship1\.cliCommand\.central signer=central/,
+  );
   await waitLog(fleet.node("central"), new RegExp(`"no ACK, will re-send" id=${id} toNode=ship1 attempt=1`));
   assert.equal((await fleet.status("central", id as string)).state, "sent");
   assert.equal(await bundleOf(ship1), 0);
@@ -241,9 +244,15 @@ test("an edited bundle, or one a stranger signed as central, is refused and coun
     nodes: { ...edited.nodes, central: { key: mallory.publicKey, groups: [], labels: {} } },
     acl: { rules: [{ from: ["*"], methods: ["*"], to: ["*"] }] },
   };
-  attacker.publish(bundleSubject("ship2", "central"), seal(mallory, BUNDLE_CONTEXT, Buffer.from(JSON.stringify(forged))));
+  attacker.publish(
+    bundleSubject("ship2", "central"),
+    seal(mallory, BUNDLE_CONTEXT, Buffer.from(JSON.stringify(forged))),
+  );
   // And one signed as itself: only central signs bundles.
-  attacker.publish(bundleSubject("ship2", "central"), seal(makeIdentity("mallory"), BUNDLE_CONTEXT, Buffer.from(JSON.stringify(forged))));
+  attacker.publish(
+    bundleSubject("ship2", "central"),
+    seal(makeIdentity("mallory"), BUNDLE_CONTEXT, Buffer.from(JSON.stringify(forged))),
+  );
 
   await sleepUntil(async () => (await droppedCount(prom.ship2 as number, "bad bundle")) >= before + 3, {
     what: "ship2 to count three bad bundles",
