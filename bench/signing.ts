@@ -21,6 +21,7 @@ import { connect } from "@nats-io/transport-node";
 import { sign, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { methodSubject, stateSubject } from "../src/delivery/subjects.js";
 import { open, readHeader, seal } from "../src/security/frame.js";
 import {
   type Identity,
@@ -111,14 +112,14 @@ export async function signing(opts: SigningOptions = {}): Promise<Row[]> {
     };
     await waitUntil(() => seen.filter((m) => m.subject.startsWith("_INBOX.")).length >= 2, 5000, "both ACKs");
     const frames = [
-      frameOf("ping", (s) => s === "b.ping"),
+      frameOf("ping", (s) => s === methodSubject("b", "ping", "a")),
       frameOf("ACK of ping", (s, t) => s.startsWith("_INBOX.") && t.startsWith("SW1 b ")),
-      frameOf("pong", (s) => s === "a.pong"),
+      frameOf("pong", (s) => s === methodSubject("a", "pong", "b")),
       frameOf("ACK of pong", (s, t) => s.startsWith("_INBOX.") && t.startsWith("SW1 a ")),
     ];
     const ping0 = JSON.parse(new TextDecoder().decode(frames[0]?.body)) as { id: string };
     const notice = new TextEncoder().encode(JSON.stringify({ id: ping0.id, state: "running" }));
-    frames.push({ name: "running notice", signer: keys.b, subject: "a._state", body: notice, bytes: 0 });
+    frames.push({ name: "running notice", signer: keys.b, subject: stateSubject("a", "b"), body: notice, bytes: 0 });
     await spy.close();
 
     // a) Seal and open, µs each, per round.

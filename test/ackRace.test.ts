@@ -8,6 +8,7 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { methodSubscription } from "../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { freePort } from "../src/harness/net.js";
 import { readHeader } from "../src/security/frame.js";
@@ -31,7 +32,7 @@ before(async () => {
   attacker = await connect({ servers: fleet.broker.url, noEcho: true });
   // The attacker sees each pong as central does, and answers its inbox at once: central ACKs only once the
   // pong is on its disk.
-  attacker.subscribe("central.pong", {
+  attacker.subscribe(methodSubscription("central", "pong"), {
     callback: (_err, msg) => {
       const body = readHeader(msg.data)?.body;
       const id = body ? (JSON.parse(Buffer.from(body).toString("utf8")) as { id?: string }).id : undefined;

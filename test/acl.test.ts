@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { methodSubject } from "../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { type Acl, aclProblem, allows, defaultAcl, type Member, type Rule } from "../src/security/acl.js";
 import { open, readHeader, seal } from "../src/security/frame.js";
@@ -205,7 +206,7 @@ describe("signed frames", () => {
   const aliceKey = parsePublicKey(alice.publicKey);
   const keyOf = (name: string) =>
     name === "alice" ? aliceKey : name === "mallory" ? parsePublicKey(mallory.publicKey) : undefined;
-  const subject = "ship1.cliCommand";
+  const subject = methodSubject("ship1", "cliCommand", "alice");
   const body = Buffer.from(JSON.stringify({ id: "m1", methodArgs: ["echo", "hello"] }));
 
   test("seal, then open: the same signer and body", () => {
@@ -227,7 +228,8 @@ describe("signed frames", () => {
     const edited = Buffer.from(frame);
     edited.writeUInt8((edited.at(-3) ?? 0) ^ 1, edited.length - 3);
     badSignature(edited);
-    badSignature(frame, "ship2.cliCommand");
+    badSignature(frame, methodSubject("ship2", "cliCommand", "alice"));
+    badSignature(frame, methodSubject("ship1", "cliCommand", "mallory"));
     // Another name of the same length, checked with alice's key: the name is signed too.
     badSignature(Buffer.from(Buffer.from(frame).toString("latin1").replace("SW1 alice ", "SW1 alicf "), "latin1"));
     // The first character of the signature carries 6 whole bits of it.

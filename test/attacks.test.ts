@@ -19,6 +19,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { health, query } from "../src/client/client.js";
+import {
+  bundleBroadcast,
+  bundleSubject,
+  methodSubject,
+  methodSubscription,
+  onlineSubject,
+  stateSubject,
+} from "../src/delivery/subjects.js";
 import type { Ack, Presence, StateNotice } from "../src/delivery/wire.js";
 import { encode } from "../src/delivery/wire.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
@@ -27,6 +35,7 @@ import { newId } from "../src/message/id.js";
 import type { Envelope } from "../src/message/message.js";
 import { type Bundle, BUNDLE_CONTEXT } from "../src/security/bundle.js";
 import { seal } from "../src/security/frame.js";
+import type { Identity } from "../src/security/identity.js";
 import {
   Attacker,
   type Captured,
@@ -72,8 +81,8 @@ before(async () => {
   mkdirSync(markers);
   attacker = await Attacker.connect(fleet.broker.url);
   late = await Attacker.connect(expiry.broker.url);
-  ship4Online = attacker.capture("ship4._online").frames;
-  bundles = attacker.capture("_steward.bundle").frames;
+  ship4Online = attacker.capture(onlineSubject("ship4")).frames;
+  bundles = attacker.capture(bundleBroadcast("central")).frames;
   await Promise.all([
     fleet.add("central", at(0)),
     // Only central may use cliCommand here, until central says otherwise (opProcessStart).
@@ -110,24 +119,27 @@ async function roundTrip(f: Fleet, to: string): Promise<void> {
 
 test("a cliCommand claiming to come from central is dropped unanswered unless central's key signed it", async () => {
   const mark = marker("claims-central");
-  const subject = "ship1.cliCommand";
+  // The subject names its sender: each frame goes on the one that names its signer, or on central's.
+  const on = (sender: string) => methodSubject("ship1", "cliCommand", sender);
   const claim = () => envelope({ id: newId(), fromNode: "central", toNode: "ship1", methodArgs: touch(mark) });
   const dir = fleet.dir;
+  const ship2 = nodeIdentity(fleet.node("ship2"));
   const sent = await metrics("ship1").dropsDuring(
-    { unsigned: 1, "bad signature": 1, "unknown signer": 1, "wrong signer": 1 },
+    { unsigned: 1, "bad signature": 1, "unknown signer": 1, "wrong signer": 2 },
     () =>
       Promise.all([
-        attacker.request(subject, forge(undefined, subject, claim())),
-        attacker.request(subject, forge(forgedIdentity(dir, "central"), subject, claim())),
-        attacker.request(subject, forge(forgedIdentity(dir, "mallory"), subject, claim())),
-        // Signed by an admitted node that claims to be central.
-        attacker.request(subject, forge(nodeIdentity(fleet.node("ship2")), subject, claim())),
+        attacker.request(on("central"), forge(undefined, on("central"), claim())),
+        attacker.request(on("central"), forge(forgedIdentity(dir, "central"), on("central"), claim())),
+        attacker.request(on("mallory"), forge(forgedIdentity(dir, "mallory"), on("mallory"), claim())),
+        // Signed by an admitted node that claims to be central: on its own subject, and on central's.
+        attacker.request(on("ship2"), forge(ship2, on("ship2"), claim())),
+        attacker.request(on("central"), forge(ship2, on("central"), claim())),
       ]),
   );
   await roundTrip(fleet, "ship1");
   assert.deepEqual(
     sent.map((s) => s.answers.length),
-    [0, 0, 0, 0],
+    [0, 0, 0, 0, 0],
     "no ACK, no refusal",
   );
   assert.equal(existsSync(mark), false, "a forged cliCommand ran");
@@ -151,7 +163,7 @@ test("a bundle signed by a made-up central key, or an older genuine one, is not 
   assert.ok(bundles.length > 1, "central's earlier bundles were captured");
   await metrics("ship1").dropsDuring({ "bad bundle": 4 }, async () => {
     // An older genuine bundle first: ignored as stale, without a word; the forgeries after it are counted.
-    for (const subject of ["_steward.bundle", "ship1._bundle"]) {
+    for (const subject of [bundleBroadcast("central"), bundleSubject("ship1", "central")]) {
       attacker.nc.publish(subject, (bundles[0] as Captured).data);
       attacker.nc.publish(subject, encode(forged));
       attacker.nc.publish(subject, seal(fakeCentral, BUNDLE_CONTEXT, encode(forged)));
@@ -162,7 +174,7 @@ test("a bundle signed by a made-up central key, or an older genuine one, is not 
 
   // mallory, whom the forged bundle would have admitted with every right, is still unknown to ship1.
   const mark = marker("mallory");
-  const subject = "ship1.cliCommand";
+  const subject = methodSubject("ship1", "cliCommand", "mallory");
   const body = envelope({ id: newId(), fromNode: "mallory", toNode: "ship1", methodArgs: touch(mark) });
   const sent = await metrics("ship1").dropsDuring({ "unknown signer": 1 }, () =>
     attacker.request(subject, forge(mallory, subject, body)),
@@ -185,9 +197,12 @@ test("a hello in ship1's name with another key does not change the key central h
     method: "hello",
     data: JSON.stringify({ publicKey: fake.publicKey, bundle: 0, at: Date.now() + 3_600_000 }),
   });
-  await metrics("central").dropsDuring({ unsigned: 1, "bad signature": 1 }, async () => {
-    attacker.nc.publish("central.hello", forge(undefined, "central.hello", hello));
-    attacker.nc.publish("central.hello", forge(fake, "central.hello", hello));
+  const subject = methodSubject("central", "hello", "ship1");
+  // Unsigned, signed with the attacker's own ship1 key, and signed by ship2 (admitted) on ship1's subject.
+  await metrics("central").dropsDuring({ unsigned: 1, "bad signature": 1, "wrong signer": 1 }, async () => {
+    attacker.nc.publish(subject, forge(undefined, subject, hello));
+    attacker.nc.publish(subject, forge(fake, subject, hello));
+    attacker.nc.publish(subject, forge(nodeIdentity(fleet.node("ship2")), subject, hello));
     await attacker.nc.flush();
   });
   assert.equal(await keyOf("ship1"), genuine);
@@ -195,7 +210,7 @@ test("a hello in ship1's name with another key does not change the key central h
 });
 
 test("opProcessStart cannot open cliCommand to other nodes: forged, from an admitted node, or even from central", async () => {
-  const subject = "ship1.opProcessStart";
+  const on = (sender: string) => methodSubject("ship1", "opProcessStart", sender);
   const open = (fromNode: string) =>
     envelope({
       id: newId(),
@@ -206,8 +221,8 @@ test("opProcessStart cannot open cliCommand to other nodes: forged, from an admi
     });
   const sent = await metrics("ship1").dropsDuring({ unsigned: 1, "unknown signer": 1 }, () =>
     Promise.all([
-      attacker.request(subject, forge(undefined, subject, open("central"))),
-      attacker.request(subject, forge(forgedIdentity(fleet.dir, "mallory"), subject, open("mallory"))),
+      attacker.request(on("central"), forge(undefined, on("central"), open("central"))),
+      attacker.request(on("mallory"), forge(forgedIdentity(fleet.dir, "mallory"), on("mallory"), open("mallory"))),
     ]),
   );
   assert.deepEqual(
@@ -247,7 +262,7 @@ test("opProcessStart cannot open cliCommand to other nodes: forged, from an admi
 test("a captured cliCommand replayed verbatim is a duplicate (ACKed by ship1, not run again); with a new id it is dropped", async () => {
   const ship1 = fleet.node("ship1");
   const mark = marker("appended");
-  const cap = attacker.capture("ship1.cliCommand");
+  const cap = attacker.capture(methodSubscription("ship1", "cliCommand"));
   const [id] = await fleet.sendOk("central", {
     toNode: "ship1",
     method: "cliCommand",
@@ -279,14 +294,15 @@ test("an admitted node's message with fields its own input would refuse is refus
   // Any admitted node may ping another: only the bad field stands between these and a run.
   const ping = (fields: Partial<Envelope> = {}) =>
     envelope({ id: newId(), fromNode: "ship2", toNode: "ship1", method: "ping", replyMethod: "pong", ...fields });
+  const pingSubject = methodSubject("ship1", "ping", "ship2");
   const cases: [string, Envelope, RegExp][] = [
-    ["ship1.ping", ping({ schedule: [-1, 1] }), /^bad message: field "schedule": expected \[interval, total\]/],
-    ["ship1.ping", ping({ schedule: [0, 1] }), /^bad message: field "schedule": .*interval 1 or more/],
-    ["ship1.ping", ping({ methodTimeout: -2 }), /^bad message: field "methodTimeout": must be -1 or more/],
-    ["ship1.ping", ping({ method: "nope" as Envelope["method"] }), /^method nope sent on the subject of ping/],
-    ["ship1.ping", ping({ toNode: "../x" }), /^bad message: toNode /],
+    [pingSubject, ping({ schedule: [-1, 1] }), /^bad message: field "schedule": expected \[interval, total\]/],
+    [pingSubject, ping({ schedule: [0, 1] }), /^bad message: field "schedule": .*interval 1 or more/],
+    [pingSubject, ping({ methodTimeout: -2 }), /^bad message: field "methodTimeout": must be -1 or more/],
+    [pingSubject, ping({ method: "nope" as Envelope["method"] }), /^method nope sent on the subject of ping/],
+    [pingSubject, ping({ toNode: "../x" }), /^bad message: toNode /],
     [
-      "ship1.cliCommand",
+      methodSubject("ship1", "cliCommand", "ship2"),
       ping({ method: "cliCommand", replyMethod: "none", methodArgs: touch(mark), schedule: [-1, 1] }),
       /^bad message: field "schedule": /,
     ],
@@ -300,13 +316,45 @@ test("an admitted node's message with fields its own input would refuse is refus
   }
   // The same ping without a bad field is taken and run: the refusals were about those fields.
   const good = ping();
-  const sent = await attacker.request("ship1.ping", forge(ship2, "ship1.ping", good));
+  const sent = await attacker.request(pingSubject, forge(ship2, pingSubject, good));
   assert.deepEqual(openAnswer(await attacker.answer(sent), ship1), { ack: good.id });
   const executed = (method: string) =>
     metrics("ship1").value(`steward_messages_executed_total{method="${method}",from_node="ship2"}`);
   await sleepUntil(async () => (await executed("ping")) === 1, { what: "ship1 to run ship2's one good ping" });
   assert.equal(await executed("cliCommand"), 0);
   assert.equal(existsSync(mark), false);
+});
+
+test("ship2's frame on a subject that names central as its sender is dropped unanswered, edited or signed so", async () => {
+  const ship2 = nodeIdentity(fleet.node("ship2"));
+  const asCentral = methodSubject("ship1", "ping", "central");
+  const executed = () => metrics("ship1").value(`steward_messages_executed_total{method="ping",from_node="ship2"}`);
+  // A genuine ping of ship2's, captured on its way to ship1.
+  const cap = attacker.capture(methodSubscription("ship1", "ping"));
+  const [id] = await fleet.sendOk("ship2", { toNode: "ship1", method: "ping" });
+  assert.equal((await fleet.waitState("ship2", id as string)).state, "done");
+  cap.stop();
+  const frame = cap.frames.find((f) => frameBody(f.data).id === id);
+  assert.ok(frame, "ship2's genuine ping was captured");
+  assert.equal(frame.subject, methodSubject("ship1", "ping", "ship2"));
+  const ran = await executed();
+
+  const fresh = envelope({ id: newId(), fromNode: "ship2", toNode: "ship1", method: "ping", replyMethod: "pong" });
+  const sent = await metrics("ship1").dropsDuring({ "bad signature": 1, "wrong signer": 1 }, () =>
+    Promise.all([
+      // The subject edited: ship2's signature covers the subject it signed for.
+      attacker.request(asCentral, frame.data),
+      // Signed by ship2 for central's subject: a valid signature, but not by the sender the subject names.
+      attacker.request(asCentral, forge(ship2, asCentral, fresh)),
+    ]),
+  );
+  await roundTrip(fleet, "ship1");
+  assert.deepEqual(
+    sent.map((s) => s.answers.length),
+    [0, 0],
+    "no ACK, no refusal",
+  );
+  assert.equal(await executed(), ran, "neither ran");
 });
 
 test("forged replies to central's request change neither its state nor its result, nor write a file", async () => {
@@ -333,16 +381,19 @@ test("forged replies to central's request change neither its state nor its resul
       data: "forged\n",
     });
   const methods = ["fileAppend", "file", "console", "none"] as const;
+  const on = (method: Envelope["method"], sender: string) => methodSubject("central", method, sender);
   const dropped = await metrics("central").dropsDuring(
-    { unsigned: 4, "bad signature": 4, "unknown signer": 1, "wrong signer": 1 },
+    { unsigned: 4, "bad signature": 4, "unknown signer": 1, "wrong signer": 2 },
     () =>
       Promise.all([
         ...methods.flatMap((m) => [
-          attacker.request(`central.${m}`, forge(undefined, `central.${m}`, reply(m))),
-          attacker.request(`central.${m}`, forge(ship1Key, `central.${m}`, reply(m))),
+          attacker.request(on(m, "ship1"), forge(undefined, on(m, "ship1"), reply(m))),
+          attacker.request(on(m, "ship1"), forge(ship1Key, on(m, "ship1"), reply(m))),
         ]),
-        attacker.request("central.fileAppend", forge(mallory, "central.fileAppend", reply("fileAppend"))),
-        attacker.request("central.fileAppend", forge(ship2, "central.fileAppend", reply("fileAppend"))),
+        attacker.request(on("fileAppend", "mallory"), forge(mallory, on("fileAppend", "mallory"), reply("fileAppend"))),
+        // ship2 (admitted) claims to be ship1: on its own subject, and on ship1's.
+        attacker.request(on("fileAppend", "ship2"), forge(ship2, on("fileAppend", "ship2"), reply("fileAppend"))),
+        attacker.request(on("fileAppend", "ship1"), forge(ship2, on("fileAppend", "ship1"), reply("fileAppend"))),
       ]),
   );
   assert.deepEqual(
@@ -351,7 +402,7 @@ test("forged replies to central's request change neither its state nor its resul
   );
   // ship2 replying in its own name to a request that went to ship1: refused, answered.
   const own = reply("fileAppend", "ship2");
-  const refusal = await attacker.request("central.fileAppend", forge(ship2, "central.fileAppend", own));
+  const refusal = await attacker.request(on("fileAppend", "ship2"), forge(ship2, on("fileAppend", "ship2"), own));
   const answer = openAnswer(await attacker.answer(refusal), nodeIdentity(central)) as Ack;
   assert.ok(
     "refused" in answer && /answers no fileAppend request of central/.test(answer.refused),
@@ -371,7 +422,7 @@ test("forged replies to central's request change neither its state nor its resul
 
 test("a failed message is not flipped to done by a forged reply, nor by its genuine reply replayed", async () => {
   const central = fleet.node("central");
-  const cap = attacker.capture("central.fileAppend");
+  const cap = attacker.capture(methodSubscription("central", "fileAppend"));
   const [id] = await fleet.sendOk("central", {
     toNode: "ship1",
     method: "cliCommand",
@@ -394,7 +445,7 @@ test("a failed message is not flipped to done by a forged reply, nor by its genu
     result: { exitCode: 0 },
     data: "forged\n",
   });
-  const subject = "central.fileAppend";
+  const subject = methodSubject("central", "fileAppend", "ship1");
   const sent = await metrics("central").dropsDuring({ unsigned: 1, "bad signature": 1 }, () =>
     Promise.all([
       attacker.request(subject, forge(undefined, subject, forged)),
@@ -438,7 +489,7 @@ test("forged ACKs and refusals for an offline node leave the message waiting; it
     (r, id) => forge(fakeShip2, r, { refused: "forged refusal", id }),
   ];
   let answered = 0;
-  const sub = attacker.nc.subscribe("ship2.cliCommand", {
+  const sub = attacker.nc.subscribe(methodSubscription("ship2", "cliCommand"), {
     callback: (_err, msg) => {
       const f = forgeries[answered];
       if (!f || !msg.reply) return;
@@ -477,7 +528,7 @@ test("forged ACKs and refusals for an offline node leave the message waiting; it
 });
 
 test("nodes whose clocks are five minutes ahead or behind exchange messages with central both ways", async () => {
-  const pings = attacker.capture("central.ping");
+  const pings = attacker.capture(methodSubscription("central", "ping"));
   const sends = ["ship3", "ship4"].flatMap((n) => [
     fleet
       .sendOk("central", { toNode: n, method: "cliCommand", methodArgs: ["echo", n] })
@@ -513,11 +564,21 @@ test("forged running notices do not move central's message to running, nor stop 
     retryWait: 0,
   });
   await fleet.waitState("central", id, "sent");
-  // Unsigned, signed with a made-up ship4 key, and signed by ship2 (admitted, but not where the message went).
+  // Unsigned, signed with a made-up ship4 key, and signed by ship2 (admitted, but not where the message went):
+  // on ship2's own subject, and on ship4's.
   const notice: StateNotice = { id, state: "running" };
-  await metrics("central").dropsDuring({ unsigned: 1, "bad signature": 1, "wrong signer": 1 }, async () => {
-    for (const as of [undefined, forgedIdentity(fleet.dir, "ship4"), nodeIdentity(fleet.node("ship2"))])
-      attacker.nc.publish("central._state", forge(as, "central._state", notice));
+  const ship2 = nodeIdentity(fleet.node("ship2"));
+  const forgeries: [Identity | undefined, string][] = [
+    [undefined, "ship4"],
+    [forgedIdentity(fleet.dir, "ship4"), "ship4"],
+    [ship2, "ship2"],
+    [ship2, "ship4"],
+  ];
+  await metrics("central").dropsDuring({ unsigned: 1, "bad signature": 1, "wrong signer": 2 }, async () => {
+    for (const [as, sender] of forgeries) {
+      const subject = stateSubject("central", sender);
+      attacker.nc.publish(subject, forge(as, subject, notice));
+    }
     await attacker.nc.flush();
   });
   const m = await fleet.status("central", id);
@@ -528,7 +589,7 @@ test("forged running notices do not move central's message to running, nor stop 
   });
 });
 
-test("a flood of ship4._online, forged or replayed, does not burn a message's retries", async () => {
+test("a flood of ship4's _online, forged or replayed, does not burn a message's retries", async () => {
   const ship4 = fleet.node("ship4");
   const mark = marker("for-ship4");
   const ACKTimeout = 2;
@@ -547,9 +608,9 @@ test("a flood of ship4._online, forged or replayed, does not burn a message's re
 
   // ship4 is "back", again and again: unsigned, with a made-up key, and its genuine announcements replayed
   // (it made several: one when it connected, one for each bundle it took).
-  const genuine = ship4Online.filter((f) => f.subject === "ship4._online");
+  const subject = onlineSubject("ship4");
+  const genuine = ship4Online.filter((f) => f.subject === subject);
   assert.ok(genuine.length > 0, "ship4's genuine _online was captured");
-  const subject = "ship4._online";
   await metrics("central").dropsDuring({ unsigned: 1, "bad signature": 1 }, async () => {
     const until = Date.now() + 3000;
     for (let at = Date.now() + 3_600_000; Date.now() < until; at += 2) {
@@ -588,7 +649,7 @@ describe("a genuine frame captured while ship1 was offline, after its message ex
     const ship1 = expiry.node("ship1");
     mark = marker("expired");
     await ship1.stop();
-    const cap = late.capture("ship1.cliCommand");
+    const cap = late.capture(methodSubscription("ship1", "cliCommand"));
     // The attacker's subscriber answers nothing: each attempt waits its ACKTimeout, until 3 s are gone.
     [id = ""] = await expiry.sendOk("central", {
       toNode: "ship1",
@@ -621,7 +682,8 @@ describe("a genuine frame captured while ship1 was offline, after its message ex
       ["a field added", frame.subject, rebody({ ...body, directory: "x" })],
       ["deliverBy removed", frame.subject, rebody(noDeadline)],
       ["a space after the body", frame.subject, Buffer.concat([frame.data, Buffer.from(" ")])],
-      ["another method's subject", "ship1.ping", frame.data],
+      ["another method's subject", methodSubject("ship1", "ping", "central"), frame.data],
+      ["another sender's subject", methodSubject("ship1", "cliCommand", "ship2"), frame.data],
       ["signed by ship2, says the header", frame.subject, resign(frame.data, "ship2")],
     );
     const ship1 = metrics("expiry ship1");
@@ -632,7 +694,7 @@ describe("a genuine frame captured while ship1 was offline, after its message ex
         ship2.dropsDuring({ "bad signature": 1 }, () =>
           Promise.all([
             Promise.all(variants.map(([, subject, bytes]) => late.request(subject, bytes))),
-            late.request("ship2.cliCommand", frame.data),
+            late.request(methodSubject("ship2", "cliCommand", "central"), frame.data),
             late.request(frame.subject, resign(frame.data, "mallory")),
           ]),
         ),

@@ -11,6 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { methodSubject, methodSubscription } from "../src/delivery/subjects.js";
 import { Fleet, frameBody, sleepUntil } from "../src/harness/fleet.js";
 import { cmd, RunsLog } from "../src/harness/runs.js";
 
@@ -154,19 +155,20 @@ describe("one id, one execution (guarantee 4)", () => {
       deliverBy: Date.now() + 3_600_000,
     });
 
-    /** Request on ship1.cliCommand and decode the answer; re-asks while ship1 (just restarted) has no subscriber yet. */
+    /** Request ship1's cliCommand and decode the answer; re-asks while ship1 (just restarted) has no subscriber yet. */
     async function ask(env: unknown): Promise<unknown> {
       let answer: unknown;
       await sleepUntil(
         async () => {
-          // Sent as central would send it: signed with central's own key.
-          const r = await nc.request("ship1.cliCommand", fleet.as("central").seal("ship1.cliCommand", env), {
+          // Sent as central would send it: signed with central's own key, on its own subject to ship1.
+          const subject = methodSubject("ship1", "cliCommand", "central");
+          const r = await nc.request(subject, fleet.as("central").seal(subject, env), {
             timeout: 3000,
           });
           answer = frameBody(r.data);
           return true;
         },
-        { timeoutMs: 20_000, intervalMs: 200, what: "an answer from ship1.cliCommand" },
+        { timeoutMs: 20_000, intervalMs: 200, what: "an answer from ship1's cliCommand" },
       );
       return answer;
     }
@@ -216,7 +218,7 @@ describe("an ACK is bound to its message (guarantee 2)", () => {
     // "impostor", an admitted node, answers every message with an ACK (signed) for some other message.
     const impostor = await fleet.peer("impostor");
     const seen: { id: string; attempt: number }[] = [];
-    const sub = nc.subscribe("impostor.cliCommand", {
+    const sub = nc.subscribe(methodSubscription("impostor", "cliCommand"), {
       callback: (_err, msg) => {
         const env = frameBody(msg.data) as { id: string; attempt: number };
         seen.push({ id: env.id, attempt: env.attempt });

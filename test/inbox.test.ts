@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { sleepUntil } from "../src/harness/fleet.js";
 import { RunsLog } from "../src/harness/runs.js";
+import type { Envelope } from "../src/message/message.js";
+import type { MethodName } from "../src/message/methods.js";
 import { type DeliveryNode, envelope, startDeliveryNode } from "./helpers/delivery-helpers.js";
 
 let ship1: DeliveryNode;
@@ -37,7 +39,7 @@ function fromFile<T>(sql: string, ...params: unknown[]): T | undefined {
 describe("inbox", () => {
   test("ACKs a message with its id only once it is stored: the store file holds it when the ACK arrives", async () => {
     const id = uid();
-    const ack = await ship1.send("ship1.cliCommand", command(id));
+    const ack = await ship1.send("cliCommand", command(id));
     assert.deepEqual(ack, { ack: id });
     const row = fromFile<{ id: string }>("SELECT id FROM inbox WHERE from_node = 'central' AND id = ?", id);
     assert.equal(row?.id, id, "the ACKed message is committed in the store file");
@@ -48,12 +50,12 @@ describe("inbox", () => {
     const message = command(id);
     // Twice at once (the second while the first is on its way to disk), then once more after it ran.
     const acks = await Promise.all([
-      ship1.send("ship1.cliCommand", message),
-      ship1.send("ship1.cliCommand", { ...message, attempt: 2 }),
+      ship1.send("cliCommand", message),
+      ship1.send("cliCommand", { ...message, attempt: 2 }),
     ]);
     assert.deepEqual(acks, [{ ack: id }, { ack: id }]);
     await sleepUntil(() => ship1.store.incoming.get("central", id)?.state === "done", { what: `${id} to be done` });
-    assert.deepEqual(await ship1.send("ship1.cliCommand", { ...message, attempt: 3 }), { ack: id });
+    assert.deepEqual(await ship1.send("cliCommand", { ...message, attempt: 3 }), { ack: id });
     assert.equal(runs.count(id), 1, "runs of the message");
     assert.equal(ship1.store.incoming.get("central", id)?.runs, 1);
     const replies = fromFile<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE request_id = ?", id);
@@ -61,31 +63,35 @@ describe("inbox", () => {
   });
 
   test("refuses, without storing or running it, a message for another node, on the wrong subject, or not allowed", async () => {
-    const cases = [
+    const cases: {
+      method: MethodName;
+      message: Partial<Envelope> & Pick<Envelope, "id" | "fromNode">;
+      reason: RegExp;
+    }[] = [
       {
-        subject: "ship1.cliCommand",
+        method: "cliCommand",
         message: { ...command(uid()), toNode: "ship2" },
         reason: /for ship2 arrived at ship1/,
       },
       {
-        subject: "ship1.cliCommand",
+        method: "cliCommand",
         message: { ...command(uid()), method: "ping" },
         reason: /method ping sent on the subject of cliCommand/,
       },
       {
-        subject: "ship1.cliCommand",
+        method: "cliCommand",
         message: { ...command(uid()), fromNode: "ship9" },
         reason: /ship9 is not allowed to use cliCommand on ship1 \(allowedNodes\)/,
       },
       {
-        subject: "ship1.ping",
+        method: "ping",
         message: { ...command(uid()), method: "ping", requestId: "never-sent" },
         reason: /answers no ping request of ship1 \(never-sent\)/,
       },
-      { subject: "ship1.cliCommand", message: { id: uid(), fromNode: "central" }, reason: /bad message: field toNode/ },
+      { method: "cliCommand", message: { id: uid(), fromNode: "central" }, reason: /bad message: field toNode/ },
     ];
-    for (const { subject, message, reason } of cases) {
-      const ack = await ship1.send(subject, message);
+    for (const { method, message, reason } of cases) {
+      const ack = await ship1.send(method, message);
       assert.ok("refused" in ack && reason.test(ack.refused), `${JSON.stringify(message)}: ${JSON.stringify(ack)}`);
       assert.equal(ack.id, message.id, "the refusal names the message");
       assert.equal(
@@ -107,7 +113,7 @@ describe("inbox", () => {
       ship2.store.close(); // every write now fails, as on a broken disk
       const id = uid();
       await assert.rejects(
-        ship2.send("ship2.cliCommand", { ...command(id), toNode: "ship2" }, 1000),
+        ship2.send("cliCommand", { ...command(id), toNode: "ship2" }, 1000),
         /timeout/i,
         "no ACK for a message that is not stored",
       );

@@ -12,7 +12,9 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { listNodes } from "../src/client/client.js";
+import { methodSubject, methodSubscription } from "../src/delivery/subjects.js";
 import { Fleet, frameBody, type Peer, sleepUntil } from "../src/harness/fleet.js";
+import type { MethodName } from "../src/message/methods.js";
 import { isAlive, marker, readIfExists, waitFile } from "./helpers/methods-helpers.js";
 
 let fleet: Fleet;
@@ -40,8 +42,15 @@ const WIRE_FIELDS = {
   deliverBy: Date.now() + 3_600_000,
 };
 
-/** Ask as `peer` straight on the broker (signed with its admitted key); the node's answer, parsed. */
-async function ask(nc: NatsConnection, peer: Peer, subject: string, value: unknown): Promise<Record<string, unknown>> {
+/** Ask `toNode`'s `method` as `peer` straight on the broker (signed with its admitted key); the node's answer, parsed. */
+async function ask(
+  nc: NatsConnection,
+  peer: Peer,
+  toNode: string,
+  method: MethodName,
+  value: unknown,
+): Promise<Record<string, unknown>> {
+  const subject = methodSubject(toNode, method, peer.name);
   return frameBody((await nc.request(subject, peer.seal(subject, value), { timeout: 5_000 })).data) as Record<
     string,
     unknown
@@ -484,24 +493,24 @@ describe("file and fileAppend as replyMethod (on the sender)", () => {
         result: { exitCode: 0 },
       });
       // From a node the request was not sent to: refused, the request is untouched.
-      const refusal = await ask(nc, bystander, "central.file", forged(bystander.name));
+      const refusal = await ask(nc, bystander, "central", "file", forged(bystander.name));
       assert.ok(typeof refusal.refused === "string", `refused: ${JSON.stringify(refusal)}`);
       assert.notEqual((await fleet.status("central", id as string)).state, "done");
       // From the target, but as another method than the reply method asked for: refused, nothing runs.
       const pwned = join(fleet.dir, marker("pwned"));
       const asCommand = { ...forged(ghost), method: "cliCommand", methodArgs: ["touch", pwned] };
-      const refusedCommand = await ask(nc, ghostPeer, "central.cliCommand", asCommand);
+      const refusedCommand = await ask(nc, ghostPeer, "central", "cliCommand", asCommand);
       assert.ok(typeof refusedCommand.refused === "string", `refused: ${JSON.stringify(refusedCommand)}`);
       // A fromNode that is a path is refused before anything is stored or written.
       const traversal = { ...forged(ghost), fromNode: "../../escape" };
-      const refusedPath = await ask(nc, ghostPeer, "central.file", traversal);
+      const refusedPath = await ask(nc, ghostPeer, "central", "file", traversal);
       assert.match(String(refusedPath.refused), /fromNode/);
       // From the target, naming a directory of its own: checked as input is, and refused.
-      const named = await ask(nc, ghostPeer, "central.file", forged(ghost));
+      const named = await ask(nc, ghostPeer, "central", "file", forged(ghost));
       assert.match(String(named.refused), /directory/);
       // From the target, without one: taken, and written where the stored request says.
       const { directory: _ignored, ...right } = forged(ghost);
-      const ack = await ask(nc, ghostPeer, "central.file", right);
+      const ack = await ask(nc, ghostPeer, "central", "file", right);
       assert.deepEqual(ack, { ack: right.id });
     } finally {
       await nc.close();
@@ -618,7 +627,7 @@ describe("ping, hello, errorLog", () => {
 
 describe("a request from the wire, which no input checked", () => {
   /** Send a request to ship1 as a peer would (straight onto the broker); its ACK or refusal. */
-  async function answerToPeer(method: string, extra: Record<string, unknown>): Promise<unknown> {
+  async function answerToPeer(method: MethodName, extra: Record<string, unknown>): Promise<unknown> {
     const nc = await connect({ servers: fleet.broker.url });
     const peer = await fleet.peer(marker("peer"));
     try {
@@ -630,18 +639,18 @@ describe("a request from the wire, which no input checked", () => {
         ...WIRE_FIELDS,
         ...extra,
       };
-      return await ask(nc, peer, `ship1.${method}`, request);
+      return await ask(nc, peer, "ship1", method, request);
     } finally {
       await nc.close();
     }
   }
 
   /** Send a request to ship1 as a peer would (straight onto the broker) and return the reply it gets back. */
-  async function fromPeer(method: string, extra: Record<string, unknown>) {
+  async function fromPeer(method: MethodName, extra: Record<string, unknown>) {
     const peer = await fleet.peer(marker("peer"));
     const nc = await connect({ servers: fleet.broker.url });
     try {
-      const replies = nc.subscribe(`${peer.name}.none`, { max: 1 });
+      const replies = nc.subscribe(methodSubscription(peer.name, "none"), { max: 1 });
       const request = {
         id: marker("from-peer"),
         toNode: "ship1",
@@ -650,7 +659,7 @@ describe("a request from the wire, which no input checked", () => {
         ...WIRE_FIELDS,
         ...extra,
       };
-      const ack = await ask(nc, peer, `ship1.${method}`, request);
+      const ack = await ask(nc, peer, "ship1", method, request);
       assert.deepEqual(ack, { ack: request.id });
       for await (const msg of replies) {
         const reply = frameBody(msg.data) as { id: string; result?: { error?: string } };
@@ -664,7 +673,7 @@ describe("a request from the wire, which no input checked", () => {
   }
 
   test("its arguments get the same check as at input: refused on arrival, never run", async () => {
-    const refused = async (method: string, extra: Record<string, unknown>) =>
+    const refused = async (method: MethodName, extra: Record<string, unknown>) =>
       String(((await answerToPeer(method, extra)) as { refused?: string }).refused);
     assert.match(await refused("cliCommand", { methodArgs: [] }), /bad message: .*needs the command/);
     assert.match(await refused("httpGet", { methodArgs: ["not a url"] }), /bad message: .*http:\/\/ or https:\/\//);

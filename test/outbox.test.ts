@@ -6,6 +6,7 @@
 import type { Msg } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { methodSubscription } from "../src/delivery/subjects.js";
 import { sleepUntil } from "../src/harness/fleet.js";
 import type { Envelope } from "../src/message/message.js";
 import { type DeliveryNode, envelope, startDeliveryNode } from "./helpers/delivery-helpers.js";
@@ -25,7 +26,7 @@ const uid = () => `outbox-${process.pid}-${++next}`;
  */
 async function receiver(id: string, onAttempt: (msg: Msg, message: Envelope) => void) {
   const attempts: number[] = [];
-  const sub = central.peer.subscribe("ship1.cliCommand", {
+  const sub = central.peer.subscribe(methodSubscription("ship1", "cliCommand"), {
     callback: (_err, msg) => {
       const message = central.body(msg.data) as Envelope;
       if (message.id !== id) return;
@@ -110,7 +111,7 @@ describe("outbox", () => {
         result: { exitCode: 0 },
         data: "ran",
       });
-      assert.deepEqual(await central.send("central.none", reply), { ack: reply.id });
+      assert.deepEqual(await central.send("none", reply), { ack: reply.id });
       const done = await waitState(id, "done");
       assert.equal(done?.result?.data, "ran");
       held?.respond(central.seal(held.reply as string, { ack: id }, "ship1"));

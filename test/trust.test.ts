@@ -15,6 +15,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { bundleBroadcast, bundleSubject } from "../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { freePort } from "../src/harness/net.js";
 import type { NodeProcess } from "../src/harness/nodeProcess.js";
@@ -41,9 +42,9 @@ const prom: Record<string, number> = {};
 
 before(async () => {
   fleet = await Fleet.start("trust");
-  // noEcho: what the attacker publishes on _steward.bundle is not taken for one of central's broadcasts.
+  // noEcho: what the attacker publishes on central's broadcast subject is not taken for one of central's broadcasts.
   attacker = await connect({ servers: fleet.broker.url, noEcho: true });
-  attacker.subscribe("_steward.bundle", {
+  attacker.subscribe(bundleBroadcast("central"), {
     callback: (err, msg) => {
       const header = err ? undefined : readHeader(msg.data);
       if (header)
@@ -140,7 +141,10 @@ test("a new node is not admitted until approved; then what waited for it goes by
     retryWait: 60,
     retries: 3,
   });
-  await waitLog(ship1, /"dropped a message that failed verification" subject=ship1\.cliCommand signer=central/);
+  await waitLog(
+    ship1,
+    /"dropped a message that failed verification" subject=ship1\.cliCommand\.central signer=central/,
+  );
   await waitLog(fleet.node("central"), new RegExp(`"no ACK, will re-send" id=${id} toNode=ship1 attempt=1`));
   assert.equal((await fleet.status("central", id as string)).state, "sent");
   assert.equal(await bundleOf(ship1), 0);
@@ -182,7 +186,7 @@ test("a revoked node is refused by every other node once it has the next bundle"
   assert.ok((await droppedCount(prom.ship2 as number, "unknown signer")) > unknownBefore);
   assert.match(
     logText(fleet.node("ship2")),
-    /subject=ship2\.ping signer=ship1 reason="ship1 has no admitted key here"/,
+    /subject=ship2\.ping\.ship1 signer=ship1 reason="ship1 has no admitted key here"/,
   );
 });
 
@@ -199,10 +203,11 @@ test("an older bundle, replayed, is not taken: the revoked node stays refused", 
     droppedCount(prom.ship1 as number, "bad bundle"),
     droppedCount(prom.ship2 as number, "bad bundle"),
   ]);
-  for (const subject of ["ship1._bundle", "ship2._bundle", "_steward.bundle"]) attacker.publish(subject, old.bytes);
+  const subjects = [bundleSubject("ship1", "central"), bundleSubject("ship2", "central"), bundleBroadcast("central")];
+  for (const subject of subjects) attacker.publish(subject, old.bytes);
   // A stale bundle is ignored without a word; an unsigned one after it, on the same subject from the same
   // connection, is counted: once it is, the replay before it was seen too.
-  attacker.publish("_steward.bundle", "not a bundle");
+  attacker.publish(bundleBroadcast("central"), "not a bundle");
   await sleepUntil(
     async () =>
       (await droppedCount(prom.ship1 as number, "bad bundle")) > marks[0] &&
@@ -229,7 +234,7 @@ test("an edited bundle, or one a stranger signed as central, is refused and coun
   const ship1 = broadcasts.find((b) => b.bundle.nodes.ship1)?.bundle.nodes.ship1;
   assert.ok(ship1);
   const edited = { ...body, version: version + 10, nodes: { ...body.nodes, ship1 } };
-  attacker.publish("ship2._bundle", header + JSON.stringify(edited));
+  attacker.publish(bundleSubject("ship2", "central"), header + JSON.stringify(edited));
 
   // Forged: signed by a key of the attacker's own under central's name, admitting that key as central.
   const mallory = makeIdentity("central");
@@ -239,9 +244,15 @@ test("an edited bundle, or one a stranger signed as central, is refused and coun
     nodes: { ...edited.nodes, central: { key: mallory.publicKey, groups: [], labels: {} } },
     acl: { rules: [{ from: ["*"], methods: ["*"], to: ["*"] }] },
   };
-  attacker.publish("ship2._bundle", seal(mallory, BUNDLE_CONTEXT, Buffer.from(JSON.stringify(forged))));
+  attacker.publish(
+    bundleSubject("ship2", "central"),
+    seal(mallory, BUNDLE_CONTEXT, Buffer.from(JSON.stringify(forged))),
+  );
   // And one signed as itself: only central signs bundles.
-  attacker.publish("ship2._bundle", seal(makeIdentity("mallory"), BUNDLE_CONTEXT, Buffer.from(JSON.stringify(forged))));
+  attacker.publish(
+    bundleSubject("ship2", "central"),
+    seal(makeIdentity("mallory"), BUNDLE_CONTEXT, Buffer.from(JSON.stringify(forged))),
+  );
 
   await sleepUntil(async () => (await droppedCount(prom.ship2 as number, "bad bundle")) >= before + 3, {
     what: "ship2 to count three bad bundles",
@@ -249,7 +260,7 @@ test("an edited bundle, or one a stranger signed as central, is refused and coun
   assert.equal(await bundleOf(ship2), version);
   await waitLog(
     ship2,
-    /"dropped a message that failed verification" subject=ship2\._bundle signer=central reason=.*signature does not match central's key/,
+    /"dropped a message that failed verification" subject=ship2\._bundle\.central signer=central reason=.*signature does not match central's key/,
   );
   await waitLog(ship2, /signer=mallory reason="signed by mallory, not by central \(central\)"/);
   await expectUnanswered("ship1", await sendQuick(fleet, "ship1", "ship2", "ping"));

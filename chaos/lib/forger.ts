@@ -2,13 +2,14 @@
  * An attacker on the broker with no Steward key: a plain NATS connection
  * subscribed to `>` that sees every frame the fleet sends and answers each
  * with forgeries — verbatim replays, copies with one field changed, copies
- * moved to another node's subject, unsigned copies, copies signed with a key
+ * moved to another node's subject or naming another sender, unsigned copies, copies signed with a key
  * of its own, random garbage — and races the genuine ACK with a forged one.
  * It counts what it sent by kind, and the answers it got: a tampered frame
  * must never be answered (src/delivery/rejects.ts drops it unanswered).
  */
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { onlineSubject, senderOf } from "../../src/delivery/subjects.js";
 import { type FrameHeader, readHeader, seal } from "../../src/security/frame.js";
 import type { Identity } from "../../src/security/identity.js";
 
@@ -122,6 +123,8 @@ export class Forger {
     }
     const moved = this.movedSubject(kind, msg.subject);
     if (moved) this.emit(kind, "moved subject", moved, msg.data, withReply);
+    const renamed = this.otherSender(kind, msg.subject);
+    if (renamed) this.emit(kind, "another sender on the subject", renamed, msg.data, withReply);
     this.emit(kind, "unsigned", msg.subject, header.body, withReply);
     // Signed, but by a key no node admitted: as itself, and under the real signer's name.
     this.emit(kind, "signed by unknown key", msg.subject, seal(this.mallory, msg.subject, header.body), withReply);
@@ -171,13 +174,37 @@ export class Forger {
     }
   }
 
-  /** The same frame on another node's subject (an ACK: on another pending request's inbox). */
+  /** Another node than `node`, a different one from call to call. */
+  private otherNode(node: string | undefined): string | undefined {
+    return this.o.nodes.filter((n) => n !== node)[this.n % (this.o.nodes.length - 1)];
+  }
+
+  /**
+   * The same frame on another node's subject (an ACK: on another pending request's inbox; an `_online.<node>`:
+   * another node's announcement).
+   */
   private movedSubject(kind: FrameKind, subject: string): string | undefined {
     if (kind === "ACK") return this.pendingInboxes.find((s) => s !== subject);
     if (kind === "bundle") return undefined;
+    if (kind === "_online") {
+      const to = this.otherNode(senderOf(subject));
+      return to ? onlineSubject(to) : undefined;
+    }
     const [node, ...rest] = subject.split(".");
-    const to = this.o.nodes.filter((n) => n !== node)[this.n % (this.o.nodes.length - 1)];
+    const to = this.otherNode(node);
     return to ? [to, ...rest].join(".") : undefined;
+  }
+
+  /**
+   * The same frame for the same node, on the subject that names another sender than its signer: as an attacker
+   * would pass a frame off as another node's. None for an ACK (its inbox names no sender), a bundle (its
+   * signature does not cover the subject; only central sends one) or an `_online` (moved covers it).
+   */
+  private otherSender(kind: FrameKind, subject: string): string | undefined {
+    if (kind === "ACK" || kind === "bundle" || kind === "_online") return undefined;
+    const tokens = subject.split(".");
+    const to = this.otherNode(senderOf(subject));
+    return to ? [...tokens.slice(0, -1), to].join(".") : undefined;
   }
 
   private emit(
@@ -204,12 +231,14 @@ export class Forger {
   }
 }
 
+/** By its subject's shape (src/delivery/subjects.ts): `_INBOX.…`, `[<node>.]_bundle.<central>`, `<node>._state.<from>`… */
 function kindOf(subject: string, body: Record<string, unknown> | undefined): FrameKind | undefined {
-  if (subject.startsWith("_INBOX.")) return "ACK";
-  if (subject === "_steward.bundle" || subject.endsWith("._bundle")) return "bundle";
-  if (subject.endsWith("._state")) return "_state";
-  if (subject.endsWith("._online")) return "_online";
-  if (subject.endsWith(".hello")) return "hello";
+  const [first, second] = subject.split(".");
+  if (first === "_INBOX") return "ACK";
+  if (first === "_bundle" || second === "_bundle") return "bundle";
+  if (second === "_state") return "_state";
+  if (first === "_online") return "_online";
+  if (second === "hello") return "hello";
   if (!body) return undefined;
   return typeof body.requestId === "string" ? "reply" : "request";
 }

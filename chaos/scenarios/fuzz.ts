@@ -13,6 +13,7 @@ import { connect } from "@nats-io/transport-node";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { submit } from "../../src/client/client.js";
+import { methodSubject, stateSubject } from "../../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../../src/harness/fleet.js";
 import { RunsLog, statesOf } from "../../src/harness/runs.js";
 import { readHeader, seal } from "../../src/security/frame.js";
@@ -195,7 +196,16 @@ export const fuzz: Scenario = {
           attempt: 1,
           methodTimeout: 5,
         };
-        for (const subject of ["ship1.cliCommand", "ship1.file", "central.pong", "central.errorLog", "ship1._state"]) {
+        // Each on the subject that names central as its sender, as central's key signs them.
+        const notices = stateSubject("ship1", "central");
+        const subjects = [
+          methodSubject("ship1", "cliCommand", "central"),
+          methodSubject("ship1", "file", "central"),
+          methodSubject("central", "pong", "central"),
+          methodSubject("central", "errorLog", "central"),
+          notices,
+        ];
+        for (const subject of subjects) {
           for (const w of wire) {
             await noAnswer(subject, new TextEncoder().encode(w));
             // Signed: JSON that is no message is refused; what is not JSON at all is dropped like a forgery.
@@ -203,7 +213,7 @@ export const fuzz: Scenario = {
             const answer = r ? new TextDecoder().decode(readHeader(r.data)?.body ?? r.data) : "";
             const isJson = ["null", "[]", '{"id":"w1"}'].includes(w);
             // _state takes notices without answering; a method subject answers signed JSON garbage.
-            if (subject !== "ship1._state" && isJson && !answer.includes("refused"))
+            if (subject !== notices && isJson && !answer.includes("refused"))
               miss(`wire ${subject} ${w}: ${answer || "no answer"}`);
           }
         }
@@ -215,12 +225,11 @@ export const fuzz: Scenario = {
         ];
         for (const m of [forged, ...traversal]) {
           // Unsigned, as "mallory": no answer, nothing written.
-          await noAnswer("ship1.file", new TextEncoder().encode(JSON.stringify(m)));
+          await noAnswer(methodSubject("ship1", "file", "mallory"), new TextEncoder().encode(JSON.stringify(m)));
           // Signed with central's key: refused (the path checks of input run on the wire too), never written.
           const asCentral = { ...m, fromNode: "central", deliverBy: Date.now() + 60_000 };
-          const r = await nc.request("ship1.file", signed("ship1.file", JSON.stringify(asCentral)), {
-            timeout: 15_000,
-          });
+          const subject = methodSubject("ship1", "file", "central");
+          const r = await nc.request(subject, signed(subject, JSON.stringify(asCentral)), { timeout: 15_000 });
           const answer = new TextDecoder().decode(readHeader(r.data)?.body ?? r.data);
           // The file method may take the message (ACK) and fail it with a reason; it must never write outside.
           if (!answer.includes("refused") && !answer.includes('"ack"')) miss(`forged ${m.id}: ${answer}`);

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { Inbox } from "../../src/delivery/inbox.js";
 import { Outbox } from "../../src/delivery/outbox.js";
 import { Rejects } from "../../src/delivery/rejects.js";
+import { methodSubject } from "../../src/delivery/subjects.js";
 import { Transport } from "../../src/delivery/transport.js";
 import { type Ack, decodeJson, encode, Wire } from "../../src/delivery/wire.js";
 import { LocalNatsServer } from "../../src/harness/natsServer.js";
@@ -38,8 +39,11 @@ export interface DeliveryNode {
   peer: NatsConnection;
   /** What the node reported to central's error log. */
   reported: string[];
-  /** Send `message` on `subject` as a peer would (signed by its fromNode, else central), and return the node's answer. */
-  send(subject: string, message: unknown, timeoutMs?: number): Promise<Ack>;
+  /**
+   * Send `message` for `method` as a peer would (signed by its fromNode, else central, on the node's subject
+   * for that method that names the signer as sender), and return the node's answer.
+   */
+  send(method: MethodName, message: unknown, timeoutMs?: number): Promise<Ack>;
   /** `value` signed by node `as` for `subject`, as that node would send it. */
   seal(subject: string, value: unknown, as: string): Uint8Array;
   /** The body of a frame the node sent, parsed (its signature is not checked here). */
@@ -129,9 +133,10 @@ export async function startDeliveryNode(
     inbox,
     peer,
     reported,
-    async send(subject, message, timeoutMs = 5000) {
+    async send(method, message, timeoutMs = 5000) {
       const from = (message as { fromNode?: unknown }).fromNode;
       const as = typeof from === "string" && !from.includes(".") && from !== "" ? from : "central";
+      const subject = methodSubject(nodeName, method, as);
       const answer = await peer.request(subject, seal(identity(as), subject, encode(message)), { timeout: timeoutMs });
       const opened = wire.open(answer.subject, answer.data, nodeName);
       if (!opened) throw new Error(`the node's answer is not signed by ${nodeName}`);
