@@ -10,6 +10,8 @@
  *                      sent(n) … n = 1 + retries ──▶ failed "max retries reached"
  *   ACKTimeout 0: sent once, no ACK awaited (fire and forget).
  *   A receiver's refusal (bad envelope, not allowed, path outside its data folder) fails at once.
+ *   A receiver's "busy" (its sender is over maxMessagesPerSender there): sent again after the wait it asks
+ *   for (at most a minute), and that attempt is not counted against retries: busy never loses a message.
  *   Past its deliverBy it is not sent again: expired.
  *
  * Every attempt is signed afresh (wire.ts); an ACK or refusal counts only when
@@ -24,6 +26,7 @@ import { wantsReply } from "../message/methods.js";
 import { now } from "../security/clock.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { MAX_TIMER_MS } from "../timers.js";
+import { MAX_BUSY_MS } from "./senderLimit.js";
 import { methodSubject, onlineSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import type { Ack, Presence, Wire } from "./wire.js";
@@ -35,6 +38,12 @@ export interface OutboxHooks {
   onSent?(message: Envelope, attempt: number): void;
   /** The receiver ACKed it: metrics. */
   onAcked?(message: Envelope): void;
+}
+
+/** The receiver's answer when this sender is over its share there: nothing stored, send it again in `busy` ms. */
+export interface Busy {
+  busy: number;
+  id: string;
 }
 
 interface Waiter {
@@ -150,11 +159,28 @@ export class Outbox {
         // Only the node the message went to can ACK or refuse it (signed for this request's inbox); anything
         // else on the inbox is dropped and the wait goes on, so a forged answer that comes first costs nothing.
         const ack = await this.transport.request(subject, bytes, message.ACKTimeout * 1000, (answer) => {
-          const value = this.wire.open(answer.subject, answer.data, message.toNode)?.value as Partial<Ack> | null;
-          return value && (("ack" in value && value.ack === message.id) || "refused" in value)
-            ? (value as Ack)
+          const value = this.wire.open(answer.subject, answer.data, message.toNode)?.value as Partial<
+            Ack | Busy
+          > | null;
+          return value &&
+            (("ack" in value && value.ack === message.id) ||
+              "refused" in value ||
+              ("busy" in value && value.id === message.id))
+            ? (value as Ack | Busy)
             : undefined;
         });
+        if ("busy" in ack) {
+          // Not stored there: wait as asked (a little more, so that senders told the same do not all come back
+          // at once), then send it again. That attempt is brought forward: it spends no retry.
+          broughtForward++;
+          lastReason = `${message.toNode} busy`;
+          const asked = typeof ack.busy === "number" && ack.busy > 0 ? Math.min(ack.busy, MAX_BUSY_MS) : 1000;
+          this.log.debug("receiver busy, will re-send", { id: message.id, toNode: message.toNode, waitMs: asked });
+          await this.sleep(message.toNode, asked * (1 + Math.random() / 2));
+          const state = this.store.outgoing.get(message.id)?.state;
+          if (state !== "queued" && state !== "sent") return;
+          continue;
+        }
         if ("ack" in ack && ack.ack === message.id) {
           this.hooks.onAcked?.(message);
           // A reply, a hello or an error report gets no reply back: for them, delivered is done.
