@@ -7,8 +7,8 @@
  * away, costs this node a fixed amount:
  *
  *   coalesced  the first of a kind goes at once; the same error again (same nodes and method, same text
- *              once ids and numbers are left out) within errorReportWindow is only counted, and one more
- *              report says "(and N more like this in the last minute)" when the window ends
+ *              once ids and numbers are left out) within errorReportWindow is only counted; when the
+ *              window ends the latest goes, saying "(and N more like this in the last minute)"
  *   bounded    at most maxErrorReportsWaiting wait for central; a newer one drops the oldest (counted, and
  *              logged once a window)
  *   finite     each may wait errorReportMaxAge at most (its deliverBy); then it expires undelivered
@@ -112,10 +112,12 @@ export class CentralReports {
     for (const [key, s] of this.similar) {
       if (s.since + windowMs > now) break;
       this.similar.delete(key);
-      if (s.more > 0)
+      // The latest of them, saying how many more came besides it and the first.
+      if (s.more === 1) this.queue(s.latest);
+      else if (s.more > 1)
         this.queue({
           ...s.latest,
-          reason: `${s.latest.reason} (and ${s.more} more like this in the last ${windowText(this.opts.config.errorReportWindow)})`,
+          reason: `${s.latest.reason} (and ${s.more - 1} more like this in the last ${windowText(this.opts.config.errorReportWindow)})`,
         });
     }
   }
