@@ -6,9 +6,9 @@
  * spending a retry); error reports are coalesced, and bounded while central is
  * away; methodTimeout -1 from the wire only when the rules allow it.
  *
- * Two fleets: "limits" (central; ship1 runs 2 methods at once; ship2 stores
- * 1 message a second per sender after a burst of 3, and coalesces its errors
- * over 2 s; ship3 sends legitimately; "rogue" is a key of the test's own on a
+ * Two fleets: "limits" (central; ship1 runs 2 methods at once and coalesces
+ * its errors over 2 s; ship2 stores 1 message a second per sender after a
+ * burst of 3; ship3 sends legitimately; "rogue" is a key of the test's own on a
  * raw NATS connection) and "away" (whose central is stopped while ship1 keeps
  * at most 3 error reports waiting).
  */
@@ -40,13 +40,8 @@ before(async () => {
     Fleet.start("away", ["central"]).then((f) => (away = f)),
   ]);
   await Promise.all([
-    fleet.add("ship1", { maxConcurrentRuns: 2 }),
-    fleet.add("ship2", {
-      maxMessagesPerSender: 1,
-      maxMessagesPerSenderBurst: 3,
-      errorReportWindow: 2,
-      promHostAndPort: `127.0.0.1:${p1}`,
-    }),
+    fleet.add("ship1", { maxConcurrentRuns: 2, errorReportWindow: 2 }),
+    fleet.add("ship2", { maxMessagesPerSender: 1, maxMessagesPerSenderBurst: 3, promHostAndPort: `127.0.0.1:${p1}` }),
     fleet.add("ship3"),
     away.add("ship1", { maxErrorReportsWaiting: 3, errorMessageTimeout: 1, promHostAndPort: `127.0.0.1:${p2}` }),
   ]);
@@ -168,13 +163,13 @@ test("methodTimeout -1 from a sender no rule grants it is refused; from central,
 });
 
 test("the same refusal many times reaches central's error log as one line and one with how many more", async () => {
-  const sent = await Promise.all(Array.from({ length: 10 }, () => fromRogue("ship2", { method: "opProcessList" })));
-  for (const s of sent) assert.ok("refused" in (await answerOf(s, "ship2")));
-  const file = join(fleet.node("central").dataFolder, "errorLog", "ship2", "errorLog.log");
+  const sent = await Promise.all(Array.from({ length: 10 }, () => fromRogue("ship1", { method: "opProcessList" })));
+  for (const s of sent) assert.ok("refused" in (await answerOf(s, "ship1")));
+  const file = join(fleet.node("central").dataFolder, "errorLog", "ship1", "errorLog.log");
   const lines = () =>
     (existsSync(file) ? readFileSync(file, "utf8") : "")
       .split("\n")
-      .filter((l) => l.includes("not allowed: rogue may not call opProcessList on ship2"));
+      .filter((l) => l.includes("not allowed: rogue may not call opProcessList on ship1"));
   const counted = () =>
     lines().reduce((n, l) => n + 1 + Number(/\(and (\d+) more like this in the last/.exec(l)?.[1] ?? 0), 0);
   await sleepUntil(() => counted() >= 10, {

@@ -2,13 +2,14 @@
  * The subscriber side: receiving. A message arrives on <thisNode>.<method>
  * and goes, top to bottom:
  *
- *   verify     signed by an admitted key, and by the node it names as fromNode   ── else dropped, unanswered
- *   check      a JSON envelope, addressed to this node, on its method's subject,  ─┐
- *              its fields as this node's own input checks them, not past deliverBy │
+ *   verify     signed by an admitted key                                          ── else dropped, unanswered
+ *   limit      within its signer's share (senderLimit.ts) ── else answered busy: re-sent later, no retry spent
+ *   check      a JSON envelope, from the node that signed it (else dropped),      ─┐
+ *              addressed to this node, on its method's subject, its fields as     │
+ *              this node's own input checks them, not past deliverBy              │
  *   authorise  a request: central's rules allow it (methodTimeout -1 too), and the  ├─ else refused (signed): the
  *              local allowedNodes; a reply: it answers a request of ours to its     │  sender never retries
  *              signer (replies.ts)                                                 ─┘
- *   limit      the signer's share (senderLimit.ts)  ── else answered "busy": the sender re-sends later, no retry spent
  *   store      in the inbox table, keyed by (fromNode, id); already there = a re-send: ACK again, never run again
  *   run        handed to the runner (runner.ts): at once, or in turn when maxConcurrentRuns are running
  *   ACK        signed, with the message's own id, once it is on disk (store.durable())
@@ -148,6 +149,14 @@ export class Inbox {
     if (!opened) return;
     const { signer, value } = opened;
 
+    // Limit, before anything is logged, audited or stored for it: over its share, nothing is kept, and the
+    // sender is told when to try again.
+    const busyMs = this.limit.take(signer);
+    if (busyMs !== undefined) {
+      this.busy(msg, signer, value, busyMs);
+      return;
+    }
+
     // Check.
     const problem = envelopeProblem(value);
     if (problem) {
@@ -205,19 +214,6 @@ export class Inbox {
       }
     }
 
-    // Limit: over its share, the message is not stored, and its sender is told when to try again.
-    const busyMs = this.limit.take(signer);
-    if (busyMs !== undefined) {
-      this.opts.onBusy?.(signer);
-      log.debug("busy: a sender over maxMessagesPerSender is told to re-send later", {
-        id: message.id,
-        signer,
-        busyMs,
-      });
-      this.answer(msg, { busy: busyMs, id: message.id });
-      return;
-    }
-
     // Store.
     let fresh: boolean;
     try {
@@ -250,6 +246,14 @@ export class Inbox {
   /** The ACK, refusal or busy answer, signed for the sender's reply inbox (so it answers that one request only). */
   private answer(msg: Msg, ack: Ack | Busy): void {
     if (msg.reply) msg.respond(this.opts.wire.seal(msg.reply, ack));
+  }
+
+  /** A verified sender over its share: nothing is kept; its outbox sends the message again in `ms`. */
+  private busy(msg: Msg, signer: string, value: unknown, ms: number): void {
+    const id = (value as Partial<Envelope> | null)?.id;
+    this.opts.onBusy?.(signer);
+    this.opts.log.debug("busy: a sender over maxMessagesPerSender is told to re-send later", { id, signer, ms });
+    this.answer(msg, { busy: ms, id: typeof id === "string" ? id : "" });
   }
 
   /** Refuse a verified sender's message: it is answered (never retried), logged, audited and reported. */

@@ -48,6 +48,8 @@ export interface Busy {
 
 interface Waiter {
   node: string;
+  /** The message whose task waits. */
+  id: string;
   wake: () => void;
 }
 
@@ -87,7 +89,7 @@ export class Outbox {
         // A store write failed (disk full, say): the message is still stored, so try again in a moment
         // rather than leave it queued until the next start.
         this.log.error("delivery task failed; trying again", { id: message.id, reason: (err as Error).message });
-        await this.sleep(message.toNode, RETRY_FAILED_TASK_MS);
+        await this.sleep(message.toNode, message.id, RETRY_FAILED_TASK_MS);
         return true;
       })
       .then((again) => {
@@ -108,6 +110,11 @@ export class Outbox {
     const pending = this.store.outgoing.pending();
     for (const rec of pending) this.deliver(rec);
     return pending.length;
+  }
+
+  /** A message was concluded from outside its task (an error report dropped, say): end its wait, so its task stops. */
+  stop(id: string): void {
+    for (const w of this.waiters) if (w.id === id) w.wake();
   }
 
   /** A node came back (or our link did): cut every wait for it short. */
@@ -176,7 +183,7 @@ export class Outbox {
           lastReason = `${message.toNode} busy`;
           const asked = typeof ack.busy === "number" && ack.busy > 0 ? Math.min(ack.busy, MAX_BUSY_MS) : 1000;
           this.log.debug("receiver busy, will re-send", { id: message.id, toNode: message.toNode, waitMs: asked });
-          await this.sleep(message.toNode, asked * (1 + Math.random() / 2));
+          await this.sleep(message.toNode, message.id, asked * (1 + Math.random() / 2));
           const state = this.store.outgoing.get(message.id)?.state;
           if (state !== "queued" && state !== "sent") return;
           continue;
@@ -211,7 +218,7 @@ export class Outbox {
       this.log.debug("no ACK, will re-send", { id: message.id, toNode: message.toNode, attempt, reason: lastReason });
       // A re-send brought forward by a wake (the node said it is back) does not count against retries: replayed
       // `_online` announcements, or a node that is back without this method's subscriber, cannot burn them.
-      if (await this.sleep(message.toNode, wait)) broughtForward++;
+      if (await this.sleep(message.toNode, message.id, wait)) broughtForward++;
       // The state may have moved on meanwhile (the reply came back though this ACK was lost): stop re-sending.
       const state = this.store.outgoing.get(message.id)?.state;
       if (state !== "queued" && state !== "sent") return;
@@ -247,7 +254,7 @@ export class Outbox {
   }
 
   /** Wait `ms`, or less when woken (a node came back); true when woken. */
-  private sleep(node: string, ms: number): Promise<boolean> {
+  private sleep(node: string, id: string, ms: number): Promise<boolean> {
     return new Promise((resolve) => {
       const end = (woken: boolean) => {
         clearTimeout(timer);
@@ -255,7 +262,7 @@ export class Outbox {
         this.unwatch(node);
         resolve(woken);
       };
-      const waiter: Waiter = { node, wake: () => end(true) };
+      const waiter: Waiter = { node, id, wake: () => end(true) };
       const timer = setTimeout(() => end(false), Math.min(ms, MAX_TIMER_MS));
       this.waiters.add(waiter);
       this.watch(node);

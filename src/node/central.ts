@@ -158,10 +158,11 @@ export class CentralReports {
     while (this.waiting.size > max) {
       const oldest = this.waiting.values().next().value as string;
       this.waiting.delete(oldest);
-      // Its delivery task sees the final state at its next turn and stops.
       store.outgoing.moveToFinal(oldest, "failed", {
         reason: `dropped: more than ${max} error reports were waiting for central (maxErrorReportsWaiting)`,
       });
+      // Its delivery task stops now, not after its next wait: dropped reports leave no timers behind.
+      this.opts.outbox.stop(oldest);
       this.droppedSinceLine++;
       this.opts.onDropped?.();
     }
