@@ -11,7 +11,15 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { methodSubject } from "../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
-import { type Acl, aclProblem, allows, defaultAcl, type Member, type Rule } from "../src/security/acl.js";
+import {
+  type Acl,
+  aclProblem,
+  allows,
+  allowsNoTimeLimit,
+  defaultAcl,
+  type Member,
+  type Rule,
+} from "../src/security/acl.js";
 import { open, readHeader, seal } from "../src/security/frame.js";
 import { parsePublicKey } from "../src/security/identity.js";
 import { auditLines, bundleOf, makeIdentity, sendQuick, show, stewardOn, waitBundle } from "./helpers/trust-helpers.js";
@@ -180,8 +188,22 @@ describe("aclProblem", () => {
   test("an unknown field is named (a typo must not widen or void a rule silently)", () => {
     assert.equal(
       aclProblem(rule({ arg: [["x"]] })),
-      'rules[0]: unknown field "arg"; a rule has from, methods, to and optional args',
+      'rules[0]: unknown field "arg"; a rule has from, methods, to and optional args and unlimited',
     );
+  });
+
+  test("unlimited is true or false, and grants no time limit only with what its rule allows", () => {
+    assert.equal(aclProblem(rule({ unlimited: "yes" })), "rules[0].unlimited: expected true or false");
+    const acl: Acl = {
+      rules: [
+        { from: ["group:ops"], methods: ["tailFile"], to: ["*"], unlimited: true },
+        { from: ["*"], methods: ["cliCommand"], to: ["*"] },
+      ],
+    };
+    assert.equal(aclProblem(acl), undefined);
+    assert.equal(allowsNoTimeLimit(acl, ship1, "tailFile", ship2, ["/var/log/syslog"]), true);
+    assert.equal(allowsNoTimeLimit(acl, ship1, "cliCommand", ship2, ["true"]), false, "allowed, but with a limit");
+    assert.equal(allowsNoTimeLimit(acl, ship2, "tailFile", ship1, ["/var/log/syslog"]), false, "not in group ops");
   });
 
   test("empty or missing from/methods/to, bad labels, bad args shapes", () => {

@@ -7,7 +7,7 @@ import { ago, stateText, table } from "./format.js";
 export const STATUS_HELP = `Usage: steward status [ID] [--limit N] [--json]
 
 Without ID: the newest messages sent from the local node and their states
-(queued, sent, acked, running, done, failed, expired, cancelled).
+(queued, sent, acked, waiting, running, done, failed, expired, cancelled).
 With ID: that message in full, with its result.
 `;
 

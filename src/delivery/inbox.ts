@@ -2,17 +2,20 @@
  * The subscriber side: receiving. A message arrives on <thisNode>.<method>
  * and goes, top to bottom:
  *
- *   verify     signed by an admitted key, and by the node it names as fromNode   ── else dropped, unanswered
- *   check      a JSON envelope, addressed to this node, on its method's subject,  ─┐
- *              its fields as this node's own input checks them, not past deliverBy │
- *   authorise  a request: central's rules allow it, and the local allowedNodes;     ├─ else refused (signed): the
- *              a reply: it answers a request of ours to its signer (replies.ts)    ─┘  sender never retries
+ *   verify     signed by an admitted key                                          ── else dropped, unanswered
+ *   limit      within its signer's share (senderLimit.ts) ── else answered busy: re-sent later, no retry spent
+ *   check      a JSON envelope, from the node that signed it (else dropped),      ─┐
+ *              addressed to this node, on its method's subject, its fields as     │
+ *              this node's own input checks them, not past deliverBy              │
+ *   authorise  a request: central's rules allow it (methodTimeout -1 too), and the  ├─ else refused (signed): the
+ *              local allowedNodes; a reply: it answers a request of ours to its     │  sender never retries
+ *              signer (replies.ts)                                                 ─┘
  *   store      in the inbox table, keyed by (fromNode, id); already there = a re-send: ACK again, never run again
- *   run        handed to the runner (runner.ts), which starts at once
+ *   run        handed to the runner (runner.ts): at once, or in turn when maxConcurrentRuns are running
  *   ACK        signed, with the message's own id, once it is on disk (store.durable())
  *
  * A hello is a heartbeat: handed to the node (central admits keys from it), never stored or run. The
- * "running" notices of the nodes running our requests arrive here too, on <thisNode>._state.
+ * "waiting" and "running" notices of the nodes running our requests arrive here too, on <thisNode>._state.
  */
 import type { Msg } from "@nats-io/transport-node";
 import { errorText } from "../errors.js";
@@ -21,19 +24,22 @@ import type { Envelope, ErrorReport } from "../message/message.js";
 import { canonicalMethod, CATALOG, type MethodName } from "../message/methods.js";
 import { wireMessageProblem } from "../message/parse.js";
 import type { AllowedNodes } from "../methods/method.js";
-import { allows, notAllowed } from "../security/acl.js";
+import { allows, allowsNoTimeLimit, notAllowed, notAllowedUnlimited } from "../security/acl.js";
 import { now } from "../security/clock.js";
 import type { Store } from "../store/store.js";
-import type { Outbox } from "./outbox.js";
+import type { Busy, Outbox } from "./outbox.js";
 import { Replies } from "./replies.js";
-import { Runner, type RunnerOptions } from "./runner.js";
-import { stateSubscription } from "./subjects.js";
+import { Runner, type RunnerOptions, type RunNotice } from "./runner.js";
+import { SenderLimit } from "./senderLimit.js";
+import { methodOf, stateSubscription } from "./subjects.js";
 import { Subscribers } from "./subscribers.js";
 import type { Transport } from "./transport.js";
-import { type Ack, envelopeProblem, type StateNotice, type Wire } from "./wire.js";
+import { type Ack, envelopeProblem, type Wire } from "./wire.js";
 
 export interface InboxOptions {
   nodeName: string;
+  /** Central may ask for runs without a time limit (methodTimeout -1); others need a rule that says so. */
+  centralNodeName?: string;
   dataFolder: string;
   /** The subscribers to start: method → the nodes allowed to use it (a method left out gets none). */
   allowedNodes: Partial<Record<MethodName, AllowedNodes>>;
@@ -54,14 +60,23 @@ export interface InboxOptions {
   onRefused?(message: Partial<Envelope>, signer: string, reason: string): void;
   /** A method ran here (not a reply), once per message: metrics and the audit log. */
   onExecuted?: RunnerOptions["onExecuted"];
+  /** Most runs at once (maxConcurrentRuns); the rest wait in arrival order. Absent: no limit. */
+  maxConcurrentRuns?: number;
+  /** Messages a second one signer may have stored here, and how many at once. Absent or 0: no limit. */
+  maxMessagesPerSender?: number;
+  maxMessagesPerSenderBurst?: number;
+  /** A message was answered "busy" (its signer is over maxMessagesPerSender): metrics. */
+  onBusy?(signer: string): void;
 }
 
 export class Inbox {
   readonly subscribers: Subscribers;
   private readonly replies: Replies;
   private readonly runner: Runner;
+  private readonly limit: SenderLimit;
 
   constructor(private readonly opts: InboxOptions) {
+    this.limit = new SenderLimit(opts.maxMessagesPerSender ?? 0, opts.maxMessagesPerSenderBurst ?? 1);
     this.subscribers = new Subscribers(opts.nodeName, opts.transport, (msg, method) => this.onMessage(msg, method));
     this.replies = new Replies(opts);
     this.runner = new Runner({
@@ -92,8 +107,18 @@ export class Inbox {
     const { nodeName } = this.opts;
     if (!trust.admitted(message.fromNode)) return `not allowed: ${message.fromNode} is no longer admitted by central`;
     const method = canonicalMethod(message.method) as MethodName;
-    if (!allows(trust.acl, trust.member(message.fromNode), method, trust.member(nodeName), message.methodArgs))
+    const caller = trust.member(message.fromNode);
+    if (!allows(trust.acl, caller, method, trust.member(nodeName), message.methodArgs))
       return notAllowed(message.fromNode, method, nodeName);
+    // No time limit ties up a run slot and its processes for good: only central, the node itself (its own
+    // operator's messages), or a rule that says `unlimited` may ask for it.
+    if (
+      message.methodTimeout < 0 &&
+      message.fromNode !== nodeName &&
+      message.fromNode !== this.opts.centralNodeName &&
+      !allowsNoTimeLimit(trust.acl, caller, method, trust.member(nodeName), message.methodArgs)
+    )
+      return notAllowedUnlimited(message.fromNode, method, nodeName);
     return undefined;
   }
 
@@ -123,6 +148,14 @@ export class Inbox {
     const opened = wire.open(msg.subject, msg.data);
     if (!opened) return;
     const { signer, value } = opened;
+
+    // Limit, before anything is logged, audited or stored for it: over its share, nothing is kept, and the
+    // sender is told when to try again.
+    const busyMs = this.limit.take(signer);
+    if (busyMs !== undefined) {
+      this.busy(msg, signer, value, busyMs);
+      return;
+    }
 
     // Check.
     const problem = envelopeProblem(value);
@@ -174,6 +207,11 @@ export class Inbox {
         return;
       }
       request = answered.request;
+      // A reply runs with the time limit its request asked for: a replier cannot lift it.
+      if (message.methodTimeout < 0 && request.replyMethodTimeout >= 0) {
+        this.refuse(msg, signer, notAllowedUnlimited(signer, method, nodeName), message);
+        return;
+      }
     }
 
     // Store.
@@ -205,9 +243,17 @@ export class Inbox {
     );
   }
 
-  /** The ACK or refusal, signed for the sender's reply inbox (so it answers that one request only). */
-  private answer(msg: Msg, ack: Ack): void {
+  /** The ACK, refusal or busy answer, signed for the sender's reply inbox (so it answers that one request only). */
+  private answer(msg: Msg, ack: Ack | Busy): void {
     if (msg.reply) msg.respond(this.opts.wire.seal(msg.reply, ack));
+  }
+
+  /** A verified sender over its share: nothing is kept; its outbox sends the message again in `ms`. */
+  private busy(msg: Msg, signer: string, value: unknown, ms: number): void {
+    const id = (value as Partial<Envelope> | null)?.id;
+    this.opts.onBusy?.(signer);
+    this.opts.log.debug("busy: a sender over maxMessagesPerSender is told to re-send later", { id, signer, ms });
+    this.answer(msg, { busy: ms, id: typeof id === "string" ? id : "" });
   }
 
   /** Refuse a verified sender's message: it is answered (never retried), logged, audited and reported. */
@@ -220,18 +266,18 @@ export class Inbox {
     this.opts.reportError({
       toNode: this.opts.nodeName,
       fromNode: signer,
-      method: msg.subject.split(".")[1] ?? "?",
+      method: methodOf(msg.subject),
       ...(id !== undefined && { id }),
       reason,
     });
   }
 
-  /** A node running one of our requests says it runs: believed only from that node. */
+  /** A node running one of our requests says it runs, or waits for a free run: believed only from that node. */
   private onNotice(msg: Msg): void {
     const opened = this.opts.wire.open(msg.subject, msg.data);
     if (!opened) return;
-    const notice = opened.value as Partial<StateNotice> | null;
-    if (notice?.state !== "running" || typeof notice.id !== "string") return;
+    const notice = opened.value as Partial<RunNotice> | null;
+    if ((notice?.state !== "running" && notice?.state !== "waiting") || typeof notice.id !== "string") return;
     const rec = this.opts.store.outgoing.get(notice.id);
     if (!rec) return;
     if (rec.toNode !== opened.signer) {
@@ -239,7 +285,8 @@ export class Inbox {
       return;
     }
     // Best effort by design: the reply settles the state anyway.
-    this.opts.store.outgoing.moveToRunning(notice.id);
+    if (notice.state === "waiting") this.opts.store.outgoing.moveToWaiting(notice.id);
+    else this.opts.store.outgoing.moveToRunning(notice.id);
   }
 
   /** Abort every running method; a method that ignores its signal does not hold the shutdown past `graceMs`. */

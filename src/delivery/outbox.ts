@@ -10,6 +10,8 @@
  *                      sent(n) … n = 1 + retries ──▶ failed "max retries reached"
  *   ACKTimeout 0: sent once, no ACK awaited (fire and forget).
  *   A receiver's refusal (bad envelope, not allowed, path outside its data folder) fails at once.
+ *   A receiver's "busy" (its sender is over maxMessagesPerSender there): sent again after the wait it asks
+ *   for (at most a minute), and that attempt is not counted against retries: busy never loses a message.
  *   Past its deliverBy it is not sent again: expired.
  *
  * Every attempt is signed afresh (wire.ts); an ACK or refusal counts only when
@@ -24,6 +26,7 @@ import { wantsReply } from "../message/methods.js";
 import { now } from "../security/clock.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { MAX_TIMER_MS } from "../timers.js";
+import { MAX_BUSY_MS } from "./senderLimit.js";
 import { methodSubject, onlineSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import type { Ack, Presence, Wire } from "./wire.js";
@@ -37,8 +40,16 @@ export interface OutboxHooks {
   onAcked?(message: Envelope): void;
 }
 
+/** The receiver's answer when this sender is over its share there: nothing stored, send it again in `busy` ms. */
+export interface Busy {
+  busy: number;
+  id: string;
+}
+
 interface Waiter {
   node: string;
+  /** The message whose task waits. */
+  id: string;
   wake: () => void;
 }
 
@@ -78,7 +89,7 @@ export class Outbox {
         // A store write failed (disk full, say): the message is still stored, so try again in a moment
         // rather than leave it queued until the next start.
         this.log.error("delivery task failed; trying again", { id: message.id, reason: (err as Error).message });
-        await this.sleep(message.toNode, RETRY_FAILED_TASK_MS);
+        await this.sleep(message.toNode, message.id, RETRY_FAILED_TASK_MS);
         return true;
       })
       .then((again) => {
@@ -99,6 +110,11 @@ export class Outbox {
     const pending = this.store.outgoing.pending();
     for (const rec of pending) this.deliver(rec);
     return pending.length;
+  }
+
+  /** A message was concluded from outside its task (an error report dropped, say): end its wait, so its task stops. */
+  stop(id: string): void {
+    for (const w of this.waiters) if (w.id === id) w.wake();
   }
 
   /** A node came back (or our link did): cut every wait for it short. */
@@ -150,11 +166,28 @@ export class Outbox {
         // Only the node the message went to can ACK or refuse it (signed for this request's inbox); anything
         // else on the inbox is dropped and the wait goes on, so a forged answer that comes first costs nothing.
         const ack = await this.transport.request(subject, bytes, message.ACKTimeout * 1000, (answer) => {
-          const value = this.wire.open(answer.subject, answer.data, message.toNode)?.value as Partial<Ack> | null;
-          return value && (("ack" in value && value.ack === message.id) || "refused" in value)
-            ? (value as Ack)
+          const value = this.wire.open(answer.subject, answer.data, message.toNode)?.value as Partial<
+            Ack | Busy
+          > | null;
+          return value &&
+            (("ack" in value && value.ack === message.id) ||
+              "refused" in value ||
+              ("busy" in value && value.id === message.id))
+            ? (value as Ack | Busy)
             : undefined;
         });
+        if ("busy" in ack) {
+          // Not stored there: wait as asked (a little more, so that senders told the same do not all come back
+          // at once), then send it again. That attempt is brought forward: it spends no retry.
+          broughtForward++;
+          lastReason = `${message.toNode} busy`;
+          const asked = typeof ack.busy === "number" && ack.busy > 0 ? Math.min(ack.busy, MAX_BUSY_MS) : 1000;
+          this.log.debug("receiver busy, will re-send", { id: message.id, toNode: message.toNode, waitMs: asked });
+          await this.sleep(message.toNode, message.id, asked * (1 + Math.random() / 2));
+          const state = this.store.outgoing.get(message.id)?.state;
+          if (state !== "queued" && state !== "sent") return;
+          continue;
+        }
         if ("ack" in ack && ack.ack === message.id) {
           this.hooks.onAcked?.(message);
           // A reply, a hello or an error report gets no reply back: for them, delivered is done.
@@ -185,7 +218,7 @@ export class Outbox {
       this.log.debug("no ACK, will re-send", { id: message.id, toNode: message.toNode, attempt, reason: lastReason });
       // A re-send brought forward by a wake (the node said it is back) does not count against retries: replayed
       // `_online` announcements, or a node that is back without this method's subscriber, cannot burn them.
-      if (await this.sleep(message.toNode, wait)) broughtForward++;
+      if (await this.sleep(message.toNode, message.id, wait)) broughtForward++;
       // The state may have moved on meanwhile (the reply came back though this ACK was lost): stop re-sending.
       const state = this.store.outgoing.get(message.id)?.state;
       if (state !== "queued" && state !== "sent") return;
@@ -221,7 +254,7 @@ export class Outbox {
   }
 
   /** Wait `ms`, or less when woken (a node came back); true when woken. */
-  private sleep(node: string, ms: number): Promise<boolean> {
+  private sleep(node: string, id: string, ms: number): Promise<boolean> {
     return new Promise((resolve) => {
       const end = (woken: boolean) => {
         clearTimeout(timer);
@@ -229,7 +262,7 @@ export class Outbox {
         this.unwatch(node);
         resolve(woken);
       };
-      const waiter: Waiter = { node, wake: () => end(true) };
+      const waiter: Waiter = { node, id, wake: () => end(true) };
       const timer = setTimeout(() => end(false), Math.min(ms, MAX_TIMER_MS));
       this.waiters.add(waiter);
       this.watch(node);

@@ -9,6 +9,7 @@
  */
 import type { Logger } from "../log.js";
 import type { ErrorReport } from "../message/message.js";
+import { methodOf } from "./subjects.js";
 
 /** Seconds between two log lines (or two reports) about the same sender. */
 export const REJECT_INTERVAL_MS = 60_000;
@@ -46,7 +47,7 @@ export class Rejects {
       reportError({
         toNode: nodeName,
         fromNode: who,
-        method: subject.split(".")[1] ?? subject,
+        method: methodOf(subject),
         reason: `dropped unverified traffic (${kind}: ${problem})${reported > 0 ? `, and ${reported} more like it since the last report` : ""}`,
       });
   }

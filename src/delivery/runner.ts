@@ -2,8 +2,11 @@
  * The runs of received messages: each stored message runs in its own task, so
  * a slow method never holds up the others (docs/ARCHITECTURE.md).
  *
- *   received ──startTask──▶ start ──▶ run ──▶ end
+ *   received ──startTask──▶ (wait) ──▶ start ──▶ run ──▶ end
  *
+ *   wait    at most maxConcurrentRuns run at once; the rest wait for a free run in arrival order, and a wait
+ *           that lasts tells the origin its message is waiting. A reply's run and a ping's (runs that change
+ *           nothing and start no process) do not wait: the node answers pings and records results however busy.
  *   start   durable: moveToRunning, and wait until that is on disk before the method runs, so that a
  *           crash's re-run is known for one (its reply says `rerun`).
  *           early (a reply, or a method whose second run nobody could see): moveToRunning is only a
@@ -31,7 +34,13 @@ import type { Outbox } from "./outbox.js";
 import type { Replies } from "./replies.js";
 import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
-import type { StateNotice, Wire } from "./wire.js";
+import type { Wire } from "./wire.js";
+
+/** `<origin>._state`: a request the origin sent waits here for a free run, or runs. Best effort. */
+export interface RunNotice {
+  id: string;
+  state: "waiting" | "running";
+}
 
 export interface RunnerOptions {
   nodeName: string;
@@ -56,6 +65,8 @@ export interface RunnerOptions {
   replies: Replies;
   /** An error worth central's error log. */
   reportError(report: ErrorReport): void;
+  /** Most runs at once (maxConcurrentRuns); the rest wait in arrival order. Absent: no limit. */
+  maxConcurrentRuns?: number | undefined;
   /** A method ran here (not a reply), once per message: metrics and the audit log. */
   onExecuted?(
     message: Envelope,
@@ -73,8 +84,50 @@ class NotStored extends Error {
   }
 }
 
-/** How long a run goes before its origin is told it is running. */
+/** How long a run goes (or waits for a free run) before its origin is told. */
 const RUNNING_NOTICE_MS = 100;
+
+/** At most `max` runs at once; the others wait, first come first served. */
+class RunSlots {
+  private taken = 0;
+  private readonly waiting: { resolve: (slot: boolean) => void }[] = [];
+
+  constructor(private readonly max: number) {}
+
+  /** A free run, at once, or false. */
+  tryTake(): boolean {
+    if (this.taken >= this.max) return false;
+    this.taken++;
+    return true;
+  }
+
+  /** Wait in line for a free run: true once it is held; false when `signal` aborts first (none held). */
+  wait(signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const waiter = {
+        resolve: (slot: boolean) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(slot);
+        },
+      };
+      const onAbort = () => {
+        const at = this.waiting.indexOf(waiter);
+        if (at >= 0) this.waiting.splice(at, 1);
+        waiter.resolve(false);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  /** A run ended: its slot goes to the first in line, if any. */
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next.resolve(true);
+    else this.taken--;
+  }
+}
 
 /** How long to wait before writing again what could not be stored. */
 const STORE_RETRY_MS = 2000;
@@ -83,8 +136,11 @@ export class Runner {
   private running = new Map<string, { ac: AbortController; message: Envelope }>();
   private tasks = new Set<Promise<void>>();
   private closed = false;
+  private readonly slots: RunSlots;
 
-  constructor(private readonly opts: RunnerOptions) {}
+  constructor(private readonly opts: RunnerOptions) {
+    this.slots = new RunSlots(Math.max(1, opts.maxConcurrentRuns ?? Number.POSITIVE_INFINITY));
+  }
 
   /** Central's bundle changed: stop every running request whose sender may no longer have it run. */
   recheck(): void {
@@ -121,7 +177,7 @@ export class Runner {
     if (this.closed || this.running.has(key)) return;
     const ac = new AbortController();
     this.running.set(key, { ac, message });
-    const task = this.runTask(message, rerun, ac.signal, receivedAt, request)
+    const task = this.runInTurn(message, rerun, ac.signal, receivedAt, request)
       .catch((err: unknown) =>
         err instanceof NotStored
           ? this.opts.log.warn(
@@ -135,6 +191,32 @@ export class Runner {
         this.tasks.delete(task);
       });
     this.tasks.add(task);
+  }
+
+  /** Wait for a free run (unless it needs none), run, and hand the run on to the next in line. */
+  private async runInTurn(
+    message: Envelope,
+    rerun: boolean,
+    signal: AbortSignal,
+    receivedAt: number,
+    request?: Envelope,
+  ): Promise<void> {
+    const method = canonicalMethod(message.method) as MethodName;
+    if (message.requestId !== undefined || CATALOG[method].runTwiceHarmless === true)
+      return this.runTask(message, rerun, signal, receivedAt, request);
+    if (!this.slots.tryTake()) {
+      const notice = setTimeout(() => this.notice(message, "waiting"), RUNNING_NOTICE_MS);
+      const slot = await this.slots.wait(signal);
+      clearTimeout(notice);
+      // Shutting down: it stays received and waits its turn again at the next start. Stopped otherwise
+      // (its sender lost the right to it): runTask ends it with the reason, without running it.
+      if (!slot) return this.closed ? undefined : this.runTask(message, rerun, signal, receivedAt, request);
+    }
+    try {
+      await this.runTask(message, rerun, signal, receivedAt, request);
+    } finally {
+      this.slots.release();
+    }
   }
 
   private async runTask(
@@ -153,7 +235,7 @@ export class Runner {
     if (startStored) await startStored;
     // "running" is news only for a run that lasts: a quick one's reply follows at once and says more,
     // so the notice waits a moment (a message and a store write less per quick message on both sides).
-    const notice = isReply ? undefined : setTimeout(() => this.noticeRunning(message), RUNNING_NOTICE_MS);
+    const notice = isReply ? undefined : setTimeout(() => this.notice(message, "running"), RUNNING_NOTICE_MS);
 
     const started = Date.now();
     let parts = 0;
@@ -163,8 +245,13 @@ export class Runner {
         ? (data: string) => sendPart({ output: { data, exitCode: null }, error: undefined })
         : undefined;
     const runOnce = () => this.runOnce(message, method, request, signal, emit);
-    // A resumed request whose sender has lost its right meanwhile is not run: it ends with the reason.
-    const refused = isReply ? undefined : this.opts.stillAllowed?.(message);
+    // A resumed request whose sender has lost its right meanwhile (or lost it while it waited) is not run:
+    // it ends with the reason.
+    const refused = isReply
+      ? undefined
+      : signal.aborted && !this.closed
+        ? errorText(signal.reason)
+        : this.opts.stillAllowed?.(message);
     let outcome: RunOutcome = refused ? { output: {}, error: refused } : await runOnce();
     if (!refused && !isReply && message.schedule)
       outcome = await this.repeatOnSchedule(message, receivedAt, signal, outcome, runOnce, sendPart);
@@ -329,13 +416,10 @@ export class Runner {
     }
   }
 
-  /** Tell the message's origin that its method runs (best effort: the reply settles the state anyway). */
-  private noticeRunning(message: Envelope): void {
+  /** Tell the message's origin that its method waits or runs (best effort: the reply settles the state anyway). */
+  private notice(message: Envelope, state: RunNotice["state"]): void {
     const subject = stateSubject(message.fromNode, this.opts.wire.nodeName);
-    this.opts.transport.publish(
-      subject,
-      this.opts.wire.seal(subject, { id: message.id, state: "running" } satisfies StateNotice),
-    );
+    this.opts.transport.publish(subject, this.opts.wire.seal(subject, { id: message.id, state } satisfies RunNotice));
   }
 
   private deliverBy(): number {

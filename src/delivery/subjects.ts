@@ -57,3 +57,9 @@ export function brokerPermissions(node: string, central: string): BrokerPermissi
     subscribe: [`${node}.>`, `${inboxPrefix(node)}.>`, onlineSubject("*"), bundleBroadcast(central)],
   };
 }
+
+/** The method a subject is for (`_online`, `_bundle`, `_INBOX` for Steward's own), for logs and reports. */
+export function methodOf(subject: string): string {
+  const [first, second] = subject.split(".");
+  return (first?.startsWith("_") ? first : second) ?? subject;
+}

@@ -86,8 +86,8 @@ export class LocalNatsServer {
           throw new Error(`nats-server exited at start: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
         const file = readdirSync(portsDir).find((f) => f.endsWith(".ports"));
         if (file) {
-          const ports = JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats?: string[] };
-          const url = ports.nats?.[0];
+          // The file can be there before nats-server has written it: read it again until it parses.
+          const url = parsePorts(readFileSync(join(portsDir, file), "utf8"))?.nats?.[0];
           if (url) {
             this.port = Number(new URL(url).port);
             return;
@@ -117,5 +117,13 @@ export class LocalNatsServer {
   async restart(): Promise<void> {
     if (this.child) await this.stop();
     await this.launch(this.port);
+  }
+}
+
+function parsePorts(text: string): { nats?: string[] } | undefined {
+  try {
+    return JSON.parse(text) as { nats?: string[] };
+  } catch {
+    return undefined;
   }
 }

@@ -78,6 +78,7 @@ export interface ErrorReport {
  * store, API, CLI and metrics.
  *
  *   queued ──send──▶ sent(n) ──ACK──▶ acked ──notice──▶ running ──reply──▶ done
+ *                                        └──notice──▶ waiting ──notice──┘ (maxConcurrentRuns busy there)
  *     │                │ no ACK, retries spent                    └──▶ failed (method error)
  *     │                └──────────────────────────────────────────────▶ failed (max retries)
  *     └── expired / cancelled (reserved for operators' later tools)
@@ -89,6 +90,8 @@ export type MessageState =
   | "sent"
   /** The receiver has stored it. */
   | "acked"
+  /** The receiver has stored it, and it waits there for a free run (the receiver's maxConcurrentRuns are running). */
+  | "waiting"
   /** The receiver has started the method. */
   | "running"
   /** The method finished (see exit code); the reply is handled. */

@@ -57,6 +57,12 @@ export interface Config {
   pinCentralKey: number;
   autoApproveKeys: number;
   maxMessageAge: number;
+  maxConcurrentRuns: number;
+  maxMessagesPerSender: number;
+  maxMessagesPerSenderBurst: number;
+  errorReportWindow: number;
+  maxErrorReportsWaiting: number;
+  errorReportMaxAge: number;
 }
 
 type Kind = "string" | "int";
@@ -156,7 +162,7 @@ export const SETTINGS: Setting[] = [
     key: "errorMessageRetries",
     kind: "int",
     default: () => -1,
-    help: "re-sends of an error report to central; -1 = until central has it (a node cut off from central keeps its errors)",
+    help: "re-sends of an error report to central; -1 = until central has it or errorReportMaxAge has passed",
   },
   {
     key: "natsConnectRetryInterval",
@@ -244,6 +250,42 @@ export const SETTINGS: Setting[] = [
     kind: "int",
     default: () => 7 * 24 * 3600,
     help: "seconds a message may take to be delivered; past it, it expires (and a replayed copy is refused)",
+  },
+  {
+    key: "maxConcurrentRuns",
+    kind: "int",
+    default: () => 0,
+    help: "most methods running at once here; the rest wait in arrival order (pings and replies never wait); 0 = 4 × the CPU cores, at least 4",
+  },
+  {
+    key: "maxMessagesPerSender",
+    kind: "int",
+    default: () => 100,
+    help: "messages a second one node may have stored here; over it, it is told to re-send later (no retry spent); 0 = no limit",
+  },
+  {
+    key: "maxMessagesPerSenderBurst",
+    kind: "int",
+    default: () => 500,
+    help: "messages one node may have stored here at once before maxMessagesPerSender applies",
+  },
+  {
+    key: "errorReportWindow",
+    kind: "int",
+    default: () => 60,
+    help: "seconds in which the same error goes to central once, then once more with how many more like it came",
+  },
+  {
+    key: "maxErrorReportsWaiting",
+    kind: "int",
+    default: () => 100,
+    help: "error reports kept waiting for central; beyond it the oldest are dropped (and counted)",
+  },
+  {
+    key: "errorReportMaxAge",
+    kind: "int",
+    default: () => 3600,
+    help: "seconds an error report may wait for central before it is dropped",
   },
   ...METHOD_NAMES.map((m): Setting => ({
     key: startSubKey(m),
@@ -413,6 +455,20 @@ function validate(c: Config): void {
       'expected the 43-character key that "steward keys list" shows on central',
     );
   if (c.defaultMethodTimeout < -1) throw new ConfigError("defaultMethodTimeout", "must be -1 (no limit) or more");
+  for (const k of ["maxConcurrentRuns", "maxMessagesPerSender"] as const) {
+    if (c[k] < 0)
+      throw new ConfigError(k, `must be 0 (${k === "maxConcurrentRuns" ? "automatic" : "no limit"}) or more`);
+  }
+  for (const k of [
+    "maxMessagesPerSenderBurst",
+    "errorReportWindow",
+    "maxErrorReportsWaiting",
+    "errorReportMaxAge",
+  ] as const) {
+    if (c[k] < 1) throw new ConfigError(k, `must be 1 or more, got ${c[k]}`);
+  }
+  if (c.errorReportWindow > MAX_SECONDS)
+    throw new ConfigError("errorReportWindow", `must be at most ${MAX_SECONDS} seconds`);
   if (!["debug", "info", "warn", "error"].includes(c.logLevel))
     throw new ConfigError("logLevel", `must be debug, info, warn or error, got "${c.logLevel}"`);
 }

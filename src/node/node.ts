@@ -13,6 +13,7 @@
 import { mkdirSync } from "node:fs";
 import type { Server as HttpServer } from "node:http";
 import type { Server } from "node:net";
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { Inbox } from "../delivery/inbox.js";
 import { Outbox } from "../delivery/outbox.js";
@@ -161,9 +162,17 @@ export class StewardNode {
       transport: this.transport,
       wire: this.wire,
       log: this.log,
+      onDropped: () => this.metrics.errorReportDropped(),
     });
     this.inbox = new Inbox({
       nodeName: config.nodeName,
+      centralNodeName: config.centralNodeName,
+      // Runs mostly wait on processes, not on this node's CPU: a few per core keep it busy without
+      // letting a flood start processes without end.
+      maxConcurrentRuns: config.maxConcurrentRuns || Math.max(4, 4 * availableParallelism()),
+      maxMessagesPerSender: config.maxMessagesPerSender,
+      maxMessagesPerSenderBurst: config.maxMessagesPerSenderBurst,
+      onBusy: (signer) => this.metrics.busy(signer),
       dataFolder: resolve(config.subscribersDataFolder),
       allowedNodes: Object.fromEntries(METHOD_NAMES.map((m) => [m, parseAllowed(config[startSubKey(m)] ?? "*")])),
       maxOutput: config.maxMessageSize,
@@ -356,6 +365,7 @@ export class StewardNode {
     await step("broker link", () => this.transport.close());
     await step("outbox", () => outboxDone);
     await step("broker link task", () => this.linkTask);
+    await step("error reports", () => this.central.close());
     await step("store", () => this.store.close());
     this.lifecycle = "closed";
     this.log.info("stopped");

@@ -166,6 +166,8 @@ export class StewardMetrics {
   private readonly executedTotal: Counter;
   private readonly droppedTotal: Counter;
   private readonly refusedTotal: Counter;
+  private readonly busyTotal: Counter;
+  private readonly errorReportsDroppedTotal: Counter;
   private readonly duration: Histogram;
 
   constructor(state: NodeState) {
@@ -211,6 +213,16 @@ export class StewardMetrics {
       "Messages from verified senders refused here (not allowed, expired, bad fields…).",
       ["method", "from_node"],
     );
+    this.busyTotal = r.counter(
+      "steward_messages_busy_total",
+      "Messages not stored here because their sender was over maxMessagesPerSender (answered busy: it re-sends later).",
+      ["from_node"],
+    );
+    this.errorReportsDroppedTotal = r.counter(
+      "steward_error_reports_dropped_total",
+      "Error reports for central dropped undelivered because more than maxErrorReportsWaiting were waiting.",
+      [],
+    );
     this.duration = r.histogram("steward_method_duration_seconds", "How long methods ran on this node, in seconds.", [
       "method",
     ]);
@@ -249,6 +261,12 @@ export class StewardMetrics {
   }
   refused(method: string, fromNode: string): void {
     this.refusedTotal.inc({ method, from_node: fromNode });
+  }
+  busy(fromNode: string): void {
+    this.busyTotal.inc({ from_node: fromNode });
+  }
+  errorReportDropped(): void {
+    this.errorReportsDroppedTotal.inc({});
   }
 
   executed(message: Envelope, durationMs: number): void {

@@ -9,6 +9,9 @@
  *   args     optional, for cliCommand and cliCommandCont: command lines the caller may run, each an
  *            array with one regular expression per argument (matched whole), e.g.
  *            [["systemctl", "status", "[a-z0-9@.-]+"], ["uptime"]]
+ *   unlimited optional, true: what the rule allows may also ask to run without a time limit
+ *            (methodTimeout -1). Without it only central, and a node sending to itself, may
+ *            (docs/SECURITY.md).
  *
  * Replies are not requests: one is let in only when it answers a request this
  * node sent to its signer (docs/SECURITY.md). The local `startSub…` settings
@@ -21,6 +24,8 @@ export interface Rule {
   methods: string[];
   to: string[];
   args?: string[][];
+  /** The caller may ask for no time limit (methodTimeout -1) on what this rule allows. */
+  unlimited?: boolean;
 }
 
 export interface Acl {
@@ -55,9 +60,11 @@ export function aclProblem(value: unknown): string | undefined {
     const at = `rules[${i}]`;
     if (rule === null || typeof rule !== "object") return `${at}: expected an object with from, methods and to`;
     for (const key of Object.keys(rule)) {
-      if (!["from", "methods", "to", "args"].includes(key))
-        return `${at}: unknown field "${key}"; a rule has from, methods, to and optional args`;
+      if (!["from", "methods", "to", "args", "unlimited"].includes(key))
+        return `${at}: unknown field "${key}"; a rule has from, methods, to and optional args and unlimited`;
     }
+    if (rule.unlimited !== undefined && typeof rule.unlimited !== "boolean")
+      return `${at}.unlimited: expected true or false`;
     for (const key of ["from", "methods", "to"] as const) {
       if (!strings(rule[key])) return `${at}.${key}: expected a non-empty array of names`;
     }
@@ -105,15 +112,34 @@ function argsMatch(lines: string[][], args: readonly string[]): boolean {
   );
 }
 
+function matches(rule: Rule, caller: Member, method: MethodName, target: Member, args: readonly string[]): boolean {
+  return (
+    isMember(rule.from, caller) &&
+    rule.methods.some((m) => m === "*" || canonicalMethod(m) === method) &&
+    isMember(rule.to, target, caller) &&
+    (rule.args === undefined || argsMatch(rule.args, args))
+  );
+}
+
 /** Does a rule let `caller` call `method` with `args` on `target`? */
 export function allows(acl: Acl, caller: Member, method: MethodName, target: Member, args: readonly string[]): boolean {
-  return acl.rules.some(
-    (rule) =>
-      isMember(rule.from, caller) &&
-      rule.methods.some((m) => m === "*" || canonicalMethod(m) === method) &&
-      isMember(rule.to, target, caller) &&
-      (rule.args === undefined || argsMatch(rule.args, args)),
-  );
+  return acl.rules.some((rule) => matches(rule, caller, method, target, args));
+}
+
+/** Does a rule with `unlimited: true` let `caller` run `method` with `args` on `target` without a time limit? */
+export function allowsNoTimeLimit(
+  acl: Acl,
+  caller: Member,
+  method: MethodName,
+  target: Member,
+  args: readonly string[],
+): boolean {
+  return acl.rules.some((rule) => rule.unlimited === true && matches(rule, caller, method, target, args));
+}
+
+/** The refusal of a message asking for methodTimeout -1 that no rule grants. */
+export function notAllowedUnlimited(caller: string, method: string, target: string): string {
+  return `not allowed: ${caller} may not run ${method} on ${target} without a time limit (methodTimeout -1); give it a methodTimeout, or a rule with "unlimited": true`;
 }
 
 /** The refusal a sender's message ends with. */

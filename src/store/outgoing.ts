@@ -41,12 +41,14 @@ interface OutcomeFields {
 const MOVES_FROM = {
   moveToSent: ["queued", "sent"],
   moveToAcked: ["queued", "sent"],
-  moveToRunning: ["queued", "sent", "acked"],
+  // Its notice may come before the ACK: the receiver has it stored either way.
+  moveToWaiting: ["queued", "sent", "acked"],
+  moveToRunning: ["queued", "sent", "acked", "waiting"],
   // A further part of a streamed or scheduled result may come while it runs already.
-  moveToRunningWithPart: ["queued", "sent", "acked", "running"],
-  moveToFinal: ["queued", "sent", "acked", "running"],
+  moveToRunningWithPart: ["queued", "sent", "acked", "waiting", "running"],
+  moveToFinal: ["queued", "sent", "acked", "waiting", "running"],
   // A reply is the receiver's word on what happened: it concludes even a message we had given up on.
-  moveToFinalByReply: ["queued", "sent", "acked", "running", "failed"],
+  moveToFinalByReply: ["queued", "sent", "acked", "waiting", "running", "failed"],
 } satisfies Record<string, MessageState[]>;
 
 interface OutboxRow {
@@ -127,6 +129,11 @@ export class OutgoingTable {
   /** The receiver ACKed it: stored there, its reply to come. */
   moveToAcked(id: string): void {
     this.move(id, "acked", MOVES_FROM.moveToAcked);
+  }
+
+  /** The receiver has it stored, and it waits there for a free run. */
+  moveToWaiting(id: string): void {
+    this.move(id, "waiting", MOVES_FROM.moveToWaiting);
   }
 
   /** The receiver says the method runs. */
