@@ -78,7 +78,7 @@ async function untilTaken(
   send: () => Promise<{ ok: boolean; id?: string; error?: string }[]>,
 ): Promise<string | undefined> {
   for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
-    const answers = await send().catch((err: unknown) => [{ ok: false, error: String(err) }]);
+    const answers = await send().catch((err: unknown) => [{ ok: false, id: undefined, error: String(err) }]);
     const a = answers[0];
     if (a?.ok) return a.id;
     if (!/busy|503|ECONNRESET|no results/.test(a?.error ?? "")) return undefined;
