@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createConnection, type Socket } from "node:net";
 import { join } from "node:path";
@@ -119,6 +119,49 @@ describe("what the node writes is its user's alone", () => {
     assert.ok(results.length > 0, "the reply wrote its result under the data folder");
     for (const f of [...files, ...results]) assert.equal(modeOf(f), 0o600, f);
   });
+});
+
+describe("the node refuses to start with an open door, and socketGroup opens the socket to one group", () => {
+  const root = process.getuid?.() === 0;
+
+  test("a listener token other users can read: no start, and the log says what to do", async () => {
+    const etc = join(fleet.dir, "leaky", "etc");
+    mkdirSync(etc, { recursive: true });
+    writeFileSync(join(etc, "listener.token"), `${"A".repeat(43)}\n`);
+    chmodSync(join(etc, "listener.token"), 0o644);
+    await assert.rejects(fleet.add("leaky", { tcpListener: `127.0.0.1:${await freePort()}` }, { connected: false }));
+    assert.match(readFileSync(fleet.node("leaky").logPath, "utf8"), /readable by other users .*chmod 600/);
+  });
+
+  test(
+    "a socket folder of another user that others can write to: no start",
+    { skip: !root && "needs root" },
+    async () => {
+      const open = join(fleet.dir, "open-sock");
+      mkdirSync(open, { mode: 0o777 });
+      chmodSync(open, 0o777);
+      chownSync(open, 65534, 65534);
+      await assert.rejects(fleet.add("squatted", { socketFolder: open }, { connected: false }));
+      assert.match(
+        readFileSync(fleet.node("squatted").logPath, "utf8"),
+        /belongs to another user and others can write/,
+      );
+    },
+  );
+
+  test(
+    "socketGroup: the socket 0660 and its folder 0750, both of that group",
+    { skip: !root && "needs root" },
+    async () => {
+      const grouped = await fleet.add("grouped", { socketGroup: "daemon" });
+      const gid = Number(execFileSync("getent", ["group", "daemon"], { encoding: "utf8" }).split(":")[2]);
+      const folder = join(grouped.opts.dir, "tmp");
+      assert.equal(modeOf(grouped.socketPath), 0o660);
+      assert.equal(modeOf(folder), 0o750);
+      assert.equal(statSync(grouped.socketPath).gid, gid);
+      assert.equal(statSync(folder).gid, gid);
+    },
+  );
 });
 
 describe("the TCP listener takes nothing without the token", () => {
