@@ -1,17 +1,19 @@
 /**
- * The TCP listener (`tcpListener` host:port): the socket's protocol over TCP,
- * one answer line per message, and what it accepts is delivered; it serves no
- * queries.
+ * The TCP listener (`tcpListener` host:port): after the token line, the
+ * socket's protocol over TCP, one answer line per message, and what it accepts
+ * is delivered; it serves no queries. (Refusals: test/localInputs.test.ts.)
  */
 import assert from "node:assert/strict";
 import { createConnection } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { listenerToken, submitTcp } from "../src/client/client.js";
 import { Fleet } from "../src/harness/fleet.js";
 import { freePort } from "../src/harness/net.js";
 import { parseAnswerLine } from "../src/inputs/protocol.js";
 
 let fleet: Fleet;
 let tcpPort: number;
+let token: string;
 
 function tcpSend(port: number, text: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -31,6 +33,7 @@ before(async () => {
   fleet = await Fleet.start("tcpListener", ["ship1"]);
   tcpPort = await freePort();
   await fleet.add("central", { tcpListener: `127.0.0.1:${tcpPort}` });
+  token = listenerToken(fleet.node("central").configFolder);
 });
 after(() => fleet.close());
 
@@ -40,7 +43,7 @@ describe("tcpListener", () => {
       { toNode: "ship1", method: "cliCommand", methodArgs: ["echo", "over-tcp"] },
       { toNode: "ship1", method: "noSuchMethod" },
     ]);
-    const lines = (await tcpSend(tcpPort, doc)).trim().split("\n");
+    const lines = (await tcpSend(tcpPort, `TOKEN ${token}\n${doc}`)).trim().split("\n");
     assert.equal(lines.length, 2, lines.join("\n"));
     const [ok, bad] = lines.map(parseAnswerLine);
     assert.ok(ok?.ok, lines[0]);
@@ -51,7 +54,13 @@ describe("tcpListener", () => {
   });
 
   test("does not answer the CLI's status queries (those stay on the local socket)", async () => {
-    const out = await tcpSend(tcpPort, "STEWARD/1 health\n");
+    const out = await tcpSend(tcpPort, `TOKEN ${token}\nSTEWARD/1 health\n`);
     assert.match(out, /^error /);
+  });
+
+  test("the client's submitTcp sends the token line and reads the answers", async () => {
+    const [a] = await submitTcp(`127.0.0.1:${tcpPort}`, token, '{"toNode": "ship1", "method": "ping"}');
+    assert.ok(a?.ok, JSON.stringify(a));
+    assert.equal((await fleet.waitState("central", a.id)).state, "done");
   });
 });

@@ -6,6 +6,7 @@ import { diskTrouble } from "./diskTrouble.js";
 import { forge } from "./forge.js";
 import { fuzz } from "./fuzz.js";
 import { leafCut } from "./leafCut.js";
+import { listenerFuzz } from "./listenerFuzz.js";
 import { receiverKill } from "./receiverKill.js";
 import { senderKill } from "./senderKill.js";
 import { slowMethods } from "./slowMethods.js";
@@ -22,4 +23,5 @@ export const SCENARIOS: Scenario[] = [
   diskTrouble,
   slowMethods,
   forge,
+  listenerFuzz,
 ];

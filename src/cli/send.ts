@@ -4,7 +4,7 @@
  *   steward send FILE        (JSON or YAML; "-" reads stdin)
  */
 import { readFileSync } from "node:fs";
-import { type MessageView, submit, waitForFinal } from "../client/client.js";
+import { listenerToken, type MessageView, submit, submitHttp, submitTcp, waitForFinal } from "../client/client.js";
 import { answerLine } from "../inputs/protocol.js";
 import { parseSettingFlags } from "../node/config.js";
 import { clientSocket, takeFlag, takeInt, takeOption, UsageError } from "./args.js";
@@ -29,6 +29,10 @@ the error.
                          status is 0 only when every message is done with exit 0
   --timeout S            how long --wait waits (default 60)
   --socket-folder DIR    where the node's steward.sock is (or --config-folder)
+  --tcp HOST:PORT        hand them to the node's TCP listener instead, and
+  --http HOST:PORT       ... or to its HTTP listener; both send the token
+                         from --config-folder's listener.token (--wait still
+                         asks the local socket)
 
 Examples:
   steward send --to ship1 --to ship2 --wait -- uname -a
@@ -53,8 +57,10 @@ export async function sendCommand(argv: string[]): Promise<number> {
   const retries = takeInt(args, "retries");
   const methodTimeout = takeInt(args, "method-timeout");
   const id = takeOption(args, "id").pop();
+  const tcp = takeOption(args, "tcp").pop();
+  const http = takeOption(args, "http").pop();
   const { values, rest } = parseSettingFlags(args);
-  const { path } = clientSocket(values);
+  const { path, config } = clientSocket(values);
 
   let document: string;
   if (to.length > 0 || commandArgs.length > 0) {
@@ -78,7 +84,11 @@ export async function sendCommand(argv: string[]): Promise<number> {
     }
   }
 
-  const answers = await submit(path, document);
+  const answers = tcp
+    ? await submitTcp(tcp, listenerToken(config.configFolder), document)
+    : http
+      ? await submitHttp(http, listenerToken(config.configFolder), document)
+      : await submit(path, document);
   if (answers.length === 0) throw new Error("the node gave no answer; see its log");
   for (const a of answers) (a.ok ? process.stdout : process.stderr).write(`${answerLine(a)}\n`);
   const accepted = answers.flatMap((a) => (a.ok ? [a.id] : []));

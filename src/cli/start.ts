@@ -25,6 +25,8 @@ export async function startCommand(args: string[]): Promise<number> {
   }
   const { values, rest } = parseSettingFlags(args);
   if (rest.length > 0) throw new UsageError(`unknown argument ${rest[0]}; see "steward start --help" for the settings`);
+  // config.json, written below, is the node's user's alone, like everything the node writes.
+  process.umask(0o077);
   const config = loadConfig(values, { persist: true });
   const node = await StewardNode.start(config);
   await new Promise<void>((resolve) => {

@@ -1,7 +1,9 @@
 /**
  * Talking to a local node through its unix socket: hand it a document of
  * messages, or ask it about message and node state. Used by the CLI, the
- * demo and the tests.
+ * demo and the tests. `submitTcp` and `submitHttp` hand a document to a
+ * node's TCP or HTTP listener instead, with the token from its configFolder
+ * (`listenerToken`).
  */
 import { createConnection } from "node:net";
 import { NodeQueryError, NodeUnreachableError } from "../errors.js";
@@ -17,6 +19,8 @@ import {
   type QueryName,
   type QueryReply,
 } from "../inputs/queries.js";
+import { readListenerToken } from "../inputs/token.js";
+import { listenAddress } from "../listen.js";
 import { FINAL_STATES } from "../message/message.js";
 
 export type { Health, MessageView, NodeView };
@@ -40,7 +44,53 @@ function exchange(socketPath: string, payload: string): Promise<string> {
 
 /** Hand a document (JSON or YAML, one message or an array) to the node; one answer per message. */
 export async function submit(socketPath: string, document: string): Promise<AcceptAnswer[]> {
-  const out = await exchange(socketPath, document);
+  return answerLines(await exchange(socketPath, document));
+}
+
+/** The token of a node's TCP and HTTP listeners, read from its configFolder (readable only by its user). */
+export function listenerToken(configFolder: string): string {
+  return readListenerToken(configFolder);
+}
+
+/** Hand a document to a node's TCP listener (host:port) with its token; one answer per message. */
+export function submitTcp(address: string, token: string, document: string): Promise<AcceptAnswer[]> {
+  const { host, port } = listenAddress(address, "tcp");
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(port, host);
+    let out = "";
+    socket.setEncoding("utf8");
+    socket.on("connect", () => socket.end(`TOKEN ${token}\n${document}`));
+    socket.on("data", (d: string) => {
+      out += d;
+    });
+    socket.on("end", () => resolve(answerLines(out)));
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ECONNREFUSED") reject(new NodeUnreachableError(address, err));
+      else reject(err);
+    });
+  });
+}
+
+/** POST a document (JSON or YAML) to a node's HTTP listener (host:port) with its token; one answer per message. */
+export async function submitHttp(address: string, token: string, document: string): Promise<AcceptAnswer[]> {
+  const { host, port } = listenAddress(address, "http");
+  const json = /^\s*[[{]/.test(document);
+  let res: Response;
+  try {
+    res = await fetch(`http://${host.includes(":") ? `[${host}]` : host}:${port}/messages`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": json ? "application/json" : "application/yaml" },
+      body: document,
+    });
+  } catch (err) {
+    throw new NodeUnreachableError(address, err);
+  }
+  const body = (await res.json()) as { results?: AcceptAnswer[]; error?: string };
+  if (!body.results) throw new NodeQueryError(`${res.status} ${body.error ?? "no results"}`);
+  return body.results;
+}
+
+function answerLines(out: string): AcceptAnswer[] {
   return out
     .split("\n")
     .filter((l) => l.trim() !== "")

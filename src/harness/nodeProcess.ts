@@ -36,6 +36,10 @@ export class NodeProcess {
   get socketPath(): string {
     return join(this.opts.dir, "tmp", "steward.sock");
   }
+  /** config.json, the node's key and its listeners' token (listener.token). */
+  get configFolder(): string {
+    return join(this.opts.dir, "etc");
+  }
   get dataFolder(): string {
     return join(this.opts.dir, "data");
   }

@@ -63,6 +63,10 @@ export interface Config {
   errorReportWindow: number;
   maxErrorReportsWaiting: number;
   errorReportMaxAge: number;
+  socketGroup: string;
+  maxInputConnections: number;
+  maxInputBytes: number;
+  httpListenerHosts: string;
 }
 
 type Kind = "string" | "int";
@@ -293,6 +297,31 @@ export const SETTINGS: Setting[] = [
     default: () => "*",
     help: `nodes allowed to use ${m} here: "*" = all, "central,ship1" = those, "" = no subscriber`,
   })),
+  // Local inputs (docs/SECURITY.md, "Local inputs").
+  {
+    key: "socketGroup",
+    kind: "string",
+    default: () => "",
+    help: "group (name or gid) that may use the socket too (0660 in a 0750 folder); empty = the node's user only",
+  },
+  {
+    key: "maxInputConnections",
+    kind: "int",
+    default: () => 64,
+    help: "connections each input (socket, TCP, HTTP) serves at once; more are refused",
+  },
+  {
+    key: "maxInputBytes",
+    kind: "int",
+    default: () => 16 * 1024 * 1024,
+    help: "largest document one connection or request of the socket, TCP, HTTP or read folder may hand in",
+  },
+  {
+    key: "httpListenerHosts",
+    kind: "string",
+    default: () => "",
+    help: "more names clients may use in the Host header of the HTTP listener (comma-separated); loopback, IP addresses and this host's name always work",
+  },
 ];
 
 /** nodeName → NODE_NAME, startPubREQHello → START_PUB_REQ_HELLO */
@@ -471,6 +500,11 @@ function validate(c: Config): void {
     throw new ConfigError("errorReportWindow", `must be at most ${MAX_SECONDS} seconds`);
   if (!["debug", "info", "warn", "error"].includes(c.logLevel))
     throw new ConfigError("logLevel", `must be debug, info, warn or error, got "${c.logLevel}"`);
+  if (c.maxInputConnections < 1)
+    throw new ConfigError("maxInputConnections", `must be 1 or more, got ${c.maxInputConnections}`);
+  if (c.maxInputBytes < 1024) throw new ConfigError("maxInputBytes", `must be 1024 or more, got ${c.maxInputBytes}`);
+  if (c.socketGroup !== "" && !/^[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?$/.test(c.socketGroup))
+    throw new ConfigError("socketGroup", `expected a group name or gid, got "${c.socketGroup}"`);
 }
 
 export function socketPath(c: Pick<Config, "socketFolder">): string {

@@ -10,7 +10,7 @@
  * messages in is accept.ts; answering queries, queries.ts; the node's own
  * messages to central, central.ts.
  */
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync } from "node:fs";
 import type { Server as HttpServer } from "node:http";
 import type { Server } from "node:net";
 import { availableParallelism } from "node:os";
@@ -26,9 +26,10 @@ import { startHttpListener } from "../inputs/httpListener.js";
 import type { AcceptAnswer } from "../inputs/protocol.js";
 import type { Health, NodeLifecycle } from "../inputs/queries.js";
 import { ReadFolderInput } from "../inputs/readFolder.js";
-import { startSocketInput } from "../inputs/socket.js";
+import { groupId, startSocketInput } from "../inputs/socket.js";
 import { runStartupFolder } from "../inputs/startupFolder.js";
 import { startTcpListener } from "../inputs/tcpListener.js";
+import { loadOrCreateListenerToken } from "../inputs/token.js";
 import { createLogger, type Level, type Logger } from "../log.js";
 import type { ErrorReport } from "../message/message.js";
 import { METHOD_NAMES, methodSpec } from "../message/methods.js";
@@ -227,7 +228,10 @@ export class StewardNode {
   }
 
   static async start(config: Config, log?: Logger): Promise<StewardNode> {
+    // Everything the node writes (store, results, logs, audit log, keys, the socket) is its user's alone.
+    process.umask(0o077);
     const node = new StewardNode(config, log);
+    node.tightenFiles();
     try {
       await node.startParts();
     } catch (err) {
@@ -235,6 +239,21 @@ export class StewardNode {
       throw err;
     }
     return node;
+  }
+
+  /** Files an older version left readable by others (written before it set umask 077) are made private. */
+  private tightenFiles(): void {
+    const store = this.store.path;
+    const files = [resolve(this.config.configFolder, "config.json"), store, `${store}-wal`, `${store}-shm`];
+    if (this.audit.path) files.push(this.audit.path, ...[1, 2, 3, 4, 5].map((i) => `${this.audit.path}.${i}`));
+    for (const file of files) {
+      try {
+        const mode = statSync(file).mode & 0o777;
+        if (mode & 0o077) chmodSync(file, mode & 0o700);
+      } catch {
+        // Not there (yet): made private when it is created.
+      }
+    }
   }
 
   private async startParts(): Promise<void> {
@@ -262,14 +281,47 @@ export class StewardNode {
       this.central.sendHello(this.trustLink.helloData());
       this.outbox.wake();
     });
-    const maxBytes = Math.max(config.maxMessageSize, 1024 * 1024);
+    const maxBytes = config.maxInputBytes;
+    const maxConnections = config.maxInputConnections;
     const { acceptance: acceptor, queries, log } = this;
+    const group = config.socketGroup ? groupId(config.socketGroup) : undefined;
     this.servers.push(
-      await startSocketInput({ path: socketPath(config), acceptor, queries, log, maxBytes, source: "socket" }),
+      await startSocketInput({
+        path: socketPath(config),
+        acceptor,
+        queries,
+        log,
+        maxBytes,
+        maxConnections,
+        group,
+        source: "socket",
+      }),
     );
-    if (config.tcpListener) this.servers.push(await startTcpListener(config.tcpListener, { acceptor, log, maxBytes }));
-    if (config.httpListener)
-      this.servers.push(await startHttpListener(config.httpListener, { acceptor, queries, log, maxBytes }));
+    if (config.tcpListener || config.httpListener) {
+      const { token, path, created } = loadOrCreateListenerToken(resolve(config.configFolder));
+      if (created) log.info("created the token of the TCP and HTTP listeners", { file: path });
+      if (config.tcpListener)
+        this.servers.push(
+          await startTcpListener(config.tcpListener, { acceptor, log, maxBytes, maxConnections, token }),
+        );
+      if (config.httpListener) {
+        const hostNames = config.httpListenerHosts
+          .split(",")
+          .map((h) => h.trim())
+          .filter(Boolean);
+        this.servers.push(
+          await startHttpListener(config.httpListener, {
+            acceptor,
+            queries,
+            log,
+            maxBytes,
+            maxConnections,
+            token,
+            hostNames,
+          }),
+        );
+      }
+    }
     if (config.promHostAndPort)
       this.servers.push(await startMetricsServer(config.promHostAndPort, this.metrics, this.log));
     if (config.exposeDataFolder)
