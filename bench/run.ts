@@ -6,7 +6,7 @@
  *   npm run bench                               all of them
  *   npm run bench -- --only roundTrip,fanout    some of them
  *   npm run bench -- --json results.json        also write the rows as JSON
- *   npm run bench -- --only soak [--soak-messages N]   the soak (long: only when named)
+ *   npm run bench -- --only soak [--soak-messages N] [--soak-rate R]   the soak (long: only when named)
  */
 import { writeFileSync } from "node:fs";
 import { ansible } from "./ansible.js";
@@ -28,10 +28,15 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   ansible: () => ansible(),
   signing: () => signing(),
   soak: () => {
-    const n = option(process.argv.slice(2), "soak-messages");
-    if (n !== undefined && !/^[1-9][0-9]*$/.test(n))
-      throw new Error(`--soak-messages: a count of messages, got "${n}"`);
-    return soak(n === undefined ? {} : { messages: Number(n) });
+    const count = (name: string, min: number) => {
+      const v = option(process.argv.slice(2), name);
+      if (v !== undefined && !(/^[0-9]+$/.test(v) && Number(v) >= min))
+        throw new Error(`--${name}: a whole number, ${min} or more, got "${v}"`);
+      return v === undefined ? undefined : Number(v);
+    };
+    const messages = count("soak-messages", 1);
+    const rate = count("soak-rate", 0);
+    return soak({ ...(messages !== undefined && { messages }), ...(rate !== undefined && { rate }) });
   },
 };
 

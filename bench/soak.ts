@@ -9,7 +9,9 @@
  *
  *   npm run bench -- --only soak                          1,000,000 messages
  *   npm run bench -- --only soak --soak-messages 100000   a short run
+ *   npm run bench -- --only soak --soak-rate 0            as fast as it goes (the size then follows the rate)
  */
+import Database from "better-sqlite3";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { submit, waitQuery } from "../src/client/client.js";
@@ -22,8 +24,18 @@ export interface SoakOptions {
   every?: number;
   /** Seconds a finished message stays (the nodes' `retention`). */
   retention?: number;
+  /**
+   * Seconds a message may take to be delivered (the nodes' `maxMessageAge`): received ids are kept that long,
+   * so with the default of 7 days they would be most of what a short run leaves behind.
+   */
+  maxMessageAge?: number;
   /** Seconds between prunings (the nodes' `pruneInterval`). */
   pruneInterval?: number;
+  /**
+   * Messages per second handed to node a at most (0: as fast as it goes). A steady rate keeps the number of
+   * messages within `retention` steady, so that the store's size says whether it leaks, not how fast it went.
+   */
+  rate?: number;
   /** Messages per document handed to node a, and documents in flight. */
   batch?: number;
   lanes?: number;
@@ -36,15 +48,31 @@ interface Line {
   storeB: number;
   rssA: number;
   rssB: number;
+  /** Rows held in the outbox, inbox and dedupe tables: what the store size follows. */
+  rowsA: number;
+  rowsB: number;
   p50: number;
   p99: number;
 }
 
+const storeFile = (node: NodeProcess) => join(node.opts.dir, "var", `${node.opts.nodeName}.sqlite`);
+
 /** A store file and its WAL, in MB. */
 function storeMB(node: NodeProcess): number {
-  const file = join(node.opts.dir, "var", `${node.opts.nodeName}.sqlite`);
+  const file = storeFile(node);
   const size = (p: string) => (existsSync(p) ? statSync(p).size : 0);
   return (size(file) + size(`${file}-wal`)) / 2 ** 20;
+}
+
+/** Rows a node's store holds, read as an operator's sqlite3 would (a count: a scan, fine for a bench). */
+function rowsHeld(node: NodeProcess): number {
+  const db = new Database(storeFile(node), { readonly: true });
+  try {
+    const count = (table: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+    return count("outbox") + count("inbox") + count("dedupe");
+  } finally {
+    db.close();
+  }
 }
 
 export async function soak(opts: SoakOptions = {}): Promise<Row[]> {
@@ -52,9 +80,11 @@ export async function soak(opts: SoakOptions = {}): Promise<Row[]> {
   const every = opts.every ?? Math.min(100_000, Math.max(1, Math.floor(total / 10)));
   const retention = opts.retention ?? 60;
   const pruneInterval = opts.pruneInterval ?? 5;
+  const rate = opts.rate ?? 1000;
   const batch = opts.batch ?? 50;
   const lanes = opts.lanes ?? 4;
-  const settings = { retention, pruneInterval };
+  const maxMessageAge = opts.maxMessageAge ?? 2 * retention;
+  const settings = { retention, pruneInterval, maxMessageAge };
   const bench = await Bench.start("soak");
   try {
     const a = await bench.processNode("a", "a", settings);
@@ -83,13 +113,15 @@ export async function soak(opts: SoakOptions = {}): Promise<Row[]> {
         storeB: storeMB(b),
         rssA: rssMB(a.pid as number),
         rssB: rssMB(b.pid as number),
+        rowsA: rowsHeld(a),
+        rowsB: rowsHeld(b),
         p50: percentile(latencies, 50),
         p99: percentile(latencies, 99),
       });
       const l = lines.at(-1) as Line;
       process.stderr.write(
         `\n  soak ${l.at.toLocaleString("en-US")} msgs, ${fmt(l.seconds, 0)} s: store a ${fmt(l.storeA, 1)} MB, ` +
-          `b ${fmt(l.storeB, 1)} MB; RSS a ${fmt(l.rssA, 0)} MB, b ${fmt(l.rssB, 0)} MB; ` +
+          `b ${fmt(l.storeB, 1)} MB (rows held ${fmt(l.rowsA)}, ${fmt(l.rowsB)}); RSS a ${fmt(l.rssA, 0)} MB, b ${fmt(l.rssB, 0)} MB; ` +
           `latency p50 ${fmt(l.p50, 1)} ms, p99 ${fmt(l.p99, 1)} ms`,
       );
       latencies = [];
@@ -97,7 +129,9 @@ export async function soak(opts: SoakOptions = {}): Promise<Row[]> {
     const lane = async () => {
       while (started < total) {
         const n = Math.min(batch, total - started);
+        const due = rate > 0 ? (started / rate) * 1000 - msSince(t0) : 0;
         started += n;
+        if (due > 0) await new Promise((r) => setTimeout(r, due));
         const doc = Array.from({ length: n }, () => ({ toNode: "b", method: "ping" }));
         const answers = await submit(a.socketPath, JSON.stringify(doc));
         const ids = answers.flatMap((x) => (x.ok ? [x.id] : []));
@@ -131,13 +165,15 @@ export async function soak(opts: SoakOptions = {}): Promise<Row[]> {
         met: within && failed === 0,
         notes: [
           `soak: ${total.toLocaleString("en-US")} pings a → b (node processes), ${lanes} × ${batch} in flight, ` +
-            `retention ${retention} s, pruneInterval ${pruneInterval} s, ${fmt(total / last.seconds, 0)} msg/s, ` +
+            `retention ${retention} s, maxMessageAge ${maxMessageAge} s, pruneInterval ${pruneInterval} s, ${rate > 0 ? `paced at ${rate} msg/s` : "unpaced"}, ` +
+            `${fmt(total / last.seconds, 0)} msg/s, ` +
             `${failed} not done; store at the end ${within ? "within" : "NOT within"} 2× of its size after ${first.at.toLocaleString("en-US")}`,
           `soak: latency p50/p99 ${fmt(start.p50, 1)}/${fmt(start.p99, 1)} ms at the start, ${fmt(last.p50, 1)}/${fmt(last.p99, 1)} ms at the end; ` +
             `RSS a/b ${fmt(start.rssA, 0)}/${fmt(start.rssB, 0)} MB at the start, ${fmt(last.rssA, 0)}/${fmt(last.rssB, 0)} MB at the end`,
           ...lines.map(
             (l) =>
-              `soak: ${l.at.toLocaleString("en-US")} msgs, ${fmt(l.seconds, 0)} s — store a ${fmt(l.storeA, 1)} MB, b ${fmt(l.storeB, 1)} MB; ` +
+              `soak: ${l.at.toLocaleString("en-US")} msgs, ${fmt(l.seconds, 0)} s — store a ${fmt(l.storeA, 1)} MB, b ${fmt(l.storeB, 1)} MB ` +
+              `(rows held ${fmt(l.rowsA)}, ${fmt(l.rowsB)}); ` +
               `RSS a ${fmt(l.rssA, 0)} MB, b ${fmt(l.rssB, 0)} MB; latency p50 ${fmt(l.p50, 1)} ms, p99 ${fmt(l.p99, 1)} ms`,
           ),
         ],

@@ -101,7 +101,7 @@ CREATE TABLE dedupe (
   id         TEXT NOT NULL,
   deliver_by INTEGER NOT NULL,
   PRIMARY KEY (from_node, id)
-);
+) WITHOUT ROWID; -- one B-tree, not two: there can be as many as messages received in maxMessageAge
 CREATE INDEX dedupe_by_deadline ON dedupe(deliver_by);
 -- By state, then by when it ended: pruning finds the old finished rows without reading the others.
 DROP INDEX outbox_by_state;

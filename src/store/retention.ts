@@ -68,7 +68,8 @@ export class Retention {
       inboxDelete: db.prepare(`DELETE FROM inbox WHERE rowid = ?`),
       remember: db.prepare(`INSERT OR IGNORE INTO dedupe (from_node, id, deliver_by) VALUES (?, ?, ?)`),
       dedupe: db.prepare(
-        `DELETE FROM dedupe WHERE rowid IN (SELECT rowid FROM dedupe WHERE deliver_by < ? LIMIT ${BATCH})`,
+        `DELETE FROM dedupe WHERE (from_node, id) IN
+           (SELECT from_node, id FROM dedupe WHERE deliver_by < ? LIMIT ${BATCH})`,
       ),
       pendingNodes: db.prepare(
         `DELETE FROM nodes WHERE name IN
