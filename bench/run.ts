@@ -6,6 +6,7 @@
  *   npm run bench                               all of them
  *   npm run bench -- --only roundTrip,fanout    some of them
  *   npm run bench -- --json results.json        also write the rows as JSON
+ *   npm run bench -- --only soak [--soak-messages N] [--soak-rate R]   the soak (long: only when named)
  */
 import { writeFileSync } from "node:fs";
 import { ansible } from "./ansible.js";
@@ -15,6 +16,7 @@ import { footprint } from "./footprint.js";
 import { fmt, machine, msSince, now, type Row } from "./lib/common.js";
 import { roundTrip } from "./roundTrip.js";
 import { signing } from "./signing.js";
+import { soak } from "./soak.js";
 import { throughput } from "./throughput.js";
 
 const BENCHES: Record<string, () => Promise<Row[]>> = {
@@ -25,7 +27,21 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   footprint: () => footprint(),
   ansible: () => ansible(),
   signing: () => signing(),
+  soak: () => {
+    const count = (name: string, min: number) => {
+      const v = option(process.argv.slice(2), name);
+      if (v !== undefined && !(/^[0-9]+$/.test(v) && Number(v) >= min))
+        throw new Error(`--${name}: a whole number, ${min} or more, got "${v}"`);
+      return v === undefined ? undefined : Number(v);
+    };
+    const messages = count("soak-messages", 1);
+    const rate = count("soak-rate", 0);
+    return soak({ ...(messages !== undefined && { messages }), ...(rate !== undefined && { rate }) });
+  },
 };
+
+/** Run only when named in --only: a million messages take a quarter of an hour. */
+const ONLY_WHEN_NAMED = new Set(["soak"]);
 
 function option(argv: string[], name: string): string | undefined {
   const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
@@ -62,7 +78,7 @@ async function main(argv: string[]): Promise<void> {
   );
   const rows: Row[] = [];
   for (const [name, run] of Object.entries(BENCHES)) {
-    if (only && !only.includes(name)) continue;
+    if (only ? !only.includes(name) : ONLY_WHEN_NAMED.has(name)) continue;
     process.stderr.write(`${name}… `);
     const t0 = now();
     try {

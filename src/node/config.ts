@@ -42,6 +42,8 @@ export interface Config {
   errorMessageRetries: number;
   natsConnectRetryInterval: number;
   maxMessageSize: number;
+  retention: number;
+  pruneInterval: number;
   logLevel: string;
   nkeySeedFile: string;
   natsCredsFile: string;
@@ -291,6 +293,18 @@ export const SETTINGS: Setting[] = [
     default: () => 3600,
     help: "seconds an error report may wait for central before it is dropped",
   },
+  {
+    key: "retention",
+    kind: "int",
+    default: () => 7 * 24 * 3600,
+    help: "seconds a finished message (done, failed, expired, cancelled) stays in the store after it ended; received ids are kept until their deliverBy whatever this says",
+  },
+  {
+    key: "pruneInterval",
+    kind: "int",
+    default: () => 600,
+    help: "seconds between two prunings of the store (finished messages past retention, old dedupe records, keys never approved); also once at start",
+  },
   ...METHOD_NAMES.map((m): Setting => ({
     key: startSubKey(m),
     kind: "string",
@@ -475,6 +489,11 @@ function validate(c: Config): void {
   }
   if (c.natsConnectRetryInterval < 1) c.natsConnectRetryInterval = 1;
   if (c.maxMessageAge < 1) throw new ConfigError("maxMessageAge", `must be 1 second or more, got ${c.maxMessageAge}`);
+  for (const k of ["retention", "pruneInterval"] as const) {
+    if (c[k] < 1) throw new ConfigError(k, `must be 1 second or more, got ${c[k]}`);
+  }
+  if (c.pruneInterval > MAX_SECONDS)
+    throw new ConfigError("pruneInterval", `must be at most ${MAX_SECONDS} seconds (about 24 days)`);
   for (const k of ["pinCentralKey", "autoApproveKeys"] as const) {
     if (c[k] !== 0 && c[k] !== 1) throw new ConfigError(k, `must be 0 (off) or 1 (on), got ${c[k]}`);
   }

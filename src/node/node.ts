@@ -70,6 +70,7 @@ export class StewardNode {
   private servers: (Server | HttpServer)[] = [];
   private readFolder: ReadFolderInput | undefined;
   private helloTimer: NodeJS.Timeout | undefined;
+  private pruneTimer: NodeJS.Timeout | undefined;
   private linkTask: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
@@ -82,7 +83,7 @@ export class StewardNode {
     this.metrics = new StewardMetrics({
       inFlight: () => this.outbox.inFlight,
       brokerConnected: () => this.transport.state === "up",
-      lastHellos: () => this.store.nodes.list(),
+      lastHellos: () => this.store.nodes.hellos(),
     });
     this.audit = new AuditLog(config.auditLogFolder, config.auditLogMaxBytes, this.log);
     const { identity, created } = loadOrCreateIdentity(resolve(config.configFolder), config.nodeName);
@@ -341,6 +342,9 @@ export class StewardNode {
       );
       this.helloTimer.unref();
     }
+    this.prune();
+    this.pruneTimer = setInterval(() => this.prune(), config.pruneInterval * 1000);
+    this.pruneTimer.unref();
     if (config.profilingPort) {
       this.log.warn("profilingPort is a setting of the Go seeds; this version serves no profiler there", {
         instead: "NODE_OPTIONS=--cpu-prof or --heap-prof when starting steward",
@@ -380,6 +384,18 @@ export class StewardNode {
     this.central.reportError(report);
   }
 
+  /** Delete what retention no longer keeps (src/store/retention.ts); runs in the background, in small batches. */
+  private prune(): void {
+    this.store.prune(this.config.retention * 1000).then(
+      (pruned) => {
+        this.metrics.pruned({ ...pruned });
+        if (pruned.outbox + pruned.inbox + pruned.dedupe + pruned.keys > 0)
+          this.log.debug("pruned the store", { ...pruned });
+      },
+      (err: unknown) => this.log.error("cannot prune the store", { reason: errorText(err) }),
+    );
+  }
+
   /** How the node is, as the `health` query answers it. */
   health(): Health {
     return {
@@ -408,6 +424,7 @@ export class StewardNode {
       }
     };
     if (this.helloTimer) clearInterval(this.helloTimer);
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
     this.admission?.close();
     await step("read folder", () => this.readFolder?.close());
     this.queries.endWaits();

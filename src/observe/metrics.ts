@@ -169,6 +169,7 @@ export class StewardMetrics {
   private readonly busyTotal: Counter;
   private readonly errorReportsDroppedTotal: Counter;
   private readonly duration: Histogram;
+  private readonly prunedTotal: Counter;
 
   constructor(state: NodeState) {
     const r = this.registry;
@@ -226,6 +227,11 @@ export class StewardMetrics {
     this.duration = r.histogram("steward_method_duration_seconds", "How long methods ran on this node, in seconds.", [
       "method",
     ]);
+    this.prunedTotal = r.counter(
+      "steward_store_pruned_total",
+      "Rows deleted from this node's store by retention (finished messages, old dedupe records, keys never approved).",
+      ["table"],
+    );
     r.gauge("steward_messages_in_flight", "Messages this node is delivering now (queued or awaiting an ACK).", () => [
       { value: state.inFlight() },
     ]);
@@ -267,6 +273,11 @@ export class StewardMetrics {
   }
   errorReportDropped(): void {
     this.errorReportsDroppedTotal.inc({});
+  }
+
+  /** One pruning of the store ended: rows deleted by table (the `pages` given back are not rows). */
+  pruned(counts: Record<string, number>): void {
+    for (const [table, n] of Object.entries(counts)) if (table !== "pages" && n > 0) this.prunedTotal.inc({ table }, n);
   }
 
   executed(message: Envelope, durationMs: number): void {

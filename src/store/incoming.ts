@@ -43,6 +43,7 @@ export class IncomingTable {
          VALUES (?, ?, 'received', 0, ?, ?, ?)`,
       ),
       get: db.prepare(`SELECT * FROM inbox WHERE from_node = ? AND id = ?`),
+      pruned: db.prepare(`SELECT 1 FROM dedupe WHERE from_node = ? AND id = ?`).pluck(),
       moveToRunning: db.prepare(
         `UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`,
       ),
@@ -52,9 +53,13 @@ export class IncomingTable {
     };
   }
 
-  /** Store a received message. False when it was already there (a re-send: ACK again, do not run again). */
+  /**
+   * Store a received message. False when it was already there, or was pruned before its deliverBy
+   * (src/store/retention.ts): a re-send or a replay, ACK again, do not run again.
+   */
   add(message: Envelope): boolean {
     return this.commits.write(() => {
+      if (this.stmts.pruned.get(message.fromNode, message.id) !== undefined) return false;
       const now = Date.now();
       return this.stmts.insert.run(message.fromNode, message.id, now, now, JSON.stringify(message)).changes === 1;
     });

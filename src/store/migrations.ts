@@ -16,6 +16,11 @@ interface Migration {
   /** What the step does, for the reader. */
   what: string;
   sql: string;
+  /**
+   * Run before the step's transaction, outside any: for what SQLite cannot do inside one (VACUUM).
+   * It must be safe to run again, since a crash between it and the transaction repeats it.
+   */
+  before?: (db: Database.Database) => void;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -79,6 +84,56 @@ CREATE TABLE trust (
 );
 `,
   },
+  {
+    version: 3,
+    what: "retention: a file that shrinks, dedupe records, indexes and counts for reads that stay O(recent)",
+    // auto_vacuum changes only when the file is rebuilt (VACUUM); INCREMENTAL lets pruning give pages back
+    // to the file system in small steps (PRAGMA incremental_vacuum) instead of keeping them free inside it.
+    before: (db) => {
+      if (db.pragma("auto_vacuum", { simple: true }) === 2) return;
+      db.pragma("auto_vacuum = INCREMENTAL");
+      db.exec("VACUUM");
+    },
+    sql: `
+-- The ids of received messages pruned before their deliverBy: a replay of one is still a duplicate.
+CREATE TABLE dedupe (
+  from_node  TEXT NOT NULL,
+  id         TEXT NOT NULL,
+  deliver_by INTEGER NOT NULL,
+  PRIMARY KEY (from_node, id)
+) WITHOUT ROWID; -- one B-tree, not two: there can be as many as messages received in maxMessageAge
+CREATE INDEX dedupe_by_deadline ON dedupe(deliver_by);
+-- By state, then by when it ended: pruning finds the old finished rows without reading the others.
+DROP INDEX outbox_by_state;
+CREATE INDEX outbox_by_state ON outbox(state, updated_at);
+DROP INDEX inbox_by_state;
+CREATE INDEX inbox_by_state ON inbox(state, updated_at);
+-- The operator's messages (not the replies this node sends for others), newest first, for \`steward status\`.
+CREATE INDEX outbox_operator ON outbox(id) WHERE request_id IS NULL;
+-- Operator messages by receiver and state, kept by triggers at every move, for \`steward nodes\`.
+CREATE TABLE outbox_counts (
+  to_node TEXT NOT NULL,
+  state   TEXT NOT NULL,
+  n       INTEGER NOT NULL,
+  PRIMARY KEY (to_node, state)
+);
+INSERT INTO outbox_counts (to_node, state, n)
+  SELECT to_node, state, COUNT(*) FROM outbox WHERE request_id IS NULL GROUP BY to_node, state;
+CREATE TRIGGER outbox_counts_insert AFTER INSERT ON outbox WHEN new.request_id IS NULL BEGIN
+  INSERT INTO outbox_counts (to_node, state, n) VALUES (new.to_node, new.state, 1)
+    ON CONFLICT (to_node, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER outbox_counts_move AFTER UPDATE OF state ON outbox
+  WHEN new.request_id IS NULL AND old.state <> new.state BEGIN
+  UPDATE outbox_counts SET n = n - 1 WHERE to_node = old.to_node AND state = old.state;
+  INSERT INTO outbox_counts (to_node, state, n) VALUES (new.to_node, new.state, 1)
+    ON CONFLICT (to_node, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox WHEN old.request_id IS NULL BEGIN
+  UPDATE outbox_counts SET n = n - 1 WHERE to_node = old.to_node AND state = old.state;
+END;
+`,
+  },
 ];
 
 /** The schema version this code writes and reads. */
@@ -96,6 +151,7 @@ export function migrate(db: Database.Database, path: string): number {
   }
   for (const step of MIGRATIONS) {
     if (step.version <= found) continue;
+    step.before?.(db);
     db.transaction(() => {
       db.exec(step.sql);
       db.pragma(`user_version = ${step.version}`);

@@ -7,6 +7,7 @@
  *   store.incoming  — the `inbox` table: messages this node received (src/store/incoming.ts)
  *   store.nodes     — the `nodes` table: last hello per node (src/store/nodes.ts)
  *   store.keys      — central's admitted keys and its bundle's version and rules (src/store/keys.ts)
+ *   store.prune()   — what is deleted, and when (src/store/retention.ts)
  *
  * Every write joins the turn's transaction and `durable()` waits for the disk
  * (src/store/groupCommit.ts); the schema is upgraded on open
@@ -24,11 +25,13 @@ import { KeysTable } from "./keys.js";
 import { migrate } from "./migrations.js";
 import { NodesTable } from "./nodes.js";
 import { OutgoingTable } from "./outgoing.js";
+import { type Pruned, Retention } from "./retention.js";
 
 export type { IncomingRecord } from "./incoming.js";
 export type { KeyRecord, KeyState } from "./keys.js";
 export type { NodeRecord } from "./nodes.js";
 export type { OutgoingRecord } from "./outgoing.js";
+export type { Pruned } from "./retention.js";
 
 export class Store {
   readonly path: string;
@@ -36,6 +39,7 @@ export class Store {
   readonly incoming: IncomingTable;
   readonly nodes: NodesTable;
   readonly keys: KeysTable;
+  private readonly retention: Retention;
   private readonly db: Database.Database;
   private readonly commits: GroupCommit;
 
@@ -49,6 +53,8 @@ export class Store {
       // NORMAL: commits reach the WAL file at once but are synced by durable(), many at a time (see groupCommit.ts).
       db.pragma("synchronous = NORMAL");
       db.pragma("busy_timeout = 5000");
+      // A checkpoint writes the WAL back and starts it over, but leaves the file at its largest; cut it back.
+      db.pragma(`journal_size_limit = ${8 * 1024 * 1024}`);
       migrate(db, this.path);
       // The schema is in place, so the WAL exists; it stays (same inode) until our connection closes.
       this.commits = new GroupCommit(db, this.path);
@@ -66,6 +72,12 @@ export class Store {
     this.incoming = new IncomingTable(this.db, this.commits);
     this.nodes = new NodesTable(this.db, this.commits);
     this.keys = new KeysTable(this.db, this.commits);
+    this.retention = new Retention(this.db, this.commits);
+  }
+
+  /** Delete finished messages older than `retentionMs`, and what else has no use any more (see retention.ts). */
+  prune(retentionMs: number): Promise<Pruned> {
+    return this.retention.prune(retentionMs);
   }
 
   /** Disk syncs done so far: with many messages in flight, far fewer than writes. */
