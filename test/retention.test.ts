@@ -110,6 +110,21 @@ describe("retention between node processes", () => {
     assert.equal(counts[0]?.n, 0);
   });
 
+  test("an id the operator gave stays a duplicate after its message is pruned; one Steward made is not kept", async () => {
+    const central = fleet.node("central");
+    const given = `once-${newId()}`;
+    const doc = { id: given, toNode: "ship1", method: "cliCommand", methodArgs: ["true"] };
+    await fleet.sendOk("central", doc);
+    assert.equal((await fleet.waitState("central", given)).state, "done");
+    const made = await run(["true"]);
+    await waitPruned(given);
+    await waitPruned(made);
+    assert.deepEqual(rows(central, `SELECT id FROM given_ids WHERE id IN (?, ?)`, given, made), [{ id: given }]);
+    const [again] = await fleet.send("central", doc);
+    assert.deepEqual(again, { ok: true, id: given, toNode: "ship1", method: "cliCommand", duplicate: true });
+    assert.equal(rows(central, `SELECT 1 FROM outbox WHERE id = ?`, given).length, 0, "not stored again");
+  });
+
   test("a running message and a queued one are never pruned, however long they take", async () => {
     const [central, ship1] = [fleet.node("central"), fleet.node("ship1")];
     const go = join(markers, "go");

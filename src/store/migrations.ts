@@ -103,6 +103,9 @@ CREATE TABLE dedupe (
   PRIMARY KEY (from_node, id)
 ) WITHOUT ROWID; -- one B-tree, not two: there can be as many as messages received in maxMessageAge
 CREATE INDEX dedupe_by_deadline ON dedupe(deliver_by);
+-- Ids the operator gave their messages ("runs once ever", src/inputs/startupFolder.ts), kept after the
+-- message itself is pruned: handing the same id in again stays a duplicate. Ids Steward made are not kept.
+CREATE TABLE given_ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
 -- By state, then by when it ended: pruning finds the old finished rows without reading the others.
 DROP INDEX outbox_by_state;
 CREATE INDEX outbox_by_state ON outbox(state, updated_at);

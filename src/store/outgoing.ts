@@ -78,7 +78,8 @@ export class OutgoingTable {
     this.stmts = {
       insert: db.prepare(
         `INSERT OR IGNORE INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope)
-         VALUES (@id, @toNode, @method, 'queued', 0, @requestId, @now, @now, @envelope)`,
+         SELECT @id, @toNode, @method, 'queued', 0, @requestId, @now, @now, @envelope
+         WHERE NOT EXISTS (SELECT 1 FROM given_ids WHERE id = @id)`,
       ),
       get: db.prepare(`SELECT * FROM outbox WHERE id = ?`),
       pending: db.prepare(`SELECT * FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),

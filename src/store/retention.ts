@@ -2,7 +2,8 @@
  * Retention: the store keeps what is recent and what still matters, and gives
  * the rest back to the file system, so that it does not grow forever.
  *
- *   outbox  a message in a final state (done, failed, expired, cancelled)  ── `retention` after it ended ──▶ deleted
+ *   outbox  a message in a final state (done, failed, expired, cancelled)  ── `retention` after it ended ──▶ deleted,
+ *           an id the operator gave it kept in `given_ids`, so that the same id handed in again stays a duplicate
  *   inbox   a received message whose method ended (done)                  ── `retention` after it ended ──▶ deleted,
  *           its (fromNode, id) kept in `dedupe` while its deliverBy is still ahead
  *   dedupe  the id of a pruned received message                           ── past its deliverBy ──▶ deleted
@@ -57,9 +58,17 @@ export class Retention {
   ) {
     const finals = FINAL_STATES.map((s) => `'${s}'`).join(", ");
     this.stmts = {
+      // The same batch twice in one transaction: first the ids the operator gave are kept, then the rows go.
+      // An id Steward made (src/message/id.ts: 26 characters of Crockford base32) cannot come back from an input.
+      keepGiven: db.prepare(
+        `INSERT OR IGNORE INTO given_ids (id)
+           SELECT id FROM (SELECT id, request_id FROM outbox WHERE state IN (${finals}) AND updated_at < ?
+                           ORDER BY rowid LIMIT ${BATCH})
+           WHERE request_id IS NULL AND NOT (length(id) = 26 AND id NOT GLOB '*[^0-9A-HJKMNP-TV-Z]*')`,
+      ),
       outbox: db.prepare(
         `DELETE FROM outbox WHERE rowid IN
-           (SELECT rowid FROM outbox WHERE state IN (${finals}) AND updated_at < ? LIMIT ${BATCH})`,
+           (SELECT rowid FROM outbox WHERE state IN (${finals}) AND updated_at < ? ORDER BY rowid LIMIT ${BATCH})`,
       ),
       inboxDone: db.prepare(
         `SELECT rowid, from_node, id, json_extract(envelope, '$.deliverBy') AS deliver_by
@@ -98,7 +107,13 @@ export class Retention {
     const pruned: Pruned = { outbox: 0, inbox: 0, dedupe: 0, keys: 0, pages: 0 };
     const ended = Date.now() - retentionMs;
     const steps: [keyof Pruned, () => number][] = [
-      ["outbox", () => this.stmts.outbox.run(ended).changes],
+      [
+        "outbox",
+        () => {
+          this.stmts.keepGiven.run(ended);
+          return this.stmts.outbox.run(ended).changes;
+        },
+      ],
       ["inbox", () => this.pruneInbox(ended)],
       // Judged by the same clock as the inbox's expiry check, so a record goes only once a replay is refused anyway.
       ["dedupe", () => this.stmts.dedupe.run(now()).changes],
