@@ -114,6 +114,9 @@ describe("environment variables", () => {
       pinCentralKey: "0",
       autoApproveKeys: "1",
       centralPublicKey: "MyjsFKS7DnabQOLt1s8YdMpgLLyIpuC5Qn5K-BRnsm8",
+      maxInputBytes: "2048",
+      socketGroup: "0",
+      httpListenerHosts: "steward.example",
     };
     const wanted = new Map<string, string | number>();
     const vars: Record<string, string> = {};
