@@ -205,7 +205,7 @@ export class Runner {
     if (message.requestId !== undefined || CATALOG[method].runTwiceHarmless === true)
       return this.runTask(message, rerun, signal, receivedAt, request);
     if (!this.slots.tryTake()) {
-      const notice = setTimeout(() => this.notice(message, "waiting"), RUNNING_NOTICE_MS);
+      const notice = setTimeout(() => this.noticeWaiting(message), RUNNING_NOTICE_MS);
       const slot = await this.slots.wait(signal);
       clearTimeout(notice);
       // Shutting down: it stays received and waits its turn again at the next start. Stopped otherwise
@@ -414,6 +414,20 @@ export class Runner {
       clearTimeout(timeout);
       signal.removeEventListener("abort", onShutdown);
     }
+  }
+
+  /**
+   * Tell the origin its message waits for a free run, once it is on disk here: the origin stops re-sending
+   * a message that waits, so a message whose store turn is rolled back (disk full) must not say so.
+   */
+  private noticeWaiting(message: Envelope): void {
+    this.opts.store.durable().then(
+      () => {
+        if (this.opts.store.incoming.get(message.fromNode, message.id)?.state === "received")
+          this.notice(message, "waiting");
+      },
+      () => undefined,
+    );
   }
 
   /** Tell the message's origin that its method waits or runs (best effort: the reply settles the state anyway). */
