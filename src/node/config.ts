@@ -266,13 +266,15 @@ export const SETTINGS: Setting[] = [
   {
     key: "maxMessagesPerSender",
     kind: "int",
-    default: () => 100,
+    // Above what an operator's fan-out or a busy stream sends one node, a third of what a node can store
+    // (about 3,000 a second, docs/PERFORMANCE.md): one runaway or stolen node cannot take all of it.
+    default: () => 1000,
     help: "messages a second one node may have stored here; over it, it is told to re-send later (no retry spent); 0 = no limit",
   },
   {
     key: "maxMessagesPerSenderBurst",
     kind: "int",
-    default: () => 500,
+    default: () => 5000,
     help: "messages one node may have stored here at once before maxMessagesPerSender applies",
   },
   {
