@@ -1,5 +1,5 @@
 /**
- * The subscriber side: receiving. A message arrives on <thisNode>.<method>
+ * The subscriber side: receiving. A message arrives on <thisNode>.<method>.<sender>
  * and goes, top to bottom:
  *
  *   verify     signed by an admitted key                                          ── else dropped, unanswered
@@ -15,7 +15,7 @@
  *   ACK        signed, with the message's own id, once it is on disk (store.durable())
  *
  * A hello is a heartbeat: handed to the node (central admits keys from it), never stored or run. The
- * "waiting" and "running" notices of the nodes running our requests arrive here too, on <thisNode>._state.
+ * "waiting" and "running" notices of the nodes running our requests arrive here too, on <thisNode>._state.<node>.
  */
 import type { Msg } from "@nats-io/transport-node";
 import { errorText } from "../errors.js";

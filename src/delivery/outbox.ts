@@ -244,7 +244,7 @@ export class Outbox {
     }
   }
 
-  /** `<node>._online`, believed only when that node signed it and it is newer than the last one. */
+  /** `_online.<node>`, believed only when that node signed it and it is newer than the last one. */
   private onOnline(node: string, subject: string, bytes: Uint8Array): void {
     const presence = this.wire.open(subject, bytes, node)?.value as Partial<Presence> | undefined;
     if (!presence || presence.node !== node || typeof presence.at !== "number") return;
@@ -270,7 +270,7 @@ export class Outbox {
   }
 
   /**
-   * Listen for `<node>._online` only while messages wait for that node: a
+   * Listen for `_online.<node>` only while messages wait for that node: a
    * fleet-wide reconnect then costs each node the announcements of the peers
    * it has pending messages for, not those of the whole fleet.
    */
