@@ -8,17 +8,50 @@
  *     │  ──cut("reset")──▶ reset:   every connection is destroyed and new ones are refused at once
  *     └──────restore()───────────── both: traffic flows again (stalled sockets resume where they were)
  */
+import { readFileSync } from "node:fs";
 import { createServer, type Server, Socket } from "node:net";
 
-/** A free TCP port on 127.0.0.1 (bind port 0, read it, let it go). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A free TCP port on 127.0.0.1, for a server started a moment later. Chosen below the kernel's
+ * ephemeral range: a port from that range (what binding port 0 gives) can be taken meanwhile by any
+ * outgoing connection on the machine, and a node's broker link is one. Falls back to port 0.
+ */
+export async function freePort(): Promise<number> {
+  const low = ephemeralLow();
+  for (let i = 0; i < 50 && low > FIRST_PORT + 1000; i++) {
+    const port = FIRST_PORT + Math.floor(Math.random() * (low - FIRST_PORT));
+    if (handedOut.has(port)) continue;
+    if ((await tryListen(port)) !== undefined) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  const port = await tryListen(0);
+  if (port === undefined) throw new Error("no free TCP port on 127.0.0.1");
+  return port;
+}
+
+const FIRST_PORT = 10_000;
+/** Ports this process has handed out: not handed out twice, though free again between two uses. */
+const handedOut = new Set<number>();
+
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Listen on `port` (0: any) and let it go: the port, or undefined when it is taken. */
+function tryListen(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
+    s.once("error", () => resolve(undefined));
+    s.listen(port, "127.0.0.1", () => {
       const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => resolve(port));
+      const got = typeof addr === "object" && addr ? addr.port : undefined;
+      s.close(() => resolve(got));
     });
   });
 }
