@@ -4,7 +4,7 @@
  * `npm test` runs this (npm run check → npm run layers); see docs/ARCHITECTURE.md.
  */
 const LAYERS = [
-  "src/(errors|timers|log|listen)\\.ts$", // leaves: no imports of Steward's own
+  "src/(errors|timers|log|listen|umask)\\.ts$", // leaves: no imports of Steward's own
   "src/message/", // the message model, names and parsing
   "src/security/", // keys, signed frames, central's bundle, the rules
   "src/store/", // the local SQLite store

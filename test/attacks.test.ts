@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { health, query } from "../src/client/client.js";
+import type { RunNotice } from "../src/delivery/runner.js";
 import {
   bundleBroadcast,
   bundleSubject,
@@ -27,7 +28,7 @@ import {
   onlineSubject,
   stateSubject,
 } from "../src/delivery/subjects.js";
-import type { Ack, Presence, StateNotice } from "../src/delivery/wire.js";
+import type { Ack, Presence } from "../src/delivery/wire.js";
 import { encode } from "../src/delivery/wire.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { freePort } from "../src/harness/net.js";
@@ -566,7 +567,7 @@ test("forged running notices do not move central's message to running, nor stop 
   await fleet.waitState("central", id, "sent");
   // Unsigned, signed with a made-up ship4 key, and signed by ship2 (admitted, but not where the message went):
   // on ship2's own subject, and on ship4's.
-  const notice: StateNotice = { id, state: "running" };
+  const notice: RunNotice = { id, state: "running" };
   const ship2 = nodeIdentity(fleet.node("ship2"));
   const forgeries: [Identity | undefined, string][] = [
     [undefined, "ship4"],

@@ -143,6 +143,11 @@ test("methodTimeout -1 from a sender no rule grants it is refused; from central,
   const sent = await fromRogue("ship2", { methodArgs: ["true"], methodTimeout: -1 });
   const answer = await answerOf(sent, "ship2");
   assert.match(String(answer.refused), /^not allowed: rogue may not run cliCommand on ship2 without a time limit/);
+  // A time limit of weeks is as good as none: above maxMethodTimeout (a day by default) the same rule holds.
+  const weeks = await answerOf(await fromRogue("ship2", { methodArgs: ["true"], methodTimeout: 2_000_000 }), "ship2");
+  assert.match(String(weeks.refused), /without a time limit \(methodTimeout above maxMethodTimeout 86400 s there\)/);
+  const day = await answerOf(await fromRogue("ship2", { methodArgs: ["true"], methodTimeout: 86_400 }), "ship2");
+  assert.deepEqual(Object.keys(day), ["ack"], JSON.stringify(day));
 
   const ids = await Promise.all(
     ["central", "ship3", "ship2"].map(async (from) => {

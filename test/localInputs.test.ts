@@ -119,6 +119,22 @@ describe("what the node writes is its user's alone", () => {
     assert.ok(results.length > 0, "the reply wrote its result under the data folder");
     for (const f of [...files, ...results]) assert.equal(modeOf(f), 0o600, f);
   });
+
+  test("a command the node runs gets the umask the node was started with, not the node's private one", async () => {
+    // The node processes inherit this test's umask; an operator's command must create files as from a shell.
+    const umask = process.umask();
+    const [id] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "cliCommand",
+      methodArgs: ["sh", "-c", "umask"],
+      replyMethod: "console",
+    });
+    const done = await fleet.waitState("central", id as string);
+    assert.equal(done.state, "done");
+    // `umask` prints e.g. 0022 and a newline: the whole of the command's output.
+    assert.match(JSON.stringify(done), new RegExp(`"0?${umask.toString(8).padStart(3, "0")}\\\\n`));
+    assert.notEqual(umask, 0o077, "the test's own umask differs from the node's, so the check can fail");
+  });
 });
 
 describe("the node refuses to start with an open door, and socketGroup opens the socket to one group", () => {

@@ -1,6 +1,7 @@
 /** `steward start [flags]`: run a node until SIGINT/SIGTERM. */
 import { loadConfig, parseSettingFlags, settingsHelp } from "../node/config.js";
 import { StewardNode } from "../node/node.js";
+import { makeFilesPrivate } from "../umask.js";
 import { UsageError } from "./args.js";
 
 export const START_HELP = `Usage: steward start [flags]     (plain "steward [flags]" does the same)
@@ -26,7 +27,7 @@ export async function startCommand(args: string[]): Promise<number> {
   const { values, rest } = parseSettingFlags(args);
   if (rest.length > 0) throw new UsageError(`unknown argument ${rest[0]}; see "steward start --help" for the settings`);
   // config.json, written below, is the node's user's alone, like everything the node writes.
-  process.umask(0o077);
+  makeFilesPrivate();
   const config = loadConfig(values, { persist: true });
   const node = await StewardNode.start(config);
   await new Promise<void>((resolve) => {

@@ -62,6 +62,8 @@ export interface InboxOptions {
   onExecuted?: RunnerOptions["onExecuted"];
   /** Most runs at once (maxConcurrentRuns); the rest wait in arrival order. Absent: no limit. */
   maxConcurrentRuns?: number;
+  /** The longest methodTimeout another node may ask for without the right to no limit. Absent: any. */
+  maxMethodTimeout?: number;
   /** Messages a second one signer may have stored here, and how many at once. Absent or 0: no limit. */
   maxMessagesPerSender?: number;
   maxMessagesPerSenderBurst?: number;
@@ -112,13 +114,16 @@ export class Inbox {
       return notAllowed(message.fromNode, method, nodeName);
     // No time limit ties up a run slot and its processes for good: only central, the node itself (its own
     // operator's messages), or a rule that says `unlimited` may ask for it.
+    // A time limit of weeks is as good as none: above maxMethodTimeout it needs the same right.
+    const most = this.opts.maxMethodTimeout;
+    const long = most !== undefined && message.methodTimeout > most;
     if (
-      message.methodTimeout < 0 &&
+      (message.methodTimeout < 0 || long) &&
       message.fromNode !== nodeName &&
       message.fromNode !== this.opts.centralNodeName &&
       !allowsNoTimeLimit(trust.acl, caller, method, trust.member(nodeName), message.methodArgs)
     )
-      return notAllowedUnlimited(message.fromNode, method, nodeName);
+      return notAllowedUnlimited(message.fromNode, method, nodeName, long ? most : undefined);
     return undefined;
   }
 

@@ -36,7 +36,7 @@ import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import type { Wire } from "./wire.js";
 
-/** `<origin>._state`: a request the origin sent waits here for a free run, or runs. Best effort. */
+/** On `<origin>._state.<node>`: a request the origin sent waits here for a free run, or runs. Best effort. */
 export interface RunNotice {
   id: string;
   state: "waiting" | "running";

@@ -31,7 +31,8 @@ export class SenderLimit {
     let b = this.buckets.get(signer);
     if (!b) {
       // Signers are verified, admitted nodes; still, a bundle admitting very many must not grow this without end.
-      if (this.buckets.size >= 10_000) this.buckets.clear();
+      // The oldest bucket goes (a Map keeps insertion order), not all of them: no sender gets its burst back.
+      if (this.buckets.size >= 10_000) this.buckets.delete(this.buckets.keys().next().value as string);
       b = { tokens: capacity, at: now };
       this.buckets.set(signer, b);
     }

@@ -15,11 +15,6 @@ import { senderOf } from "./subjects.js";
 /** The receiver's answer to a message: stored (ACK, naming the id) or refused (never retried). */
 export type Ack = { ack: string } | { refused: string; id?: string };
 
-export interface StateNotice {
-  id: string;
-  state: "running";
-}
-
 /** `_online.<node>`: the node is (back) on the broker. `at` only goes up, so a replayed one is ignored. */
 export interface Presence {
   node: string;

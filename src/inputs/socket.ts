@@ -95,7 +95,7 @@ export function refuseBusy(socket: Socket, max: number): void {
 }
 
 /**
- * The socket's folder: made 0700 (0750 for a group); one of ours that is more open is tightened; one of
+ * The socket's folder: made 0700 (0750 for a group); one of ours with another mode is set to it; one of
  * another user's that others can write to is refused (whoever can write there can replace the socket).
  */
 function privateFolder(dir: string, group: number | undefined, log: Logger): void {
@@ -106,13 +106,19 @@ function privateFolder(dir: string, group: number | undefined, log: Logger): voi
   } else {
     const st = statSync(dir);
     const mine = st.uid === process.getuid?.();
-    if (mine && (st.mode & 0o777 & ~want) !== 0) {
+    if (mine && (st.mode & 0o777) !== want) {
+      // More open than wanted is tightened; less open (0700 while socketGroup wants 0750) is opened to the group.
       chmodSync(dir, want);
-      log.info("socket folder was open to other users; made it private", {
-        folder: dir,
-        was: (st.mode & 0o777).toString(8),
-        now: want.toString(8),
-      });
+      log.info(
+        group === undefined
+          ? "socket folder was open to other users; made it private"
+          : "socket folder set for socketGroup",
+        {
+          folder: dir,
+          was: (st.mode & 0o777).toString(8),
+          now: want.toString(8),
+        },
+      );
     } else if (!mine && (st.mode & 0o022) !== 0) {
       throw new ConfigError(
         "socketFolder",

@@ -5,6 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { MethodError } from "../errors.js";
+import { withInheritedUmask } from "../umask.js";
 import { abortReason, type MethodContext } from "./method.js";
 
 /** Most bytes of a command's stderr kept with its result. */
@@ -25,18 +26,21 @@ export function runTree(
   const [command = "", ...args] = ctx.message.methodArgs;
   if (ctx.signal.aborted) return Promise.reject(new MethodError(method, `not started: ${abortReason(ctx.signal)}`));
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      cwd: ctx.dataFolder,
-      // Scripts can tell where and for which message they run.
-      env: {
-        ...process.env,
-        STEWARD_NODE_NAME: ctx.nodeName,
-        STEWARD_MESSAGE_ID: ctx.message.id,
-        STEWARD_FROM_NODE: ctx.message.fromNode,
-      },
-    });
+    // The command gets the umask the node was started with, not the node's own private one (src/umask.ts).
+    const child = withInheritedUmask(() =>
+      spawn(command, args, {
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+        cwd: ctx.dataFolder,
+        // Scripts can tell where and for which message they run.
+        env: {
+          ...process.env,
+          STEWARD_NODE_NAME: ctx.nodeName,
+          STEWARD_MESSAGE_ID: ctx.message.id,
+          STEWARD_FROM_NODE: ctx.message.fromNode,
+        },
+      }),
+    );
     child.stdout.on("data", on.stdout);
     child.stderr.on("data", on.stderr);
     if (child.pid !== undefined) ctx.onSpawn?.(child.pid);

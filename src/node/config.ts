@@ -60,6 +60,7 @@ export interface Config {
   autoApproveKeys: number;
   maxMessageAge: number;
   maxConcurrentRuns: number;
+  maxMethodTimeout: number;
   maxMessagesPerSender: number;
   maxMessagesPerSenderBurst: number;
   errorReportWindow: number;
@@ -262,6 +263,12 @@ export const SETTINGS: Setting[] = [
     kind: "int",
     default: () => 0,
     help: "most methods running at once here; the rest wait in arrival order (pings and replies never wait); 0 = 4 × the CPU cores, at least 4",
+  },
+  {
+    key: "maxMethodTimeout",
+    kind: "int",
+    default: () => 86_400,
+    help: 'longest methodTimeout (seconds) another node may ask for here; above it, as for -1, only central or a rule with "unlimited": true',
   },
   {
     key: "maxMessagesPerSender",
@@ -511,6 +518,7 @@ function validate(c: Config): void {
   }
   for (const k of [
     "maxMessagesPerSenderBurst",
+    "maxMethodTimeout",
     "errorReportWindow",
     "maxErrorReportsWaiting",
     "errorReportMaxAge",

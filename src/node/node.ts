@@ -40,6 +40,7 @@ import { startMetricsServer } from "../observe/metricsServer.js";
 import { KEY_FILE, loadOrCreateIdentity } from "../security/identity.js";
 import { Trust } from "../security/trust.js";
 import { Store } from "../store/store.js";
+import { makeFilesPrivate } from "../umask.js";
 import { AcceptPipeline } from "./accept.js";
 import { Admission } from "./admission.js";
 import { CentralReports } from "./central.js";
@@ -172,6 +173,7 @@ export class StewardNode {
       // Runs mostly wait on processes, not on this node's CPU: a few per core keep it busy without
       // letting a flood start processes without end.
       maxConcurrentRuns: config.maxConcurrentRuns || Math.max(4, 4 * availableParallelism()),
+      maxMethodTimeout: config.maxMethodTimeout,
       maxMessagesPerSender: config.maxMessagesPerSender,
       maxMessagesPerSenderBurst: config.maxMessagesPerSenderBurst,
       onBusy: (signer) => this.metrics.busy(signer),
@@ -230,7 +232,7 @@ export class StewardNode {
 
   static async start(config: Config, log?: Logger): Promise<StewardNode> {
     // Everything the node writes (store, results, logs, audit log, keys, the socket) is its user's alone.
-    process.umask(0o077);
+    makeFilesPrivate();
     const node = new StewardNode(config, log);
     node.tightenFiles();
     try {

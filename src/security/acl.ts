@@ -138,8 +138,9 @@ export function allowsNoTimeLimit(
 }
 
 /** The refusal of a message asking for methodTimeout -1 that no rule grants. */
-export function notAllowedUnlimited(caller: string, method: string, target: string): string {
-  return `not allowed: ${caller} may not run ${method} on ${target} without a time limit (methodTimeout -1); give it a methodTimeout, or a rule with "unlimited": true`;
+export function notAllowedUnlimited(caller: string, method: string, target: string, most?: number): string {
+  const asked = most === undefined ? "methodTimeout -1" : `methodTimeout above maxMethodTimeout ${most} s there`;
+  return `not allowed: ${caller} may not run ${method} on ${target} without a time limit (${asked}); give it a shorter methodTimeout, or a rule with "unlimited": true`;
 }
 
 /** The refusal a sender's message ends with. */

@@ -24,6 +24,9 @@ import { FINAL_STATES } from "../message/message.js";
 import { now } from "../security/clock.js";
 import type { GroupCommit } from "./groupCommit.js";
 
+/** The shape of an id Steward made (src/message/id.ts). */
+const MADE_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+
 /** Rows per transaction: a few milliseconds of work, so delivery goes on in between. */
 export const BATCH = 1000;
 /** Pages given back per transaction (4 KiB each). */
@@ -58,18 +61,12 @@ export class Retention {
   ) {
     const finals = FINAL_STATES.map((s) => `'${s}'`).join(", ");
     this.stmts = {
-      // The same batch twice in one transaction: first the ids the operator gave are kept, then the rows go.
-      // An id Steward made (src/message/id.ts: 26 characters of Crockford base32) cannot come back from an input.
-      keepGiven: db.prepare(
-        `INSERT OR IGNORE INTO given_ids (id)
-           SELECT id FROM (SELECT id, request_id FROM outbox WHERE state IN (${finals}) AND updated_at < ?
-                           ORDER BY rowid LIMIT ${BATCH})
-           WHERE request_id IS NULL AND NOT (length(id) = 26 AND id NOT GLOB '*[^0-9A-HJKMNP-TV-Z]*')`,
+      // Found through the (state, updated_at) index, BATCH at a time: never a scan or sort of the outbox.
+      outboxDone: db.prepare(
+        `SELECT rowid, id, request_id FROM outbox WHERE state IN (${finals}) AND updated_at < ? LIMIT ${BATCH}`,
       ),
-      outbox: db.prepare(
-        `DELETE FROM outbox WHERE rowid IN
-           (SELECT rowid FROM outbox WHERE state IN (${finals}) AND updated_at < ? ORDER BY rowid LIMIT ${BATCH})`,
-      ),
+      outboxDelete: db.prepare(`DELETE FROM outbox WHERE rowid = ?`),
+      keepGiven: db.prepare(`INSERT OR IGNORE INTO given_ids (id) VALUES (?)`),
       inboxDone: db.prepare(
         `SELECT rowid, from_node, id, json_extract(envelope, '$.deliverBy') AS deliver_by
          FROM inbox WHERE state = 'done' AND updated_at < ? LIMIT ${BATCH}`,
@@ -107,13 +104,7 @@ export class Retention {
     const pruned: Pruned = { outbox: 0, inbox: 0, dedupe: 0, keys: 0, pages: 0 };
     const ended = Date.now() - retentionMs;
     const steps: [keyof Pruned, () => number][] = [
-      [
-        "outbox",
-        () => {
-          this.stmts.keepGiven.run(ended);
-          return this.stmts.outbox.run(ended).changes;
-        },
-      ],
+      ["outbox", () => this.pruneOutbox(ended)],
       ["inbox", () => this.pruneInbox(ended)],
       // Judged by the same clock as the inbox's expiry check, so a record goes only once a replay is refused anyway.
       ["dedupe", () => this.stmts.dedupe.run(now()).changes],
@@ -146,6 +137,20 @@ export class Retention {
     // The file shrinks when the WAL is written back; without it, only at the next automatic checkpoint.
     if (pruned.pages > 0 && this.db.open && !this.db.inTransaction) this.db.pragma("wal_checkpoint(PASSIVE)");
     return pruned;
+  }
+
+  /**
+   * Messages this node sent that ended: deleted; an id the operator gave one is kept (given_ids), so that
+   * handing it in again stays a duplicate. An id Steward made (src/message/id.ts: 26 characters of
+   * Crockford base32) cannot come back from an input, so it is not kept.
+   */
+  private pruneOutbox(ended: number): number {
+    const rows = this.stmts.outboxDone.all(ended) as { rowid: number; id: string; request_id: string | null }[];
+    for (const row of rows) {
+      if (row.request_id === null && !MADE_ID.test(row.id)) this.stmts.keepGiven.run(row.id);
+      this.stmts.outboxDelete.run(row.rowid);
+    }
+    return rows.length;
   }
 
   /** Received messages that ended: deleted, their ids kept while a replay could still arrive in time. */
