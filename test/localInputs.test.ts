@@ -15,7 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { listenerToken, messageStatus, submit } from "../src/client/client.js";
 import { NodeQueryError } from "../src/errors.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
-import { freePort } from "../src/harness/net.js";
+import { freePort, tcpExchange } from "../src/harness/net.js";
 import { cleanEnv, runCli, uniqueId } from "./helpers/cli-helpers.js";
 
 let fleet: Fleet;
@@ -24,21 +24,6 @@ let httpPort: number;
 let token: string;
 
 const modeOf = (path: string) => statSync(path).mode & 0o777;
-
-/** Send `text` over TCP, end our side, and collect what comes back (a reset counts as the end). */
-function tcpExchange(port: number, text: string): Promise<string> {
-  return new Promise((resolve) => {
-    const c = createConnection(port, "127.0.0.1");
-    let out = "";
-    c.setEncoding("utf8");
-    c.on("connect", () => c.end(text));
-    c.on("data", (d: string) => {
-      out += d;
-    });
-    c.on("close", () => resolve(out));
-    c.on("error", () => undefined);
-  });
-}
 
 interface RawReply {
   status: number;

@@ -14,27 +14,12 @@ import { createConnection, type Socket } from "node:net";
 import { listenerToken, messageStatus, submit, submitHttp, submitTcp } from "../../src/client/client.js";
 import { NodeQueryError } from "../../src/errors.js";
 import { Fleet, sleepUntil } from "../../src/harness/fleet.js";
-import { freePort } from "../../src/harness/net.js";
+import { freePort, tcpExchange } from "../../src/harness/net.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, settle, since, sleep } from "../lib/tally.js";
 
 const MAX_BYTES = 64 * 1024;
 const MAX_CONNECTIONS = 16;
-
-/** Write `text` on a new TCP connection and read until it closes; a reset is an end too. */
-function tcpRaw(port: number, text: string | Buffer): Promise<string> {
-  return new Promise((resolve) => {
-    const c = createConnection(port, "127.0.0.1");
-    let out = "";
-    c.setEncoding("utf8");
-    c.on("connect", () => c.end(text));
-    c.on("data", (d: string) => {
-      out += d;
-    });
-    c.on("close", () => resolve(out));
-    c.on("error", () => undefined);
-  });
-}
 
 /** One HTTP request as given; the status, or 0 when the node closed the connection without one. */
 function httpRaw(
@@ -132,14 +117,14 @@ export const listenerFuzz: Scenario = {
         }
         const garbage: Promise<unknown>[] = [];
         // TCP: no token, a wrong one, random bytes, and too much with and without the token.
-        garbage.push(tcpRaw(tcpPort, message("forbidden")));
-        garbage.push(tcpRaw(tcpPort, `TOKEN ${randomBytes(32).toString("base64url")}\n${message("forbidden")}`));
-        garbage.push(tcpRaw(tcpPort, `TOKEN ${token.slice(0, -1)}\n${message("forbidden")}`));
-        garbage.push(tcpRaw(tcpPort, randomBytes(2048)));
-        garbage.push(tcpRaw(tcpPort, `TOKEN\n${message("forbidden")}`));
-        garbage.push(tcpRaw(tcpPort, `${"x".repeat(MAX_BYTES * 2)}`));
-        garbage.push(tcpRaw(tcpPort, `TOKEN ${token}\n[${"1,".repeat(MAX_BYTES)}1]`));
-        garbage.push(tcpRaw(tcpPort, `TOKEN ${token}\n${randomBytes(1024).toString("latin1")}`));
+        garbage.push(tcpExchange(tcpPort, message("forbidden")));
+        garbage.push(tcpExchange(tcpPort, `TOKEN ${randomBytes(32).toString("base64url")}\n${message("forbidden")}`));
+        garbage.push(tcpExchange(tcpPort, `TOKEN ${token.slice(0, -1)}\n${message("forbidden")}`));
+        garbage.push(tcpExchange(tcpPort, randomBytes(2048)));
+        garbage.push(tcpExchange(tcpPort, `TOKEN\n${message("forbidden")}`));
+        garbage.push(tcpExchange(tcpPort, `${"x".repeat(MAX_BYTES * 2)}`));
+        garbage.push(tcpExchange(tcpPort, `TOKEN ${token}\n[${"1,".repeat(MAX_BYTES)}1]`));
+        garbage.push(tcpExchange(tcpPort, `TOKEN ${token}\n${randomBytes(1024).toString("latin1")}`));
         // HTTP: no token, wrong token, wrong types, foreign origin and host, bytes, too much.
         const bad = { authorization: `Bearer ${randomBytes(32).toString("base64url")}` };
         const good = { authorization: `Bearer ${token}` };
@@ -157,8 +142,8 @@ export const listenerFuzz: Scenario = {
         garbage.push(httpRaw(httpPort, "POST", { ...host, ...good, ...json }, randomBytes(2048)));
         garbage.push(httpRaw(httpPort, "POST", { ...host, ...good, ...json }, "x".repeat(MAX_BYTES * 2)));
         garbage.push(httpRaw(httpPort, "PUT", { ...host, ...good, ...json }, message("forbidden")));
-        garbage.push(tcpRaw(httpPort, randomBytes(4096)));
-        garbage.push(tcpRaw(httpPort, `GET / HTTP/1.1\r\n${"X-A: b\r\n".repeat(5000)}\r\n`));
+        garbage.push(tcpExchange(httpPort, randomBytes(4096)));
+        garbage.push(tcpExchange(httpPort, `GET / HTTP/1.1\r\n${"X-A: b\r\n".repeat(5000)}\r\n`));
         // Meanwhile valid messages over the socket, TCP and HTTP.
         const taken: Promise<string | undefined>[] = [];
         for (let i = 0; i < size.messages; i++) {

@@ -9,7 +9,7 @@
  *     └──────restore()───────────── both: traffic flows again (stalled sockets resume where they were)
  */
 import { readFileSync } from "node:fs";
-import { createServer, type Server, Socket } from "node:net";
+import { createConnection, createServer, type Server, Socket } from "node:net";
 
 /**
  * A free TCP port on 127.0.0.1, for a server started a moment later. Chosen below the kernel's
@@ -53,6 +53,24 @@ function tryListen(port: number): Promise<number | undefined> {
       const got = typeof addr === "object" && addr ? addr.port : undefined;
       s.close(() => resolve(got));
     });
+  });
+}
+
+/**
+ * Write `text` on a new TCP connection to 127.0.0.1:`port`, end our side, and read until the server
+ * closes: what a client of the TCP or HTTP listener gets back. A reset counts as the end too.
+ */
+export function tcpExchange(port: number, text: string | Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const c = createConnection(port, "127.0.0.1");
+    let out = "";
+    c.setEncoding("utf8");
+    c.on("connect", () => c.end(text));
+    c.on("data", (d: string) => {
+      out += d;
+    });
+    c.on("close", () => resolve(out));
+    c.on("error", () => undefined);
   });
 }
 
