@@ -31,7 +31,8 @@ describe("the socket line", () => {
   test("each query's line reads back as the same query and arguments", () => {
     const asked: { [Q in QueryName]: QueryArgs<Q> } = {
       status: { id: "01ABC" },
-      list: { limit: 7 },
+      list: { limit: 7, filter: { to: ["ship1"], states: ["queued", "sent"], methods: ["echo"], since: 1000 } },
+      changes: { limit: 9, after: { updatedAt: "2026-11-29T08:00:00.000Z", id: "01ABC" }, filter: { to: ["ship2"] } },
       wait: { ms: 1500, ids: ["a", "b@ship1"] },
       nodes: {},
       health: {},
@@ -53,7 +54,7 @@ describe("the socket line", () => {
       (JSON.parse((await rawExchange(sock(), `${QUERY_PREFIX}${line}\n`)).text) as { error: string }).error;
     assert.equal(
       await refusal("bogus"),
-      'unknown query "bogus"; use status ID, list [LIMIT], wait MS ID..., nodes, health, keys, approve, revoke, acl or setAcl',
+      'unknown query "bogus"; use status ID, list [LIMIT] [FILTER], changes LIMIT JSON, wait MS ID..., nodes, health, keys, approve, revoke, acl or setAcl',
     );
     assert.match(await refusal("wait soon"), /^wait needs MS ID\.\.\./);
     assert.match(await refusal("wait 100"), /^wait needs MS ID\.\.\./);

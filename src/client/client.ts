@@ -9,8 +9,10 @@ import { createConnection } from "node:net";
 import { NodeQueryError, NodeUnreachableError } from "../errors.js";
 import { type AcceptAnswer, parseAnswerLine } from "../inputs/protocol.js";
 import {
+  type ChangeCursor,
   type Health,
   isRefusal,
+  type MessageList,
   type MessageView,
   type NodeView,
   type QueryAnswer,
@@ -21,9 +23,11 @@ import {
 } from "../inputs/queries.js";
 import { readListenerToken } from "../inputs/token.js";
 import { listenAddress } from "../listen.js";
-import { FINAL_STATES } from "../message/message.js";
+import type { MessageFilter } from "../message/filter.js";
+import { FINAL_STATES, type MessageState } from "../message/message.js";
+import { abortableSleep } from "../timers.js";
 
-export type { Health, MessageView, NodeView };
+export type { Health, MessageFilter, MessageList, MessageView, NodeView };
 
 function exchange(socketPath: string, payload: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -115,6 +119,74 @@ export async function messageStatus(socketPath: string, id: string): Promise<Mes
 
 export async function listMessages(socketPath: string, limit = 50): Promise<MessageView[]> {
   return (await query(socketPath, "list", { limit })).messages;
+}
+
+/** The newest messages `filter` matches, at most `limit`; `more` when further ones match. */
+export async function findMessages(socketPath: string, filter: MessageFilter, limit = 50): Promise<MessageList> {
+  const answer = await query(socketPath, "list", { limit, filter });
+  // A node older than filters answers every message, and says nothing of more: not to be shown as matches.
+  if (typeof answer.more !== "boolean")
+    throw new NodeQueryError("this node does not filter messages; restart it with this version of Steward");
+  return answer;
+}
+
+/** What `watchMessages` reports, told apart by `type`. */
+export type WatchEvent =
+  /** The matching messages when the watch began, newest first (as `findMessages`). */
+  | { type: "current"; messages: MessageView[]; more: boolean }
+  /**
+   * A message moved (or re-sent: a new attempt). `from`: its state when last seen; "new" when it was
+   * accepted after the watch began; null when the watch had not seen it (it was beyond the first listing).
+   */
+  | { type: "change"; from: MessageState | "new" | null; message: MessageView }
+  /** The node stopped answering (stopped, restarting): the watch asks again until it answers. */
+  | { type: "lost"; error: Error }
+  /** The node answers again; no change was missed (the store keeps them). */
+  | { type: "back" };
+
+/**
+ * Follow the messages `filter` matches: first those there are, then each change as the node stores it,
+ * until `signal` aborts. It asks the node's `changes` query every `intervalMs` (500 ms by default) for
+ * what changed after the last change seen, so a node restart loses nothing; states passed through
+ * between two asks are not seen (queued → done, say). With `filter.states`, a change is reported when
+ * the message enters or leaves one of them.
+ */
+export async function* watchMessages(
+  socketPath: string,
+  filter: MessageFilter,
+  opts: { signal: AbortSignal; limit?: number; intervalMs?: number },
+): AsyncGenerator<WatchEvent> {
+  const began = Date.now() - 1;
+  let cursor: ChangeCursor = { updatedAt: new Date(began).toISOString(), id: "" };
+  const current = await findMessages(socketPath, filter, opts.limit ?? 30);
+  yield { type: "current", ...current };
+  const seen = new Map<string, MessageView>(current.messages.map((m) => [m.id, m]));
+  const { states, ...others } = filter;
+  let lost = false;
+  while (!opts.signal.aborted) {
+    let answer: MessageList;
+    try {
+      answer = await query(socketPath, "changes", { limit: 1000, after: cursor, filter: others });
+    } catch (err) {
+      if (err instanceof NodeQueryError) throw err;
+      if (!lost) yield { type: "lost", error: err as Error };
+      lost = true;
+      await abortableSleep(opts.intervalMs ?? 500, opts.signal);
+      continue;
+    }
+    if (lost) yield { type: "back" };
+    lost = false;
+    for (const m of answer.messages) {
+      cursor = { updatedAt: m.updatedAt, id: m.id };
+      const prev = seen.get(m.id);
+      seen.set(m.id, m);
+      if (prev && prev.state === m.state && prev.attempt === m.attempt) continue;
+      if (states && !states.includes(m.state) && !(prev && states.includes(prev.state))) continue;
+      const from = prev ? prev.state : Date.parse(m.createdAt) >= began ? "new" : null;
+      yield { type: "change", from, message: m };
+    }
+    if (!answer.more) await abortableSleep(opts.intervalMs ?? 500, opts.signal);
+  }
 }
 
 export async function listNodes(socketPath: string): Promise<QueryAnswer<"nodes">> {

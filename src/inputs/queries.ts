@@ -8,7 +8,10 @@
  * instead of a message document; the answer is one JSON value:
  *
  *   STEWARD/1 status ID          → {"message": MessageView} (with its result)
- *   STEWARD/1 list [LIMIT]       → {"messages": MessageView[]} (newest first, 50 by default)
+ *   STEWARD/1 list [LIMIT] [FILTER] → {"messages": MessageView[], "more"} (newest first, 50 by default;
+ *                                  FILTER a MessageFilter (src/message/filter.ts); more: further ones match)
+ *   STEWARD/1 changes LIMIT JSON → {"messages": MessageView[], "more"}  JSON = {"after": {"updatedAt", "id"}, "filter"?}:
+ *                                  the matching messages that changed after that one, oldest change first
  *   STEWARD/1 wait MS ID...      → {"messages": MessageView[]} once every message is final (MS at most 60 s),
  *                                  or after MS milliseconds as they are then
  *   STEWARD/1 nodes              → {"node", "central", "nodes": NodeView[]}
@@ -27,6 +30,7 @@
  * A query the node cannot answer (an unknown id, say) answers {"error": "…"}.
  */
 import type { LinkState } from "../delivery/transport.js";
+import { type MessageFilter, readMessageFilter } from "../message/filter.js";
 import type { Acl } from "../security/acl.js";
 import type { KeyRecord, NodeRecord, OutgoingRecord } from "../store/store.js";
 
@@ -78,7 +82,8 @@ export interface Health {
 /** Every query: its arguments and its answer. */
 export interface Queries {
   status: { args: { id: string }; answer: { message: MessageView } };
-  list: { args: { limit: number }; answer: { messages: MessageView[] } };
+  list: { args: { limit: number; filter?: MessageFilter }; answer: MessageList };
+  changes: { args: { limit: number; after: ChangeCursor; filter?: MessageFilter }; answer: MessageList };
   wait: { args: { ms: number; ids: string[] }; answer: { messages: MessageView[] } };
   nodes: { args: Record<string, never>; answer: { node: string; central: string; nodes: NodeView[] } };
   health: { args: Record<string, never>; answer: Health };
@@ -87,6 +92,18 @@ export interface Queries {
   revoke: { args: { node: string }; answer: { key: KeyRecord } };
   acl: { args: Record<string, never>; answer: { bundle: number; acl: Acl } };
   setAcl: { args: { acl: Acl }; answer: { bundle: number; acl: Acl } };
+}
+
+/** Messages a `list` or `changes` query found; `more` when further ones match beyond its limit. */
+export interface MessageList {
+  messages: MessageView[];
+  more: boolean;
+}
+
+/** Where `changes` goes on from: the last change seen, by its time (MessageView.updatedAt) and id. */
+export interface ChangeCursor {
+  updatedAt: string;
+  id: string;
 }
 
 /** What `steward keys approve` changes: the node, and optionally its groups, labels, or key (when it cannot say hello first). */
@@ -129,8 +146,32 @@ const WORDS: {
     read: ([id = ""]) => ({ id }),
   },
   list: {
-    write: ({ limit }) => [String(limit)],
-    read: ([limit]) => ({ limit: Number(limit ?? 50) }),
+    write: ({ limit, filter }) => [String(limit), ...(filter ? [jsonWord(filter)] : [])],
+    read: ([limit, word]) => {
+      if (word === undefined) return { limit: Number(limit ?? 50) };
+      const filter = readMessageFilter(fromJsonWord(word));
+      return typeof filter === "string" ? { error: filter } : { limit: Number(limit ?? 50), filter };
+    },
+  },
+  changes: {
+    write: ({ limit, after, filter }) => [String(limit), jsonWord({ after, ...(filter && { filter }) })],
+    read: ([limit = "", word = ""]) => {
+      const v = fromJsonWord(word) as { after?: Partial<ChangeCursor>; filter?: unknown } | undefined;
+      const after = v?.after;
+      if (
+        typeof after?.updatedAt !== "string" ||
+        Number.isNaN(Date.parse(after.updatedAt)) ||
+        typeof after.id !== "string"
+      )
+        return { error: 'changes needs LIMIT and {"after": {"updatedAt": ISO time, "id"}}' };
+      const filter = readMessageFilter(v?.filter);
+      if (typeof filter === "string") return { error: filter };
+      return {
+        limit: Number(limit),
+        after: { updatedAt: after.updatedAt, id: after.id },
+        ...(v?.filter !== undefined && { filter }),
+      };
+    },
   },
   wait: {
     write: ({ ms, ids }) => [String(Math.max(0, Math.round(ms))), ...ids],
@@ -189,7 +230,7 @@ export function parseQueryLine(text: string): QueryRequest | QueryRefusal {
   const [name = "", ...words] = text.trim().split(/\s+/);
   if (!isQueryName(name))
     return {
-      error: `unknown query "${name}"; use status ID, list [LIMIT], wait MS ID..., nodes, health, keys, approve, revoke, acl or setAcl`,
+      error: `unknown query "${name}"; use status ID, list [LIMIT] [FILTER], changes LIMIT JSON, wait MS ID..., nodes, health, keys, approve, revoke, acl or setAcl`,
     };
   const args = WORDS[name].read(words);
   if (isRefusal(args)) return args;
@@ -203,6 +244,8 @@ export async function answerQuery(handlers: QueryHandlers, request: QueryRequest
       return handlers.status(request.args);
     case "list":
       return handlers.list(request.args);
+    case "changes":
+      return handlers.changes(request.args);
     case "wait":
       return handlers.wait(request.args);
     case "keys":

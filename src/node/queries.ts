@@ -44,12 +44,16 @@ export class NodeQueries implements QueryHandlers {
     return { message: messageView(rec, true) };
   }
 
-  list({ limit }: QueryArgs<"list">): QueryAnswer<"list"> {
-    return {
-      messages: this.opts.store.outgoing
-        .list(Number.isInteger(limit) && limit > 0 ? limit : 50)
-        .map((rec) => messageView(rec, false)),
-    };
+  list({ limit, filter }: QueryArgs<"list">): QueryAnswer<"list"> {
+    const n = listLimit(limit);
+    // One row past the limit says whether more match, without counting them all.
+    return messageList(this.opts.store.outgoing.list(n + 1, filter), n);
+  }
+
+  changes({ limit, after, filter }: QueryArgs<"changes">): QueryAnswer<"changes"> {
+    const n = listLimit(limit);
+    const cursor = { updatedAt: Date.parse(after.updatedAt), id: after.id };
+    return messageList(this.opts.store.outgoing.changes(cursor, n + 1, filter), n);
   }
 
   wait({ ms, ids }: QueryArgs<"wait">): QueryReply<"wait"> | Promise<QueryReply<"wait">> {
@@ -158,6 +162,17 @@ export class NodeQueries implements QueryHandlers {
       messages: ids.map((id) => store.outgoing.get(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])),
     };
   }
+}
+
+/** The most rows one list or changes answer holds. */
+const MAX_LIST = 100_000;
+
+function listLimit(limit: number): number {
+  return Number.isInteger(limit) && limit > 0 ? Math.min(limit, MAX_LIST) : 50;
+}
+
+function messageList(records: OutgoingRecord[], limit: number): QueryAnswer<"list"> {
+  return { messages: records.slice(0, limit).map((rec) => messageView(rec, false)), more: records.length > limit };
 }
 
 /** A stored message as clients see it; `withResult` adds the reply's data and outcome. */

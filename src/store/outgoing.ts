@@ -8,6 +8,7 @@
  * MOVES_FROM, so a late ACK or notice never moves a message back.
  */
 import type Database from "better-sqlite3";
+import { MESSAGE_STATES, type MessageFilter } from "../message/filter.js";
 import { type Envelope, FINAL_STATES, type MessageState, type MethodResult } from "../message/message.js";
 import type { GroupCommit } from "./groupCommit.js";
 
@@ -69,6 +70,8 @@ interface OutboxRow {
 export class OutgoingTable {
   private readonly stmts;
   private readonly moveStmts = new Map<string, Database.Statement>();
+  /** The list and changes queries, one statement per shape of filter. */
+  private readonly findStmts = new Map<string, Database.Statement>();
   private readonly finalListeners = new Set<(id: string) => void>();
 
   constructor(
@@ -117,9 +120,34 @@ export class OutgoingTable {
     return (this.stmts.pending.all() as OutboxRow[]).map(toRecord);
   }
 
-  /** The newest operator messages (not the replies this node produced for others). */
-  list(limit = 50): OutgoingRecord[] {
-    return (this.stmts.list.all(limit) as OutboxRow[]).map(toRecord);
+  /** The newest operator messages (not the replies this node produced for others), `filter` narrowing them. */
+  list(limit = 50, filter: MessageFilter = {}): OutgoingRecord[] {
+    const where = filterSql(filter);
+    if (!where.sql) return (this.stmts.list.all(limit) as OutboxRow[]).map(toRecord);
+    const sql = `SELECT * FROM outbox WHERE request_id IS NULL${where.sql} ORDER BY id DESC LIMIT ?`;
+    return (this.prepared(sql).all(...where.params, limit) as OutboxRow[]).map(toRecord);
+  }
+
+  /**
+   * The operator messages `filter` matches that changed after `after` (their updated time, then id, so that
+   * two changes in the same millisecond are both seen), oldest change first: `steward status --watch` asks
+   * again from the last one it got. The (state, updated_at) index keeps it to the rows changed since.
+   */
+  changes(after: { updatedAt: number; id: string }, limit: number, filter: MessageFilter = {}): OutgoingRecord[] {
+    const where = filterSql({ ...filter, since: Math.max(filter.since ?? after.updatedAt, after.updatedAt) });
+    const sql =
+      `SELECT * FROM outbox WHERE request_id IS NULL${where.sql} AND (updated_at > ? OR id > ?)` +
+      ` ORDER BY updated_at, id LIMIT ?`;
+    return (this.prepared(sql).all(...where.params, after.updatedAt, after.id, limit) as OutboxRow[]).map(toRecord);
+  }
+
+  private prepared(sql: string): Database.Statement {
+    let stmt = this.findStmts.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.findStmts.set(sql, stmt);
+    }
+    return stmt;
   }
 
   /** Attempt `attempt` went out. */
@@ -205,6 +233,30 @@ export class OutgoingTable {
     if (changed && FINAL_STATES.includes(state)) for (const fn of this.finalListeners) fn(id);
     return changed;
   }
+}
+
+/**
+ * The WHERE terms of a filter (each after " AND "), values as parameters. A time bound is asked through
+ * outbox_by_state (state, updated_at), every state listed when the filter names none: a range per state
+ * instead of a scan of the whole outbox. With a time bound, `+to_node` keeps SQLite off outbox_by_node,
+ * which it would otherwise prefer and which reads every message ever sent to that node (each poll of --watch).
+ */
+function filterSql(filter: MessageFilter): { sql: string; params: unknown[] } {
+  const terms: string[] = [];
+  const params: unknown[] = [];
+  const anyOf = (column: string, values: readonly string[] | undefined) => {
+    if (!values || values.length === 0) return;
+    terms.push(`${column} IN (${values.map(() => "?").join(", ")})`);
+    params.push(...values);
+  };
+  anyOf(filter.since === undefined ? "to_node" : "+to_node", filter.to);
+  anyOf("method", filter.methods);
+  anyOf("state", filter.states?.length ? filter.states : filter.since !== undefined ? MESSAGE_STATES : undefined);
+  if (filter.since !== undefined) {
+    terms.push("updated_at >= ?");
+    params.push(filter.since);
+  }
+  return { sql: terms.map((t) => ` AND ${t}`).join(""), params };
 }
 
 function toRecord(row: OutboxRow): OutgoingRecord {
