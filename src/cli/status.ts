@@ -132,7 +132,8 @@ async function watchStatus(path: string, filter: MessageFilter, limit: number, j
           break;
         }
         case "lost":
-          process.stderr.write(`lost the node (${event.error.message}); waiting for it to answer again\n`);
+          // Stopped, restarting, or closing the connection mid-answer: all the same to the operator.
+          process.stderr.write(`lost the node at ${path}; waiting for it to answer again\n`);
           break;
         case "back":
           process.stderr.write("the node answers again; changes meanwhile follow\n");
