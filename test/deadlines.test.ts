@@ -1,8 +1,9 @@
 /**
  * Deadlines (docs/DELIVERY.md, "Deadlines"), against a real nats-server and real nodes: a message with the
  * operator's deliverBy waits for a target that is away longer than its retries and is delivered once it is
- * back; without one it still fails; past deliverBy it expires; one that reaches its target after its runBy, or
- * waits there for a free run past it, is not run and ends expired; and the deadlines are signed.
+ * back; without one it still fails; past deliverBy it expires; one that reaches its target after its runBy, waits
+ * there for a free run past it, or is resumed there after a restart past it, is not run and ends expired; and the
+ * deadlines are signed.
  *
  * Each message asks for ACKTimeout 1 and retries 1: its retries are spent within seconds.
  */
@@ -129,22 +130,45 @@ describe("a target away for longer than its messages' retries", () => {
   });
 });
 
-test("a message still waiting there for a free run when its runBy passes is not run: it ends expired", async () => {
-  // ship2 runs one method at a time: the first holds its only run while the second waits past its runBy.
-  const [busy = ""] = await fleet.sendOk(
-    "central",
-    cmd("ship2", ["sleep", "30"], { ACKTimeout: 5, retries: 1, methodTimeout: 40 }),
-  );
-  await fleet.waitState("central", busy, "running");
-  const [id = ""] = await fleet.sendOk(
-    "central",
-    cmd("ship2", touch(marker("waited")), { ACKTimeout: 5, retries: 1, runBy: "3s" }),
-  );
-  const m = await fleet.waitState("central", id);
-  assert.equal(m.state, "expired", JSON.stringify(m));
-  assert.match(m.reason ?? "", /not run by .* \(runBy\)/);
-  assert.equal(existsSync(marker("waited")), false);
-  assert.equal((await fleet.status("central", busy)).state, "running");
+describe("a target whose one run is taken (maxConcurrentRuns 1)", () => {
+  let busy = "";
+
+  before(async () => {
+    // ship2 runs one method at a time: this one holds its only run while the others wait past their runBy.
+    [busy = ""] = await fleet.sendOk(
+      "central",
+      cmd("ship2", ["sleep", "60"], { ACKTimeout: 5, retries: 1, methodTimeout: 90 }),
+    );
+    await fleet.waitState("central", busy, "running");
+  });
+
+  test("a message still waiting there for a free run when its runBy passes is not run: it ends expired", async () => {
+    const [id = ""] = await fleet.sendOk(
+      "central",
+      cmd("ship2", touch(marker("waited")), { ACKTimeout: 5, retries: 1, runBy: "3s" }),
+    );
+    const m = await fleet.waitState("central", id);
+    assert.equal(m.state, "expired", JSON.stringify(m));
+    assert.match(m.reason ?? "", /not run by .* \(runBy\)/);
+    assert.equal(existsSync(marker("waited")), false);
+    assert.equal((await fleet.status("central", busy)).state, "running");
+  });
+
+  test("a stored message that the target resumes after a restart past its runBy is not run: it ends expired", async () => {
+    const sent = Date.now();
+    const [id = ""] = await fleet.sendOk(
+      "central",
+      cmd("ship2", touch(marker("resumed")), { ACKTimeout: 5, retries: 1, runBy: "4s" }),
+    );
+    await fleet.waitState("central", id, "waiting");
+    await fleet.node("ship2").stop();
+    await sleepUntil(() => Date.now() > sent + 4500, { what: "the runBy of the stored message to pass" });
+    await fleet.node("ship2").start();
+    const m = await fleet.waitState("central", id);
+    assert.equal(m.state, "expired", JSON.stringify(m));
+    assert.match(m.reason ?? "", /not run by .* \(runBy\)/);
+    assert.equal(existsSync(marker("resumed")), false);
+  });
 });
 
 test("deliverBy and runBy that are past, malformed or too far ahead are refused, naming the field", async () => {

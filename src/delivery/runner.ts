@@ -122,8 +122,12 @@ class RunSlots {
           resolve(slot);
         },
       };
-      const timer =
-        until === undefined ? undefined : setTimeout(() => onAbort(), Math.min(until - now(), MAX_TIMER_MS));
+      let timer: NodeJS.Timeout | undefined;
+      // Never earlier than `until`: a timer may fire a little early, and one is at most MAX_TIMER_MS long.
+      const arm = (at: number) => {
+        timer = setTimeout(() => (now() >= at ? onAbort() : arm(at)), Math.min(Math.max(0, at - now()), MAX_TIMER_MS));
+      };
+      if (until !== undefined) arm(until);
       const onAbort = () => {
         const at = this.waiting.indexOf(waiter);
         if (at >= 0) this.waiting.splice(at, 1);
