@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { listenerToken, type MessageView, submit, submitHttp, submitTcp, waitForFinal } from "../client/client.js";
 import { answerLine } from "../inputs/protocol.js";
+import { isFinal } from "../message/message.js";
 import { parseSettingFlags } from "../node/config.js";
 import { clientSocket, takeFlag, takeInt, takeOption, UsageError } from "./args.js";
 import { stateText } from "./format.js";
@@ -24,6 +25,12 @@ the error.
   --ack-timeout S        seconds to wait for each ACK (ACKTimeout)
   --retries N            re-sends when no ACK comes (retries)
   --method-timeout S     seconds the method may run (methodTimeout; -1 = no limit)
+  --deliver-by T         wait for an absent target until T, never failing for
+                         spent retries; past T it ends expired (deliverBy). T is
+                         a time (2026-12-01T08:00:00Z) or from now: 90s, 30m,
+                         12h, 3d, or plain seconds
+  --run-by T             not run when it cannot start on the target by T
+                         (runBy; same forms): it ends expired
   --id ID                your own id: sending the same id again runs it once
   --wait                 wait for the results, print them per node; the exit
                          status is 0 only when every message is done with exit 0
@@ -37,6 +44,7 @@ the error.
 Examples:
   steward send --to ship1 --to ship2 --wait -- uname -a
   steward send --to ship1 --wait -- bash -c 'df -h / | tail -1'
+  steward send --to ship1 --deliver-by 3d --run-by 4d -- apt-get -y upgrade
   steward send messages.json
 `;
 
@@ -57,6 +65,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
   const retries = takeInt(args, "retries");
   const methodTimeout = takeInt(args, "method-timeout");
   const id = takeOption(args, "id").pop();
+  const deliverBy = takeOption(args, "deliver-by").pop();
+  const runBy = takeOption(args, "run-by").pop();
   const tcp = takeOption(args, "tcp").pop();
   const http = takeOption(args, "http").pop();
   const { values, rest } = parseSettingFlags(args);
@@ -72,6 +82,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
     if (retries !== undefined) message.retries = retries;
     if (methodTimeout !== undefined) message.methodTimeout = methodTimeout;
     if (id) message.id = id;
+    if (deliverBy !== undefined) message.deliverBy = deliverBy;
+    if (runBy !== undefined) message.runBy = runBy;
     document = JSON.stringify(message);
   } else {
     const file = rest[0];
@@ -110,7 +122,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
     if (r?.data) process.stdout.write(r.data.endsWith("\n") ? r.data : `${r.data}\n`);
     if (r?.stderr) process.stdout.write(`-- stderr --\n${r.stderr}${r.stderr.endsWith("\n") ? "" : "\n"}`);
     if (r?.truncated) process.stdout.write(`-- output cut: ${r.truncated} bytes dropped --\n`);
-    if (m.state !== "done" && m.state !== "failed")
+    if (!isFinal(m.state))
       process.stdout.write(`   still ${m.state} after ${timeout}s; ask later with: steward status ${m.id}\n`);
     if (m.state !== "done" || m.exitCode !== 0) ok = false;
   }

@@ -12,13 +12,15 @@ export interface RunOutcome {
   output: MethodOutput;
   /** Set when the method failed (timeout, refused path, non-zero exit…). */
   error: string | undefined;
+  /** Not run: its runBy had passed. */
+  expired?: boolean;
 }
 
 /** The reply to `request`, sent from `fromNode`; `part` for one part of a streamed or scheduled result. */
 export function buildReply(
   request: Envelope,
   fromNode: string,
-  { output, error }: RunOutcome,
+  { output, error, expired }: RunOutcome,
   opts: { rerun: boolean; maxPayload: number; deliverBy: number; part?: { seq: number; partial: boolean } },
 ): Envelope {
   const { rerun, part } = opts;
@@ -28,6 +30,7 @@ export function buildReply(
     ...(output.stderr && { stderr: output.stderr }),
     ...(error && { error }),
     ...(rerun && { rerun: true }),
+    ...(expired && { expired: true }),
     ...(output.truncated && { truncated: output.truncated }),
   };
   // A reply wants no reply of its own; its delivery settings are the request's reply… fields.

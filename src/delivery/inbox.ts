@@ -6,7 +6,7 @@
  *   limit      within its signer's share (senderLimit.ts) ── else answered busy: re-sent later, no retry spent
  *   check      a JSON envelope, from the node that signed it (else dropped),      ─┐
  *              addressed to this node, on its method's subject, its fields as     │
- *              this node's own input checks them, not past deliverBy              │
+ *              this node's own input checks them, not past deliverBy (nor runBy)  │
  *   authorise  a request: central's rules allow it (methodTimeout -1 too), and the  ├─ else refused (signed): the
  *              local allowedNodes; a reply: it answers a request of ours to its     │  sender never retries
  *              signer (replies.ts)                                                 ─┘
@@ -29,7 +29,7 @@ import { now } from "../security/clock.js";
 import type { Store } from "../store/store.js";
 import type { Busy, Outbox } from "./outbox.js";
 import { Replies } from "./replies.js";
-import { Runner, type RunnerOptions, type RunNotice } from "./runner.js";
+import { runByPassed, Runner, type RunnerOptions, type RunNotice } from "./runner.js";
 import { SenderLimit } from "./senderLimit.js";
 import { methodOf, stateSubscription } from "./subjects.js";
 import { Subscribers } from "./subscribers.js";
@@ -190,6 +190,12 @@ export class Inbox {
     }
     if (now() > message.deliverBy) {
       this.refuse(msg, signer, `expired: not delivered by ${new Date(message.deliverBy).toISOString()}`, message);
+      return;
+    }
+    // Too late to run: refused as expired, unless it is a re-send of one stored in time (that one is ACKed again).
+    const late = runByPassed(message);
+    if (late && !store.incoming.get(message.fromNode, message.id)) {
+      this.refuse(msg, signer, late, message);
       return;
     }
 

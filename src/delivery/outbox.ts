@@ -8,6 +8,10 @@
  *                        │ no ACK within ACKTimeout: wait retryWait (a node coming back cuts it short)
  *                        ▼
  *                      sent(n) … n = 1 + retries ──▶ failed "max retries reached"
+ *                        │ the operator gave deliverBy: not failed, parked instead: sent again when the target
+ *                        │ announces itself (_online, its hello) and on a slow back-off (doubling, at most 5 min)
+ *                        ▼
+ *                      expired "not delivered by …" once deliverBy has passed
  *   ACKTimeout 0: sent once, no ACK awaited (fire and forget).
  *   A receiver's refusal (bad envelope, not allowed, path outside its data folder) fails at once.
  *   A receiver's "busy" (its sender is over maxMessagesPerSender there): sent again after the wait it asks
@@ -55,6 +59,9 @@ interface Waiter {
 
 /** How long a reply whose retries are spent waits between further attempts (an _online announcement cuts it short). */
 const REPLY_PARKED_MS = 60_000;
+
+/** The longest wait between the attempts of a message parked until its operator's deliverBy. */
+const DELIVER_BY_PARKED_MAX_MS = 5 * 60_000;
 
 /** How long a delivery task that failed on a store write waits before it starts again. */
 const RETRY_FAILED_TASK_MS = 2000;
@@ -134,11 +141,15 @@ export class Outbox {
     let broughtForward = 0;
     // A message stored by an older version has no deadline yet: it gets one now.
     const deliverBy = message.deliverBy ?? now() + this.maxMessageAge * 1000;
+    // With the operator's deliverBy, spent retries park the message until then (see the top of this file).
+    const parks = message.deliverByGiven === true && message.requestId === undefined;
+    let parked = 0;
     while (!this.closed) {
       await this.transport.whenUp();
       if (this.closed) return;
       if (now() > deliverBy) {
-        this.expire(message, `not delivered by ${new Date(deliverBy).toISOString()} (maxMessageAge)`);
+        const by = new Date(deliverBy).toISOString();
+        this.expire(message, `not delivered by ${by} (${parks ? "deliverBy" : "maxMessageAge"})`);
         return;
       }
       const bytes = this.wire.seal(subject, { ...message, deliverBy, attempt: attempt + 1 });
@@ -212,8 +223,18 @@ export class Outbox {
       if (attempt - broughtForward >= maxAttempts) {
         // A reply whose retries are spent is not dropped: the origin would never learn how its request
         // went. It waits for the origin to come back (its _online announcement) or a minute, then goes again.
-        if (message.requestId === undefined) break;
-        wait = Math.max(wait, REPLY_PARKED_MS);
+        if (parks) {
+          if (parked === 0)
+            this.log.info("retries spent; waiting for the target until deliverBy", {
+              id: message.id,
+              toNode: message.toNode,
+              deliverBy: new Date(deliverBy).toISOString(),
+            });
+          parked = Math.min(DELIVER_BY_PARKED_MAX_MS, Math.max(wait, parked * 2, 1000));
+          // Woken at deliverBy at the latest, so that it expires then.
+          wait = Math.max(0, Math.min(parked, deliverBy - now() + 1));
+        } else if (message.requestId === undefined) break;
+        else wait = Math.max(wait, REPLY_PARKED_MS);
       }
       this.log.debug("no ACK, will re-send", { id: message.id, toNode: message.toNode, attempt, reason: lastReason });
       // A re-send brought forward by a wake (the node said it is back) does not count against retries: replayed

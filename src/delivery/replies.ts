@@ -5,7 +5,8 @@
  * run here, the request moves on, in the same transaction as the reply's run:
  *
  *   a part (result.partial) ──▶ request running, keeping the latest part
- *   the last reply          ──▶ request done, or failed (the method failed there, or the reply method here)
+ *   the last reply          ──▶ request done, or failed (the method failed there, or the reply method here),
+ *                               or expired (not run there: its runBy had passed)
  */
 import type { Logger } from "../log.js";
 import type { Envelope, ErrorReport } from "../message/message.js";
@@ -56,7 +57,9 @@ export class Replies {
       return;
     }
     const failed = Boolean(r?.error) || error !== undefined;
-    store.moveRunToDoneAndRequestToFinal(reply, requestId, failed ? "failed" : "done", {
+    // Not run there because its runBy had passed: expired, not failed.
+    const state = r?.expired === true ? "expired" : failed ? "failed" : "done";
+    store.moveRunToDoneAndRequestToFinal(reply, requestId, state, {
       reason: r?.error ?? (error ? `the reply arrived but ${error}` : null),
       exitCode: r?.exitCode ?? null,
       result,

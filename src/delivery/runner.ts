@@ -7,6 +7,7 @@
  *   wait    at most maxConcurrentRuns run at once; the rest wait for a free run in arrival order, and a wait
  *           that lasts tells the origin its message is waiting. A reply's run and a ping's (runs that change
  *           nothing and start no process) do not wait: the node answers pings and records results however busy.
+ *           A request whose runBy passes while it waits is not run: its reply says expired.
  *   start   durable: moveToRunning, and wait until that is on disk before the method runs, so that a
  *           crash's re-run is known for one (its reply says `rerun`).
  *           early (a reply, or a method whose second run nobody could see): moveToRunning is only a
@@ -27,7 +28,7 @@ import { METHODS } from "../methods/index.js";
 import type { MethodOutput, SubscriberControl } from "../methods/method.js";
 import { now } from "../security/clock.js";
 import type { Store } from "../store/store.js";
-import { abortableSleep } from "../timers.js";
+import { abortableSleep, MAX_TIMER_MS } from "../timers.js";
 import { buildReply, type RunOutcome } from "./buildReply.js";
 import { endLeftoverProcessGroup, processStartTime } from "./leftovers.js";
 import type { Outbox } from "./outbox.js";
@@ -84,6 +85,12 @@ class NotStored extends Error {
   }
 }
 
+/** Why `message` may not start any more (its runBy has passed), or undefined while it may. */
+export function runByPassed(message: Envelope): string | undefined {
+  if (message.runBy === undefined || message.requestId !== undefined || now() < message.runBy) return undefined;
+  return `expired: not run by ${new Date(message.runBy).toISOString()} (runBy)`;
+}
+
 /** How long a run goes (or waits for a free run) before its origin is told. */
 const RUNNING_NOTICE_MS = 100;
 
@@ -101,16 +108,26 @@ class RunSlots {
     return true;
   }
 
-  /** Wait in line for a free run: true once it is held; false when `signal` aborts first (none held). */
-  wait(signal: AbortSignal): Promise<boolean> {
+  /**
+   * Wait in line for a free run: true once it is held; false when `signal` aborts first, or the time `until`
+   * (ms since the epoch, the message's runBy) comes (none held).
+   */
+  wait(signal: AbortSignal, until?: number): Promise<boolean> {
     if (signal.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const waiter = {
         resolve: (slot: boolean) => {
           signal.removeEventListener("abort", onAbort);
+          clearTimeout(timer);
           resolve(slot);
         },
       };
+      let timer: NodeJS.Timeout | undefined;
+      // Never earlier than `until`: a timer may fire a little early, and one is at most MAX_TIMER_MS long.
+      const arm = (at: number) => {
+        timer = setTimeout(() => (now() >= at ? onAbort() : arm(at)), Math.min(Math.max(0, at - now()), MAX_TIMER_MS));
+      };
+      if (until !== undefined) arm(until);
       const onAbort = () => {
         const at = this.waiting.indexOf(waiter);
         if (at >= 0) this.waiting.splice(at, 1);
@@ -206,10 +223,10 @@ export class Runner {
       return this.runTask(message, rerun, signal, receivedAt, request);
     if (!this.slots.tryTake()) {
       const notice = setTimeout(() => this.noticeWaiting(message), RUNNING_NOTICE_MS);
-      const slot = await this.slots.wait(signal);
+      const slot = await this.slots.wait(signal, message.runBy);
       clearTimeout(notice);
       // Shutting down: it stays received and waits its turn again at the next start. Stopped otherwise
-      // (its sender lost the right to it): runTask ends it with the reason, without running it.
+      // (its sender lost the right to it, or its runBy came): runTask ends it with the reason, without running it.
       if (!slot) return this.closed ? undefined : this.runTask(message, rerun, signal, receivedAt, request);
     }
     try {
@@ -247,12 +264,18 @@ export class Runner {
     const runOnce = () => this.runOnce(message, method, request, signal, emit);
     // A resumed request whose sender has lost its right meanwhile (or lost it while it waited) is not run:
     // it ends with the reason.
-    const refused = isReply
-      ? undefined
-      : signal.aborted && !this.closed
-        ? errorText(signal.reason)
-        : this.opts.stillAllowed?.(message);
-    let outcome: RunOutcome = refused ? { output: {}, error: refused } : await runOnce();
+    // One whose runBy passed while it waited (or before a restart resumed it) is not run either: it expires.
+    const late = runByPassed(message);
+    const refused =
+      late ??
+      (isReply
+        ? undefined
+        : signal.aborted && !this.closed
+          ? errorText(signal.reason)
+          : this.opts.stillAllowed?.(message));
+    let outcome: RunOutcome = refused
+      ? { output: {}, error: refused, ...(late && { expired: true }) }
+      : await runOnce();
     if (!refused && !isReply && message.schedule)
       outcome = await this.repeatOnSchedule(message, receivedAt, signal, outcome, runOnce, sendPart);
     clearTimeout(notice);

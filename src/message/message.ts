@@ -29,6 +29,10 @@ export interface Message {
   dataEncoding?: "base64";
   schedule?: [number, number];
   operation?: Record<string, unknown>;
+  /** The operator's deadline (ms since the epoch): until then the message waits for its target, however long it is away. */
+  deliverBy?: number;
+  /** ms since the epoch: a message that reaches its target later, or has not started there by then, is not run. */
+  runBy?: number;
 }
 
 /** What travels on the wire: the message plus who sent it and, for a reply, what it answers. */
@@ -41,6 +45,11 @@ export interface Envelope extends Message {
    * the rest: within it the receiver's id dedupe makes a replay a duplicate, after it the message is refused as expired.
    */
   deliverBy: number;
+  /**
+   * The operator gave deliverBy (or defaultDeliverBy did): once its retries are spent the message waits for its
+   * target until deliverBy, never failed for them. Absent: it fails once its retries are spent.
+   */
+  deliverByGiven?: true;
   /** Set on a reply: the id of the request it answers. */
   requestId?: string;
   /** Set on a reply: how the method went. */
@@ -58,6 +67,8 @@ export interface MethodResult {
   rerun?: boolean;
   /** Bytes dropped from `data` because the result was too large. */
   truncated?: number;
+  /** Not run: its runBy had passed before it could start. The origin shows the request `expired`. */
+  expired?: true;
   /** A part of a streamed result (cliCommandCont, tailFile); the last reply has no `partial`. */
   partial?: boolean;
   /** Order of the parts of a streamed result, from 1. */
@@ -81,7 +92,8 @@ export interface ErrorReport {
  *                                        └──notice──▶ waiting ──notice──┘ (maxConcurrentRuns busy there)
  *     │                │ no ACK, retries spent                    └──▶ failed (method error)
  *     │                └──────────────────────────────────────────────▶ failed (max retries)
- *     └── expired / cancelled (reserved for operators' later tools)
+ *     │                      (with the operator's deliverBy: waits for the target instead, until deliverBy)
+ *     └── expired (deliverBy or runBy passed) / cancelled (reserved for operators' later tools)
  */
 export type MessageState =
   /** Stored, not yet sent. */
@@ -98,7 +110,7 @@ export type MessageState =
   | "done"
   /** Given up: retries spent, or the method failed (see reason). */
   | "failed"
-  /** Its time ran out before it could be delivered. */
+  /** Its time ran out before it could be delivered (deliverBy), or before it could start there (runBy). */
   | "expired"
   /** Withdrawn by an operator. */
   | "cancelled";

@@ -9,7 +9,7 @@ import { MessageInputError } from "../errors.js";
 import { MAX_SECONDS } from "../timers.js";
 import { parseDocument } from "./document.js";
 import { newId } from "./id.js";
-import type { Message } from "./message.js";
+import type { Envelope, Message } from "./message.js";
 import {
   argsProblem,
   canonicalMethod,
@@ -25,7 +25,16 @@ export interface MessageDefaults {
   ACKTimeout: number;
   retries: number;
   methodTimeout: number;
+  /** The time of acceptance (ms since the epoch) that deliverBy and runBy in seconds or durations count from. */
+  now?: number;
+  /** Seconds: the latest deliverBy or runBy a message may ask for, from now (maxDeliverBy). Absent: 30 days. */
+  maxDeliverBy?: number;
 }
+
+/** The default of maxDeliverBy: 30 days. */
+export const MAX_DELIVER_BY = 30 * 24 * 3600;
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
 
 /** One entry per object of the batch (or one error for a document that did not parse). */
 export type ParseOutcome =
@@ -52,7 +61,12 @@ const FIELDS = new Set([
   "dataEncoding",
   "schedule",
   "operation",
+  "deliverBy",
+  "runBy",
 ]);
+
+/** Fields whose input form (a time or a duration) differs from their wire form (ms since the epoch). */
+const DEADLINES = new Set(["deliverBy", "runBy"]);
 
 /**
  * Parse and check a document. Never throws: a document that does not parse
@@ -190,6 +204,9 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
     fail("id", "use 1 to 128 letters, digits or . _ : @ -");
   }
 
+  const deliverBy = deadline(o, "deliverBy", defaults, fail);
+  const runBy = deadline(o, "runBy", defaults, fail);
+
   const ACKTimeout = int("ACKTimeout", defaults.ACKTimeout);
   const retries = int("retries", defaults.retries);
   const methodTimeout = int("methodTimeout", defaults.methodTimeout, -1);
@@ -211,12 +228,46 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
     ...(dataEncoding === "base64" && { dataEncoding: "base64" as const }),
     ...(o.operation ? { operation: o.operation as Record<string, unknown> } : {}),
     ...(schedule && { schedule }),
+    ...(deliverBy !== undefined && { deliverBy }),
+    ...(runBy !== undefined && { runBy }),
   };
   return targets.map((node) => ({
     id: idRaw === undefined ? newId() : targets.length === 1 ? idRaw : `${idRaw}@${node}`,
     toNode: node,
     ...base,
   }));
+}
+
+/**
+ * deliverBy or runBy as ms since the epoch: given as an ISO 8601 time ("2026-12-01T08:00:00Z"), a number of
+ * seconds from now, or a duration from now ("90s", "30m", "12h", "3d"). Refused when already past or further
+ * ahead than maxDeliverBy.
+ */
+function deadline(
+  o: Record<string, unknown>,
+  field: string,
+  defaults: MessageDefaults,
+  fail: (field: string, reason: string) => never,
+): number | undefined {
+  const v = o[field];
+  if (v === undefined || v === null) return undefined;
+  const at = defaults.now ?? Date.now();
+  const most = defaults.maxDeliverBy ?? MAX_DELIVER_BY;
+  const form = `a time like "2026-12-01T08:00:00Z", seconds from now, or a duration like "90s", "30m", "12h", "3d"`;
+  let ms: number;
+  const duration = typeof v === "string" ? /^\s*(\d+)\s*([smhd]?)\s*$/.exec(v) : null;
+  if (typeof v === "number" && Number.isInteger(v)) ms = at + v * 1000;
+  else if (duration) ms = at + Number(duration[1]) * (DURATION_UNITS[duration[2] || "s"] as number) * 1000;
+  else if (typeof v === "string" && /^\d{4}-\d\d-\d\d/.test(v.trim()) && !Number.isNaN(Date.parse(v)))
+    ms = Date.parse(v);
+  else return fail(field, `expected ${form}; got ${describe(v)}`);
+  if (ms <= at) return fail(field, `${describe(v)} is already past; give a later time or a duration from now`);
+  if (ms > at + most * 1000)
+    return fail(
+      field,
+      `at most ${most} seconds (${(most / 86_400).toFixed(1)} days) ahead (maxDeliverBy), got ${describe(v)}`,
+    );
+  return ms;
 }
 
 /** REQOpCommand {opCmd: ps | startProc | stopProc, opArg} → the op method it stands for. */
@@ -266,7 +317,11 @@ function describe(v: unknown): string {
  */
 export function wireMessageProblem(message: Message): string | undefined {
   const fields: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(message)) if (FIELDS.has(key)) fields[key] = value;
+  for (const [key, value] of Object.entries(message)) if (FIELDS.has(key) && !DEADLINES.has(key)) fields[key] = value;
+  // On the wire the deadlines are already times (ms since the epoch); the origin's deliverBy is checked by the inbox.
+  if (message.runBy !== undefined && !Number.isFinite(message.runBy)) return "field runBy is not a number";
+  const given: unknown = (message as Partial<Envelope>).deliverByGiven;
+  if (given !== undefined && given !== true) return "field deliverByGiven is not true";
   try {
     const [parsed] = toMessages(fields, 0, { ACKTimeout: 0, retries: 0, methodTimeout: 0 });
     // Fields the parser fills in must have arrived filled in: it would have defaulted them, not the sender.

@@ -8,7 +8,7 @@ import type { Outbox } from "../delivery/outbox.js";
 import { errorText, StoreError } from "../errors.js";
 import type { AcceptAnswer, Acceptor } from "../inputs/protocol.js";
 import type { Logger } from "../log.js";
-import type { Envelope } from "../message/message.js";
+import type { Envelope, Message } from "../message/message.js";
 import { parseMessages } from "../message/parse.js";
 import type { AuditLog } from "../observe/audit.js";
 import type { StewardMetrics } from "../observe/metrics.js";
@@ -27,6 +27,25 @@ export interface AcceptPipelineOptions {
   refusing(): boolean;
 }
 
+/**
+ * The deadlines a message is signed with: the operator's deliverBy (or defaultDeliverBy), flagged as given so
+ * that the outbox waits for an absent target until then; else maxMessageAge. Either way a copy replayed
+ * after deliverBy is refused as expired. runBy (or defaultRunBy), when there is one.
+ */
+function deadlines(
+  m: Message,
+  at: number,
+  config: Pick<Config, "defaultDeliverBy" | "defaultRunBy" | "maxMessageAge">,
+): Pick<Envelope, "deliverBy" | "deliverByGiven" | "runBy"> {
+  const deliverBy = m.deliverBy ?? (config.defaultDeliverBy > 0 ? at + config.defaultDeliverBy * 1000 : undefined);
+  const runBy = m.runBy ?? (config.defaultRunBy > 0 ? at + config.defaultRunBy * 1000 : undefined);
+  return {
+    deliverBy: deliverBy ?? at + config.maxMessageAge * 1000,
+    ...(deliverBy !== undefined && { deliverByGiven: true }),
+    ...(runBy !== undefined && { runBy }),
+  };
+}
+
 export class AcceptPipeline implements Acceptor {
   constructor(private readonly opts: AcceptPipelineOptions) {}
 
@@ -36,18 +55,24 @@ export class AcceptPipeline implements Acceptor {
     if (this.opts.refusing()) {
       return [{ ok: false, error: "node is shutting down; send again once it has restarted" }];
     }
+    const at = now();
     const outcomes = parseMessages(text, {
       ACKTimeout: config.defaultMessageTimeout,
       retries: config.defaultMessageRetries,
       methodTimeout: config.defaultMethodTimeout,
+      now: at,
+      maxDeliverBy: config.maxDeliverBy,
     });
-    // Signed with the message: a copy replayed after this is refused as expired.
-    const deliverBy = now() + config.maxMessageAge * 1000;
     // The whole document in one transaction: one disk sync for a fan-out to a thousand nodes.
     // Should that fail, each message is tried on its own so that each gets its own answer.
     const envelopes = outcomes.flatMap((outcome) =>
       "messages" in outcome
-        ? outcome.messages.map((m): Envelope => ({ ...m, fromNode: config.nodeName, attempt: 0, deliverBy: deliverBy }))
+        ? outcome.messages.map((m): Envelope => ({
+            ...m,
+            fromNode: config.nodeName,
+            attempt: 0,
+            ...deadlines(m, at, config),
+          }))
         : [],
     );
     let batch: boolean[] | undefined;

@@ -59,6 +59,9 @@ export interface Config {
   pinCentralKey: number;
   autoApproveKeys: number;
   maxMessageAge: number;
+  defaultDeliverBy: number;
+  defaultRunBy: number;
+  maxDeliverBy: number;
   maxConcurrentRuns: number;
   maxMethodTimeout: number;
   maxMessagesPerSender: number;
@@ -257,6 +260,24 @@ export const SETTINGS: Setting[] = [
     kind: "int",
     default: () => 7 * 24 * 3600,
     help: "seconds a message may take to be delivered; past it, it expires (and a replayed copy is refused)",
+  },
+  {
+    key: "defaultDeliverBy",
+    kind: "int",
+    default: () => 0,
+    help: "deliverBy (seconds from acceptance) of a message that gives none: it waits that long for an absent target instead of failing once its retries are spent; 0 = none",
+  },
+  {
+    key: "defaultRunBy",
+    kind: "int",
+    default: () => 0,
+    help: "runBy (seconds from acceptance) of a message that gives none: not run when it cannot start by then; 0 = none",
+  },
+  {
+    key: "maxDeliverBy",
+    kind: "int",
+    default: () => 30 * 24 * 3600,
+    help: "latest deliverBy or runBy (seconds from acceptance) a message may ask for; a target keeps its id against replays that long",
   },
   {
     key: "maxConcurrentRuns",
@@ -498,6 +519,11 @@ function validate(c: Config): void {
   }
   if (c.natsConnectRetryInterval < 1) c.natsConnectRetryInterval = 1;
   if (c.maxMessageAge < 1) throw new ConfigError("maxMessageAge", `must be 1 second or more, got ${c.maxMessageAge}`);
+  if (c.maxDeliverBy < 1) throw new ConfigError("maxDeliverBy", `must be 1 second or more, got ${c.maxDeliverBy}`);
+  for (const k of ["defaultDeliverBy", "defaultRunBy"] as const) {
+    if (c[k] < 0 || c[k] > c.maxDeliverBy)
+      throw new ConfigError(k, `must be 0 (none) to maxDeliverBy (${c.maxDeliverBy} seconds), got ${c[k]}`);
+  }
   for (const k of ["retention", "pruneInterval"] as const) {
     if (c[k] < 1) throw new ConfigError(k, `must be 1 second or more, got ${c[k]}`);
   }

@@ -8,7 +8,8 @@
  *
  * `signer` is the node whose key signed the message (checked before anything else; see docs/SECURITY.md).
  * An accepted line holds everything needed to send the message again (drop
- * `fromNode`, `attempt` and `deliverBy`; keep `id` to make the re-send idempotent, drop it
+ * `fromNode`, `attempt`, `deliverBy`, `deliverByGiven` and `runBy`, which are times by then; keep `id` to make
+ * the re-send idempotent, drop it
  * for a new message). Rotated by size: audit.log → audit.log.1 … audit.log.5,
  * the oldest dropped. Each line is written (appendFileSync) before the input
  * answers, but not synced: it survives a crash of the node, not a power cut of

@@ -186,7 +186,7 @@ export class OutgoingTable {
   /** The reply to a request is back and concludes it, even one this node had given up on (failed). */
   moveToFinalByReply(
     id: string,
-    state: "done" | "failed",
+    state: "done" | "failed" | "expired",
     fields: { reason: string | null; exitCode: number | null; result: unknown },
   ): boolean {
     return this.move(id, state, MOVES_FROM.moveToFinalByReply, fields);

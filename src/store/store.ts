@@ -99,7 +99,7 @@ export class Store {
   moveRunToDoneAndRequestToFinal(
     reply: Envelope,
     requestId: string,
-    state: "done" | "failed",
+    state: "done" | "failed" | "expired",
     fields: { reason: string | null; exitCode: number | null; result: unknown },
   ): void {
     this.inTransaction(reply, () => {
