@@ -7,14 +7,14 @@ import { ago, stateText, table } from "./format.js";
 export const STATUS_HELP = `Usage: steward status [ID] [--limit N] [--json]
 
 Without ID: the newest messages sent from the local node and their states
-(queued, sent, acked, waiting, running, done, failed, expired, cancelled).
+(pending, queued, sent, acked, waiting, running, done, failed, expired, cancelled).
 With ID: that message in full, with its result.
 `;
 
 export const NODES_HELP = `Usage: steward nodes [--json]
 
 Nodes this node knows: last hello seen (on central), messages pending for
-each (queued or sent, not yet ACKed), failed and total.
+each (pending in a batch rollout, queued or sent, not yet ACKed), failed and total.
 `;
 
 export async function statusCommand(argv: string[]): Promise<number> {
