@@ -164,6 +164,28 @@ describe("batch rollout", () => {
     assert.equal(g.runs.total(), 4, "each ran once");
   });
 
+  test("a target offline keeps its wave open: not an error, and the next wave waits for it", async () => {
+    const runs = new RunsLog(fleet, "offline");
+    const n1 = fleet.node("n1");
+    await n1.stop();
+    const ids = await rollout(runs.args(), { batch: 2, maxErrors: 0, ACKTimeout: 1, retries: 60 });
+    // n2 is done and n1's message has been sent again while n1 is away: wave 1 is still open.
+    await fleet.waitState("central", ids[1] as string, "done");
+    await sleepUntil(async () => ((await fleet.status("central", ids[0] as string)).attempt ?? 0) >= 2, {
+      what: "the message to n1 to be sent again",
+    });
+    const held = await views(ids);
+    assert.deepEqual(
+      held.map((m) => m.state),
+      ["sent", "done", "pending", "pending"],
+    );
+    assert.equal(held[2]?.batch?.state, "running");
+    await n1.start();
+    const all = await waitAll(ids, ["done"], 60_000);
+    assert.equal(all[3]?.batch?.state, "done");
+    assert.equal(runs.total(), 4);
+  });
+
   test('batch "50%" of 4 targets: two waves of 2', async () => {
     const g = gated("percent");
     const ids = await rollout(g.args, { batch: "50%" });

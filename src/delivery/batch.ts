@@ -32,6 +32,8 @@ export class Batches {
   /** Rollouts whose check is due at the end of this turn (one check each, however many messages ended). */
   private readonly due = new Set<string>();
   private stopListening: (() => void) | undefined;
+  /** The node is stopping: its rollouts are picked up at the next start. */
+  private stopped = false;
 
   constructor(
     private readonly store: Store,
@@ -55,10 +57,11 @@ export class Batches {
    * (with its reply's run, say) that the next wave must not be part of.
    */
   check(batchId: string): void {
-    if (this.due.has(batchId)) return;
+    if (this.stopped || this.due.has(batchId)) return;
     this.due.add(batchId);
     queueMicrotask(() => {
       this.due.delete(batchId);
+      if (this.stopped) return;
       try {
         this.advance(batchId);
       } catch (err) {
@@ -69,6 +72,7 @@ export class Batches {
   }
 
   stop(): void {
+    this.stopped = true;
     this.stopListening?.();
     this.stopListening = undefined;
   }

@@ -162,7 +162,6 @@ export class OutgoingTable {
   add(message: Envelope, placement?: WavePlacement): boolean {
     return this.commits.write(() => {
       const now = Date.now();
-      if (placement) this.stmts.insertBatch.run({ ...placement, now });
       const info = this.stmts.insert.run({
         id: message.id,
         toNode: message.toNode,
@@ -174,6 +173,8 @@ export class OutgoingTable {
         batchId: placement?.batchId ?? null,
         wave: placement?.wave ?? null,
       });
+      // A rollout whose messages were all stored before (the same ids handed in again) gets no row.
+      if (placement && info.changes === 1) this.stmts.insertBatch.run({ ...placement, now });
       return info.changes === 1;
     });
   }
