@@ -2,7 +2,8 @@
  * Taking messages in: every input hands its documents here. A document is
  * parsed and checked, all its valid messages are stored in one transaction,
  * the answers wait for one disk sync, and only then do the messages go to the
- * outbox — an "accepted" answer means the message is on disk.
+ * outbox — an "accepted" answer means the message is on disk. The later waves
+ * of a batch rollout are stored too, pending, for src/delivery/batch.ts to release.
  */
 import type { Batches } from "../delivery/batch.js";
 import type { Outbox } from "../delivery/outbox.js";
