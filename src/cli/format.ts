@@ -22,9 +22,12 @@ export function ago(ms: number | null, now = Date.now()): string {
 
 /** "sent (attempt 2)", "done (exit 0)", "failed: reason" */
 export function stateText(
-  m: Pick<MessageView, "state" | "attempt" | "exitCode" | "reason" | "rerun" | "parts">,
+  m: Pick<MessageView, "state" | "attempt" | "exitCode" | "reason" | "rerun" | "parts" | "batch">,
 ): string {
   switch (m.state) {
+    case "pending":
+      if (!m.batch) return "pending";
+      return `pending (wave ${m.batch.wave}/${m.batch.waves}${m.batch.state === "stopped" ? ", rollout stopped" : ""})`;
     case "running":
       return m.parts ? `running (${m.parts} part${m.parts === 1 ? "" : "s"} back)` : "running";
     case "sent":

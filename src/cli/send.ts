@@ -1,6 +1,6 @@
 /**
  * `steward send`: hand messages to the local node.
- *   steward send [--to NODE]… [--method M] [--wait] [--timeout S] -- ARGS…
+ *   steward send [--to NODE]… [--method M] [--batch N|P%] [--max-errors N] [--wait] [--timeout S] -- ARGS…
  *   steward send FILE        (JSON or YAML; "-" reads stdin)
  */
 import { readFileSync } from "node:fs";
@@ -10,9 +10,11 @@ import { isFinal } from "../message/message.js";
 import { parseSettingFlags } from "../node/config.js";
 import { clientSocket, takeFlag, takeInt, takeOption, UsageError } from "./args.js";
 import { stateText } from "./format.js";
+import { ROLLOUT_STOPPED_EXIT, RolloutProgress, rolloutSummary } from "./rollout.js";
 
 export const SEND_HELP = `Usage:
-  steward send [--to NODE]... [--method M] [--wait] [--timeout S] -- ARGS...
+  steward send [--to NODE]... [--method M] [--batch N|P%] [--max-errors N]
+               [--wait] [--timeout S] -- ARGS...
   steward send [--wait] [--timeout S] FILE      (JSON or YAML; "-" reads stdin)
 
 Hands messages to the local node (through its socket), which stores them and
@@ -32,8 +34,15 @@ the error.
   --run-by T             not run when it cannot start on the target by T
                          (runBy; same forms): it ends expired
   --id ID                your own id: sending the same id again runs it once
-  --wait                 wait for the results, print them per node; the exit
-                         status is 0 only when every message is done with exit 0
+  --batch N|P%           roll out in waves: N targets (or P% of them, at least
+                         1) at a time, the next wave once the last has ended
+  --max-errors N         with --batch: send no further wave once more than N
+                         messages failed, expired or exited non-zero (the
+                         rest stay pending)
+  --wait                 wait for the results, print them per node (and each
+                         wave of a rollout as it goes); the exit status is 0
+                         when every message is done with exit 0, 1 when not,
+                         3 when a rollout stopped at --max-errors
   --timeout S            how long --wait waits (default 60)
   --socket-folder DIR    where the node's steward.sock is (or --config-folder)
   --tcp HOST:PORT        hand them to the node's TCP listener instead, and
@@ -45,6 +54,7 @@ Examples:
   steward send --to ship1 --to ship2 --wait -- uname -a
   steward send --to ship1 --wait -- bash -c 'df -h / | tail -1'
   steward send --to ship1 --deliver-by 3d --run-by 4d -- apt-get -y upgrade
+  steward send --to s1 --to s2 --to s3 --to s4 --batch 50% --max-errors 0 --wait -- apt-get -y upgrade
   steward send messages.json
 `;
 
@@ -67,6 +77,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
   const id = takeOption(args, "id").pop();
   const deliverBy = takeOption(args, "deliver-by").pop();
   const runBy = takeOption(args, "run-by").pop();
+  const batch = takeOption(args, "batch").pop();
+  const maxErrors = takeInt(args, "max-errors");
   const tcp = takeOption(args, "tcp").pop();
   const http = takeOption(args, "http").pop();
   const { values, rest } = parseSettingFlags(args);
@@ -84,8 +96,13 @@ export async function sendCommand(argv: string[]): Promise<number> {
     if (id) message.id = id;
     if (deliverBy !== undefined) message.deliverBy = deliverBy;
     if (runBy !== undefined) message.runBy = runBy;
+    // A whole number travels as one; "10%" as the string the node reads as a percentage.
+    if (batch !== undefined) message.batch = /^\d+$/.test(batch) ? Number(batch) : batch;
+    if (maxErrors !== undefined) message.maxErrors = maxErrors;
     document = JSON.stringify(message);
   } else {
+    if (batch !== undefined || maxErrors !== undefined)
+      throw new UsageError('--batch and --max-errors go with --to; in a FILE, give "batch" and "maxErrors" fields');
     const file = rest[0];
     if (!file || rest.length > 1)
       throw new UsageError('give one FILE of messages, or "--to NODE -- COMMAND"; see "steward send --help"');
@@ -107,11 +124,14 @@ export async function sendCommand(argv: string[]): Promise<number> {
   const refused = answers.length - accepted.length;
   if (!wait) return refused > 0 ? 1 : 0;
 
+  const waves = new RolloutProgress((line) => process.stderr.write(`${line}\n`));
   const results = await waitForFinal(path, accepted, {
     timeoutMs: timeout * 1000,
     onChange: (m) => {
-      if (m.state !== "done" && m.state !== "failed") process.stderr.write(`  ${m.toNode}: ${stateText(m)}\n`);
+      if (m.state !== "done" && m.state !== "failed" && m.state !== "pending")
+        process.stderr.write(`  ${m.toNode}: ${stateText(m)}\n`);
     },
+    onRound: (latest) => waves.round(latest),
   });
   let ok = refused === 0;
   for (const id of accepted) {
@@ -122,9 +142,14 @@ export async function sendCommand(argv: string[]): Promise<number> {
     if (r?.data) process.stdout.write(r.data.endsWith("\n") ? r.data : `${r.data}\n`);
     if (r?.stderr) process.stdout.write(`-- stderr --\n${r.stderr}${r.stderr.endsWith("\n") ? "" : "\n"}`);
     if (r?.truncated) process.stdout.write(`-- output cut: ${r.truncated} bytes dropped --\n`);
-    if (!isFinal(m.state))
+    if (m.state === "pending" && m.batch?.state === "stopped")
+      process.stdout.write(`   not sent: the rollout stopped at its max-errors\n`);
+    else if (!isFinal(m.state))
       process.stdout.write(`   still ${m.state} after ${timeout}s; ask later with: steward status ${m.id}\n`);
     if (m.state !== "done" || m.exitCode !== 0) ok = false;
   }
+  const summary = rolloutSummary(results);
+  if (summary.lines.length > 0) process.stdout.write(`\n${summary.lines.join("\n")}\n`);
+  if (summary.stopped) return ROLLOUT_STOPPED_EXIT;
   return ok ? 0 : 1;
 }

@@ -14,7 +14,8 @@ import { FILTER_HELP, isEmptyFilter, parseMessageFilter } from "./messageFilter.
 
 export const STATUS_HELP = `Usage: steward status [ID] [filters] [--limit N] [--watch] [--json]
 
-Without ID: the newest messages sent from the local node and their states,
+Without ID: the newest messages sent from the local node and their states
+(pending, queued, sent, acked, waiting, running, done, failed, expired, cancelled),
 newest first (at most --limit, 30 by default; a last line says when more match).
 With ID: that message in full, with its result.
 
@@ -35,7 +36,7 @@ const DEFAULT_LIMIT = 30;
 export const NODES_HELP = `Usage: steward nodes [--json]
 
 Nodes this node knows: last hello seen (on central), messages pending for
-each (queued or sent, not yet ACKed), failed and total.
+each (pending in a batch rollout, queued or sent, not yet ACKed), failed and total.
 `;
 
 export async function statusCommand(argv: string[]): Promise<number> {

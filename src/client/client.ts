@@ -202,8 +202,15 @@ export async function waitQuery(socketPath: string, ids: string[], ms: number): 
   return (await query(socketPath, "wait", { ms, ids })).messages;
 }
 
+/** Final, or pending in a batch rollout that stopped: either way its state will not move on by itself. */
+export function isSettled(m: Pick<MessageView, "state" | "batch">): boolean {
+  return (
+    FINAL_STATES.includes(m.state) || (m.state === "pending" && m.batch !== undefined && m.batch.state !== "running")
+  );
+}
+
 /**
- * Wait until every message is in a final state (or the time is up). The node
+ * Wait until every message is settled, in a final state or held by a stopped rollout (or the time is up). The node
  * answers the moment the last one is stored final; until then it answers every
  * `progressMs` (default 1 s) so that `onChange` sees each message whenever its
  * state moved. A node too old for the `wait` query is polled instead.
@@ -211,7 +218,13 @@ export async function waitQuery(socketPath: string, ids: string[], ms: number): 
 export async function waitForFinal(
   socketPath: string,
   ids: string[],
-  opts: { timeoutMs: number; progressMs?: number; onChange?: (m: MessageView) => void },
+  opts: {
+    timeoutMs: number;
+    progressMs?: number;
+    onChange?: (m: MessageView) => void;
+    /** After each answer, with every message as it is now. */
+    onRound?: (latest: ReadonlyMap<string, MessageView>) => void;
+  },
 ): Promise<Map<string, MessageView>> {
   const latest = new Map<string, MessageView>();
   const deadline = Date.now() + opts.timeoutMs;
@@ -236,9 +249,10 @@ export async function waitForFinal(
       if (!prev || prev.state !== m.state || prev.attempt !== m.attempt || prev.parts !== m.parts) opts.onChange?.(m);
       latest.set(m.id, m);
     }
+    opts.onRound?.(latest);
     const allFinal = ids.every((id) => {
       const m = latest.get(id);
-      return m !== undefined && FINAL_STATES.includes(m.state);
+      return m !== undefined && isSettled(m);
     });
     if (allFinal || Date.now() >= deadline) return latest;
     if (!canWait) await new Promise((r) => setTimeout(r, 100));

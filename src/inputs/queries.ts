@@ -12,8 +12,8 @@
  *                                  FILTER a MessageFilter (src/message/filter.ts); more: further ones match)
  *   STEWARD/1 changes LIMIT JSON → {"messages": MessageView[], "more"}  JSON = {"after": {"updatedAt", "id"}, "filter"?}:
  *                                  the matching messages that changed after that one, oldest change first
- *   STEWARD/1 wait MS ID...      → {"messages": MessageView[]} once every message is final (MS at most 60 s),
- *                                  or after MS milliseconds as they are then
+ *   STEWARD/1 wait MS ID...      → {"messages": MessageView[]} once every message is final, or pending in a
+ *                                  stopped batch rollout (MS at most 60 s), or after MS milliseconds as they are then
  *   STEWARD/1 nodes              → {"node", "central", "nodes": NodeView[]}
  *   STEWARD/1 health             → Health
  *
@@ -32,7 +32,7 @@
 import type { LinkState } from "../delivery/transport.js";
 import { type MessageFilter, readMessageFilter } from "../message/filter.js";
 import type { Acl } from "../security/acl.js";
-import type { KeyRecord, NodeRecord, OutgoingRecord } from "../store/store.js";
+import type { BatchState, KeyRecord, NodeRecord, OutgoingRecord } from "../store/store.js";
 
 export const QUERY_PREFIX = "STEWARD/1 ";
 
@@ -48,6 +48,8 @@ export interface MessageView extends Pick<
   parts?: number;
   /** The reply's data and outcome (status and wait only, once the reply is back). */
   result?: NonNullable<OutgoingRecord["result"]>;
+  /** In a batch rollout: its wave, and the rollout's waves, maxErrors and state (stopped: later waves stay pending). */
+  batch?: { id: string; wave: number; waves: number; maxErrors: number | null; state: BatchState };
 }
 
 /** A node this node knows of: last hello seen (on central), messages pending (queued or sent), failed, total. */

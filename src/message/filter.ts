@@ -20,15 +20,16 @@ export interface MessageFilter {
 
 /** Every state, in lifecycle order. A Record so that a state added to MessageState fails the build until listed here. */
 const STATE_ORDER: Record<MessageState, number> = {
-  queued: 0,
-  sent: 1,
-  acked: 2,
-  waiting: 3,
-  running: 4,
-  done: 5,
-  failed: 6,
-  expired: 7,
-  cancelled: 8,
+  pending: 0,
+  queued: 1,
+  sent: 2,
+  acked: 3,
+  waiting: 4,
+  running: 5,
+  done: 6,
+  failed: 7,
+  expired: 8,
+  cancelled: 9,
 };
 
 export const MESSAGE_STATES: readonly MessageState[] = (Object.keys(STATE_ORDER) as MessageState[]).sort(

@@ -94,8 +94,11 @@ export interface ErrorReport {
  *     │                └──────────────────────────────────────────────▶ failed (max retries)
  *     │                      (with the operator's deliverBy: waits for the target instead, until deliverBy)
  *     └── expired (deliverBy or runBy passed) / cancelled (reserved for operators' later tools)
+ *   pending ──its wave is released──▶ queued (a batch rollout: src/delivery/batch.ts)
  */
 export type MessageState =
+  /** Stored, held back until its wave of a batch rollout is released (it stays so when the rollout stops). */
+  | "pending"
   /** Stored, not yet sent. */
   | "queued"
   /** Sent, waiting for the ACK (see `attempt`). */

@@ -35,10 +35,20 @@ export interface MessageDefaults {
 export const MAX_DELIVER_BY = 30 * 24 * 3600;
 
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+/**
+ * A batch rollout of one input object's messages (its targets): `batch` of them at a time, the next wave
+ * only once the last has ended, none after more than `maxErrors` errors (src/delivery/batch.ts).
+ */
+export interface Rollout {
+  /** Messages per wave, or a percentage of the object's targets (rounded down, at least 1). */
+  batch: { count: number } | { percent: number };
+  /** Errors (failed, expired, or done with a non-zero exit or an error) that stop the rollout once passed; undefined: no limit. */
+  maxErrors?: number;
+}
 
 /** One entry per object of the batch (or one error for a document that did not parse). */
 export type ParseOutcome =
-  { index: number; messages: Message[] } | { index: number | undefined; error: MessageInputError };
+  { index: number; messages: Message[]; rollout?: Rollout } | { index: number | undefined; error: MessageInputError };
 
 const FIELDS = new Set([
   "id",
@@ -63,6 +73,8 @@ const FIELDS = new Set([
   "operation",
   "deliverBy",
   "runBy",
+  "batch",
+  "maxErrors",
 ]);
 
 /** Fields whose input form (a time or a duration) differs from their wire form (ms since the epoch). */
@@ -81,7 +93,9 @@ export function parseMessages(text: string, defaults: MessageDefaults): ParseOut
   }
   return raws.map((raw, index) => {
     try {
-      return { index, messages: toMessages(raw, index, defaults) };
+      const messages = toMessages(raw, index, defaults);
+      const rollout = rolloutOf(raw as Record<string, unknown>, index);
+      return { index, messages, ...(rollout && { rollout }) };
     } catch (err) {
       if (err instanceof MessageInputError) return { index, error: err };
       throw err;
@@ -268,6 +282,40 @@ function deadline(
       `at most ${most} seconds (${(most / 86_400).toFixed(1)} days) ahead (maxDeliverBy), got ${describe(v)}`,
     );
   return ms;
+}
+
+/** The object's `batch` and `maxErrors`, checked; undefined when it has no `batch`. Throws MessageInputError. */
+export function rolloutOf(o: Record<string, unknown>, index: number): Rollout | undefined {
+  const fail = (field: string, reason: string): never => {
+    throw new MessageInputError(reason, { index, field });
+  };
+  const { batch, maxErrors } = o;
+  let max: number | undefined;
+  if (maxErrors !== undefined && maxErrors !== null) {
+    if (typeof maxErrors !== "number" || !Number.isInteger(maxErrors) || maxErrors < 0)
+      fail("maxErrors", `expected a whole number, 0 or more, got ${describe(maxErrors)}`);
+    max = maxErrors as number;
+  }
+  if (batch === undefined || batch === null) {
+    if (max !== undefined) fail("maxErrors", `only counts in a batch rollout: give "batch" too, e.g. "batch": 2`);
+    return undefined;
+  }
+  const percent = typeof batch === "string" ? /^(\d{1,3})%$/.exec(batch.trim()) : null;
+  let size: Rollout["batch"];
+  if (typeof batch === "number" && Number.isInteger(batch) && batch >= 1) size = { count: batch };
+  else if (percent && Number(percent[1]) >= 1 && Number(percent[1]) <= 100) size = { percent: Number(percent[1]) };
+  else
+    return fail(
+      "batch",
+      `expected a number of targets per wave (1 or more) or a percentage of them ("10%"), got ${describe(batch)}`,
+    );
+  return { batch: size, ...(max !== undefined && { maxErrors: max }) };
+}
+
+/** Messages per wave for `targets` targets: a percentage is rounded down, and is at least 1. */
+export function waveSize(rollout: Rollout, targets: number): number {
+  if ("count" in rollout.batch) return rollout.batch.count;
+  return Math.max(1, Math.floor((targets * rollout.batch.percent) / 100));
 }
 
 /** REQOpCommand {opCmd: ps | startProc | stopProc, opArg} → the op method it stands for. */

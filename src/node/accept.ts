@@ -2,24 +2,29 @@
  * Taking messages in: every input hands its documents here. A document is
  * parsed and checked, all its valid messages are stored in one transaction,
  * the answers wait for one disk sync, and only then do the messages go to the
- * outbox — an "accepted" answer means the message is on disk.
+ * outbox — an "accepted" answer means the message is on disk. The later waves
+ * of a batch rollout are stored too, pending, for src/delivery/batch.ts to release.
  */
+import type { Batches } from "../delivery/batch.js";
 import type { Outbox } from "../delivery/outbox.js";
 import { errorText, StoreError } from "../errors.js";
 import type { AcceptAnswer, Acceptor } from "../inputs/protocol.js";
 import type { Logger } from "../log.js";
+import { newId } from "../message/id.js";
 import type { Envelope, Message } from "../message/message.js";
-import { parseMessages } from "../message/parse.js";
+import { type ParseOutcome, parseMessages, waveSize } from "../message/parse.js";
 import type { AuditLog } from "../observe/audit.js";
 import type { StewardMetrics } from "../observe/metrics.js";
 import { now } from "../security/clock.js";
-import type { Store } from "../store/store.js";
+import type { Store, WavePlacement } from "../store/store.js";
 import type { Config } from "./config.js";
 
 export interface AcceptPipelineOptions {
   config: Config;
   store: Store;
   outbox: Outbox;
+  /** Batch rollouts: the messages of a later wave are stored pending, and released by it. */
+  batches: Batches;
   metrics: StewardMetrics;
   audit: AuditLog;
   log: Logger;
@@ -51,7 +56,7 @@ export class AcceptPipeline implements Acceptor {
 
   /** Parse, check and store every message of a document; answers once they are on disk. */
   async accept(text: string, source: string): Promise<AcceptAnswer[]> {
-    const { config, store, outbox, metrics, audit, log } = this.opts;
+    const { config, store, outbox, batches, metrics, audit, log } = this.opts;
     if (this.opts.refusing()) {
       return [{ ok: false, error: "node is shutting down; send again once it has restarted" }];
     }
@@ -75,14 +80,16 @@ export class AcceptPipeline implements Acceptor {
           }))
         : [],
     );
+    const placements = outcomes.flatMap(wavePlacements);
     let batch: boolean[] | undefined;
     try {
-      batch = store.outgoing.addMany(envelopes);
+      batch = store.outgoing.addMany(envelopes, placements);
     } catch (err) {
       log.warn("storing a batch failed; storing its messages one by one", { source, reason: errorText(err) });
     }
     const answers: AcceptAnswer[] = [];
-    const fresh: Envelope[] = [];
+    /** Where the newly stored messages are in `envelopes`. */
+    const fresh: number[] = [];
     let next = 0;
     for (const outcome of outcomes) {
       if ("error" in outcome) {
@@ -99,7 +106,7 @@ export class AcceptPipeline implements Acceptor {
         const envelope = envelopes[at] as Envelope;
         let stored: boolean;
         try {
-          stored = batch ? (batch[at] as boolean) : store.outgoing.add(envelope);
+          stored = batch ? (batch[at] as boolean) : store.outgoing.add(envelope, placements[at]);
         } catch (err) {
           answers.push({
             ok: false,
@@ -108,7 +115,7 @@ export class AcceptPipeline implements Acceptor {
           });
           continue;
         }
-        if (stored) fresh.push(envelope);
+        if (stored) fresh.push(at);
         answers.push({
           ok: true,
           id: envelope.id,
@@ -130,13 +137,20 @@ export class AcceptPipeline implements Acceptor {
       }
       unsynced = errorText(err);
     }
-    for (const envelope of fresh) {
+    const rollouts = new Set<string>();
+    for (const at of fresh) {
+      const envelope = envelopes[at] as Envelope;
+      const placement = placements[at];
       metrics.accepted(envelope);
       audit.accepted(envelope);
       // Stored either way: it is delivered, and `steward status` shows it, even when the sync failed.
-      outbox.deliver({ envelope, attempt: 0 });
+      // A later wave of a batch rollout waits, pending, until the rollout releases it.
+      if (placement) rollouts.add(placement.batchId);
+      if (!placement || placement.wave === 1) outbox.deliver({ envelope, attempt: 0 });
       log.debug("accepted", { id: envelope.id, toNode: envelope.toNode, method: envelope.method, source });
     }
+    // A rollout whose first wave was all duplicates of earlier messages goes on to its next at once.
+    for (const batchId of rollouts) batches.check(batchId);
     if (unsynced === undefined) return answers;
     log.error("accepted messages may not be on disk", { source, reason: unsynced });
     return answers.map((a) =>
@@ -148,4 +162,20 @@ export class AcceptPipeline implements Acceptor {
         : a,
     );
   }
+}
+
+/** Where each message of an outcome goes in its batch rollout (one new rollout per input object with `batch`). */
+function wavePlacements(outcome: ParseOutcome): (WavePlacement | undefined)[] {
+  if (!("messages" in outcome)) return [];
+  const { messages, rollout } = outcome;
+  if (!rollout) return messages.map(() => undefined);
+  const size = waveSize(rollout, messages.length);
+  const batchId = newId();
+  const waves = Math.ceil(messages.length / size);
+  return messages.map((_, i) => ({
+    batchId,
+    wave: Math.floor(i / size) + 1,
+    waves,
+    maxErrors: rollout.maxErrors ?? null,
+  }));
 }

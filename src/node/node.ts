@@ -15,6 +15,7 @@ import type { Server as HttpServer } from "node:http";
 import type { Server } from "node:net";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
+import { Batches } from "../delivery/batch.js";
 import { Inbox } from "../delivery/inbox.js";
 import { Outbox } from "../delivery/outbox.js";
 import { Rejects } from "../delivery/rejects.js";
@@ -56,6 +57,7 @@ export class StewardNode {
   readonly queries: NodeQueries;
   private transport: Transport;
   private outbox: Outbox;
+  private readonly batches: Batches;
   private inbox: Inbox;
   private readonly metrics: StewardMetrics;
   private readonly audit: AuditLog;
@@ -158,6 +160,7 @@ export class StewardNode {
       },
       config.maxMessageAge,
     );
+    this.batches = new Batches(this.store, this.outbox, this.log);
     this.central = new CentralReports({
       config,
       store: this.store,
@@ -215,6 +218,7 @@ export class StewardNode {
       config,
       store: this.store,
       outbox: this.outbox,
+      batches: this.batches,
       metrics: this.metrics,
       audit: this.audit,
       log: this.log,
@@ -334,6 +338,7 @@ export class StewardNode {
     this.readFolder = new ReadFolderInput(resolve(config.readFolder), acceptor, this.log, maxBytes);
     this.readFolder.start();
     const resent = this.outbox.resume();
+    const rollouts = this.batches.resume();
     const startup = await runStartupFolder(resolve(config.startupFolder), acceptor, this.log);
     const rerun = this.inbox.resume();
     this.linkTask = this.transport.run();
@@ -368,6 +373,7 @@ export class StewardNode {
       store: this.store.path,
       resumedOutgoing: resent,
       resumedIncoming: rerun,
+      ...(rollouts > 0 && { batchRollouts: rollouts }),
       startupMessages: startup,
       ...(config.tcpListener && { tcpListener: config.tcpListener }),
       ...(config.httpListener && { httpListener: config.httpListener }),
@@ -432,6 +438,7 @@ export class StewardNode {
     this.queries.endWaits();
     await step("listeners", () => Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))));
     await step("inbox", () => this.inbox.close());
+    this.batches.stop();
     const outboxDone = this.outbox.close();
     await step("broker link", () => this.transport.close());
     await step("outbox", () => outboxDone);

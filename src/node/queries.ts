@@ -41,19 +41,19 @@ export class NodeQueries implements QueryHandlers {
   status({ id }: QueryArgs<"status">): QueryReply<"status"> {
     const rec = this.opts.store.outgoing.get(id);
     if (!rec) return this.unknown(id);
-    return { message: messageView(rec, true) };
+    return { message: messageView(rec, true, this.opts.store) };
   }
 
   list({ limit, filter }: QueryArgs<"list">): QueryAnswer<"list"> {
     const n = listLimit(limit);
     // One row past the limit says whether more match, without counting them all.
-    return messageList(this.opts.store.outgoing.list(n + 1, filter), n);
+    return messageList(this.opts.store.outgoing.list(n + 1, filter), n, this.opts.store);
   }
 
   changes({ limit, after, filter }: QueryArgs<"changes">): QueryAnswer<"changes"> {
     const n = listLimit(limit);
     const cursor = { updatedAt: Date.parse(after.updatedAt), id: after.id };
-    return messageList(this.opts.store.outgoing.changes(cursor, n + 1, filter), n);
+    return messageList(this.opts.store.outgoing.changes(cursor, n + 1, filter), n, this.opts.store);
   }
 
   wait({ ms, ids }: QueryArgs<"wait">): QueryReply<"wait"> | Promise<QueryReply<"wait">> {
@@ -136,17 +136,23 @@ export class NodeQueries implements QueryHandlers {
   }
 
   /**
-   * The messages, in full, once every one of them is final (and that is on disk), or after `ms`
+   * The messages, in full, once every one of them is settled (and that is on disk), or after `ms`
    * as they are then: the CLI's --wait learns of a result the moment it is stored, without polling.
+   * Settled: final, or pending in a batch rollout that stopped (no wave will release it).
    */
   private async waitFinal(ids: string[], ms: number): Promise<QueryAnswer<"wait">> {
     const { store } = this.opts;
-    const open = new Set(ids.filter((id) => !isFinal(store.outgoing.get(id)?.state ?? "queued")));
+    const settled = (id: string) => {
+      const rec = store.outgoing.get(id);
+      return !rec || isFinal(rec.state) || (rec.state === "pending" && heldForGood(rec, store));
+    };
+    const open = new Set(ids.filter((id) => !settled(id)));
     if (open.size > 0) {
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
           stop();
+          stopBatches();
           this.waits.delete(done);
           resolve();
         };
@@ -155,11 +161,15 @@ export class NodeQueries implements QueryHandlers {
         const stop = store.outgoing.onFinal((id) => {
           if (open.delete(id) && open.size === 0) done();
         });
+        const stopBatches = store.outgoing.onBatchEnded(() => {
+          for (const id of open) if (settled(id)) open.delete(id);
+          if (open.size === 0) done();
+        });
       });
     }
     await store.durable().catch(() => undefined); // a final state is reported once it is stored for good
     return {
-      messages: ids.map((id) => store.outgoing.get(id)).flatMap((rec) => (rec ? [messageView(rec, true)] : [])),
+      messages: ids.map((id) => store.outgoing.get(id)).flatMap((rec) => (rec ? [messageView(rec, true, store)] : [])),
     };
   }
 }
@@ -171,13 +181,22 @@ function listLimit(limit: number): number {
   return Number.isInteger(limit) && limit > 0 ? Math.min(limit, MAX_LIST) : 50;
 }
 
-function messageList(records: OutgoingRecord[], limit: number): QueryAnswer<"list"> {
-  return { messages: records.slice(0, limit).map((rec) => messageView(rec, false)), more: records.length > limit };
+function messageList(records: OutgoingRecord[], limit: number, store: Store): QueryAnswer<"list"> {
+  return {
+    messages: records.slice(0, limit).map((rec) => messageView(rec, false, store)),
+    more: records.length > limit,
+  };
 }
 
-/** A stored message as clients see it; `withResult` adds the reply's data and outcome. */
-export function messageView(rec: OutgoingRecord, withResult: boolean): MessageView {
+/** A pending message whose rollout ended: no wave will release it. */
+function heldForGood(rec: OutgoingRecord, store: Store): boolean {
+  return rec.batchId !== null && store.outgoing.batch(rec.batchId)?.state !== "running";
+}
+
+/** A stored message as clients see it; `withResult` adds the reply's data and outcome, `store` its rollout. */
+export function messageView(rec: OutgoingRecord, withResult: boolean, store: Store): MessageView {
   const result = rec.result;
+  const batch = rec.batchId !== null && rec.wave !== null ? store.outgoing.batch(rec.batchId) : undefined;
   return {
     id: rec.id,
     toNode: rec.toNode,
@@ -192,5 +211,9 @@ export function messageView(rec: OutgoingRecord, withResult: boolean): MessageVi
     // Streamed and scheduled results come back in parts; the latest part's number shows progress.
     ...(rec.state === "running" && result?.seq && { parts: result.seq }),
     ...(withResult && result && { result }),
+    ...(batch &&
+      rec.wave !== null && {
+        batch: { id: batch.id, wave: rec.wave, waves: batch.waves, maxErrors: batch.maxErrors, state: batch.state },
+      }),
   };
 }

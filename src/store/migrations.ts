@@ -137,10 +137,30 @@ CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox WHEN old.request_id I
 END;
 `,
   },
+  {
+    version: 4,
+    what: "batch rollouts: one row per rollout, and each of its messages' rollout and wave",
+    sql: `
+-- A rollout (src/delivery/batch.ts): how many waves, the errors it tolerates, the wave released last.
+CREATE TABLE batches (
+  id         TEXT PRIMARY KEY,
+  waves      INTEGER NOT NULL,
+  max_errors INTEGER,                  -- NULL: no limit
+  wave       INTEGER NOT NULL,
+  state      TEXT NOT NULL,            -- running, stopped (more errors than max_errors) or done
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX batches_running ON batches(id) WHERE state = 'running';
+ALTER TABLE outbox ADD COLUMN batch_id TEXT;
+ALTER TABLE outbox ADD COLUMN wave INTEGER;
+CREATE INDEX outbox_by_batch ON outbox(batch_id, wave) WHERE batch_id IS NOT NULL;
+`,
+  },
 ];
 
-/** The schema version this code writes and reads. */
-export const SCHEMA_VERSION = MIGRATIONS.length;
+/** The schema version this code writes and reads: the last step's (numbers may skip). */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 
 /** Bring the store at `path` up to SCHEMA_VERSION; returns the version it had. */
 export function migrate(db: Database.Database, path: string): number {

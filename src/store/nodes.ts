@@ -35,7 +35,7 @@ export class NodesTable {
         `SELECT name, MAX(last_seen) AS last_seen, SUM(pending) AS pending, SUM(failed) AS failed, SUM(total) AS total FROM (
            SELECT name, last_seen, 0 AS pending, 0 AS failed, 0 AS total FROM nodes
            UNION ALL
-           SELECT to_node, NULL, CASE WHEN state IN ('queued', 'sent') THEN n ELSE 0 END,
+           SELECT to_node, NULL, CASE WHEN state IN ('pending', 'queued', 'sent') THEN n ELSE 0 END,
                   CASE WHEN state = 'failed' THEN n ELSE 0 END, n
            FROM outbox_counts
          ) GROUP BY name ORDER BY name`,

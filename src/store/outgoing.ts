@@ -6,6 +6,9 @@
  *
  * Each move names the state it moves to and is made only from the states in
  * MOVES_FROM, so a late ACK or notice never moves a message back.
+ *
+ * A message of a batch rollout carries its rollout's id and its wave, and is stored `pending` until its
+ * wave is released (the `batches` table keeps each rollout; src/delivery/batch.ts decides).
  */
 import type Database from "better-sqlite3";
 import { MESSAGE_STATES, type MessageFilter } from "../message/filter.js";
@@ -27,6 +30,44 @@ export interface OutgoingRecord {
   envelope: Envelope;
   /** The reply's data and outcome, once the reply is back. */
   result: (MethodResult & { data?: string }) | null;
+  /** The batch rollout it belongs to, and its wave there (from 1); null outside one. */
+  batchId: string | null;
+  wave: number | null;
+}
+
+/** Where a message goes in a batch rollout: its rollout (created with its first message) and its wave. */
+export interface WavePlacement {
+  batchId: string;
+  wave: number;
+  waves: number;
+  maxErrors: number | null;
+}
+
+/**
+ * A batch rollout's life:
+ *   running ──errors pass maxErrors──▶ stopped (its later waves stay pending)
+ *      └──── its last wave ended ────▶ done
+ */
+export type BatchState = "running" | "stopped" | "done";
+
+export interface BatchRecord {
+  id: string;
+  waves: number;
+  /** Errors it tolerates; null: no limit. */
+  maxErrors: number | null;
+  /** The wave released last (1 at first). */
+  wave: number;
+  state: BatchState;
+}
+
+/** What the rollout needs to know of each of its messages. */
+export interface BatchMember {
+  id: string;
+  wave: number;
+  state: MessageState;
+  exitCode: number | null;
+  /** The method's own error, from its result. */
+  error: string | null;
 }
 
 /** A final state this node concludes itself (the receiver's reply concludes with done or failed only). */
@@ -47,7 +88,8 @@ const MOVES_FROM = {
   moveToRunning: ["queued", "sent", "acked", "waiting"],
   // A further part of a streamed or scheduled result may come while it runs already.
   moveToRunningWithPart: ["queued", "sent", "acked", "waiting", "running"],
-  moveToFinal: ["queued", "sent", "acked", "waiting", "running"],
+  // A pending message (a wave not released) may be concluded too: cancelled, say.
+  moveToFinal: ["pending", "queued", "sent", "acked", "waiting", "running"],
   // A reply is the receiver's word on what happened: it concludes even a message we had given up on.
   moveToFinalByReply: ["queued", "sent", "acked", "waiting", "running", "failed"],
 } satisfies Record<string, MessageState[]>;
@@ -65,6 +107,16 @@ interface OutboxRow {
   updated_at: number;
   envelope: string;
   result: string | null;
+  batch_id: string | null;
+  wave: number | null;
+}
+
+interface BatchRow {
+  id: string;
+  waves: number;
+  max_errors: number | null;
+  wave: number;
+  state: BatchState;
 }
 
 export class OutgoingTable {
@@ -73,6 +125,7 @@ export class OutgoingTable {
   /** The list and changes queries, one statement per shape of filter. */
   private readonly findStmts = new Map<string, Database.Statement>();
   private readonly finalListeners = new Set<(id: string) => void>();
+  private readonly batchListeners = new Set<(batchId: string) => void>();
 
   constructor(
     private readonly db: Database.Database,
@@ -80,34 +133,114 @@ export class OutgoingTable {
   ) {
     this.stmts = {
       insert: db.prepare(
-        `INSERT OR IGNORE INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope)
-         SELECT @id, @toNode, @method, 'queued', 0, @requestId, @now, @now, @envelope
+        `INSERT OR IGNORE INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope, batch_id, wave)
+         SELECT @id, @toNode, @method, @state, 0, @requestId, @now, @now, @envelope, @batchId, @wave
          WHERE NOT EXISTS (SELECT 1 FROM given_ids WHERE id = @id)`,
       ),
+      insertBatch: db.prepare(
+        `INSERT OR IGNORE INTO batches (id, waves, max_errors, wave, state, created_at, updated_at)
+         VALUES (@batchId, @waves, @maxErrors, 1, 'running', @now, @now)`,
+      ),
+      batch: db.prepare(`SELECT id, waves, max_errors, wave, state FROM batches WHERE id = ?`),
+      batchOf: db.prepare(`SELECT batch_id FROM outbox WHERE id = ?`).pluck(),
+      runningBatches: db.prepare(`SELECT id FROM batches WHERE state = 'running'`).pluck(),
+      members: db.prepare(
+        `SELECT id, wave, state, exit_code, json_extract(result, '$.error') AS error FROM outbox WHERE batch_id = ?`,
+      ),
+      release: db.prepare(
+        `UPDATE outbox SET state = 'queued', updated_at = @now
+         WHERE batch_id = @batchId AND wave <= @wave AND state = 'pending' RETURNING *`,
+      ),
+      setBatch: db.prepare(`UPDATE batches SET wave = @wave, state = @state, updated_at = @now WHERE id = @batchId`),
       get: db.prepare(`SELECT * FROM outbox WHERE id = ?`),
       pending: db.prepare(`SELECT * FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),
       list: db.prepare(`SELECT * FROM outbox WHERE request_id IS NULL ORDER BY id DESC LIMIT ?`),
     };
   }
 
-  /** Store a message this node will send, queued. False when that id is already stored (idempotent input). */
-  add(message: Envelope): boolean {
+  /**
+   * Store a message this node will send, queued (pending when it is in a later wave of a batch rollout,
+   * whose row is created with its first message). False when that id is already stored (idempotent input).
+   */
+  add(message: Envelope, placement?: WavePlacement): boolean {
     return this.commits.write(() => {
+      const now = Date.now();
       const info = this.stmts.insert.run({
         id: message.id,
         toNode: message.toNode,
         method: message.method,
+        state: placement && placement.wave > 1 ? "pending" : "queued",
         requestId: message.requestId ?? null,
-        now: Date.now(),
+        now,
         envelope: JSON.stringify(message),
+        batchId: placement?.batchId ?? null,
+        wave: placement?.wave ?? null,
       });
+      // A rollout whose messages were all stored before (the same ids handed in again) gets no row.
+      if (placement && info.changes === 1) this.stmts.insertBatch.run({ ...placement, now });
       return info.changes === 1;
     });
   }
 
   /** Store a whole batch in one transaction (one disk sync); false for ids already stored. */
-  addMany(messages: Envelope[]): boolean[] {
-    return this.commits.write(() => this.commits.atomically(() => messages.map((message) => this.add(message))));
+  addMany(messages: Envelope[], placements: (WavePlacement | undefined)[] = []): boolean[] {
+    return this.commits.write(() =>
+      this.commits.atomically(() => messages.map((message, i) => this.add(message, placements[i]))),
+    );
+  }
+
+  /** A batch rollout as stored. */
+  batch(batchId: string): BatchRecord | undefined {
+    const row = this.stmts.batch.get(batchId) as BatchRow | undefined;
+    return row && { id: row.id, waves: row.waves, maxErrors: row.max_errors, wave: row.wave, state: row.state };
+  }
+
+  /** The batch rollout a message belongs to, if any. */
+  batchOf(id: string): string | undefined {
+    return (this.stmts.batchOf.get(id) as string | null | undefined) ?? undefined;
+  }
+
+  /** The rollouts still running (to pick up again at start). */
+  runningBatches(): string[] {
+    return this.stmts.runningBatches.all() as string[];
+  }
+
+  /** Every message of a rollout, with what decides whether it ended and whether it counts as an error. */
+  batchMembers(batchId: string): BatchMember[] {
+    return (
+      this.stmts.members.all(batchId) as {
+        id: string;
+        wave: number;
+        state: MessageState;
+        exit_code: number | null;
+        error: string | null;
+      }[]
+    ).map((r) => ({ id: r.id, wave: r.wave, state: r.state, exitCode: r.exit_code, error: r.error }));
+  }
+
+  /** Release wave `wave` of a rollout (and any earlier one still held): pending → queued, in one transaction. */
+  releaseWave(batchId: string, wave: number): OutgoingRecord[] {
+    return this.commits.write(() =>
+      this.commits.atomically(() => {
+        const now = Date.now();
+        this.stmts.setBatch.run({ batchId, wave, state: "running", now });
+        return (this.stmts.release.all({ batchId, wave, now }) as OutboxRow[]).map(toRecord);
+      }),
+    );
+  }
+
+  /** A rollout ends: its last wave ended (done), or its errors passed maxErrors (stopped: the rest stay pending). */
+  endBatch(batchId: string, state: "stopped" | "done"): void {
+    const b = this.batch(batchId);
+    if (!b || b.state !== "running") return;
+    this.commits.write(() => this.stmts.setBatch.run({ batchId, wave: b.wave, state, now: Date.now() }));
+    for (const fn of this.batchListeners) fn(batchId);
+  }
+
+  /** Call `fn` with the id of every rollout that ends (stopped or done); returns the way to stop. */
+  onBatchEnded(fn: (batchId: string) => void): () => void {
+    this.batchListeners.add(fn);
+    return () => this.batchListeners.delete(fn);
   }
 
   get(id: string): OutgoingRecord | undefined {
@@ -273,5 +406,7 @@ function toRecord(row: OutboxRow): OutgoingRecord {
     updatedAt: row.updated_at,
     envelope: JSON.parse(row.envelope) as Envelope,
     result: row.result === null ? null : (JSON.parse(row.result) as OutgoingRecord["result"]),
+    batchId: row.batch_id ?? null,
+    wave: row.wave ?? null,
   };
 }
