@@ -119,7 +119,7 @@ describe("filters", () => {
     assert.equal(state.code, 2, show(state));
     assert.match(
       state.stderr,
-      /--state: unknown state "finished"; the states are queued, sent, acked, waiting, running, done, failed, expired, cancelled/,
+      /--state: unknown state "finished"; the states are pending, queued, sent, acked, waiting, running, done, failed, expired, cancelled/,
     );
     const when = await steward(["--since", "2weeks"]);
     assert.equal(when.code, 2, show(when));
