@@ -217,14 +217,14 @@ export class Runner {
   /** Wait for a free run (unless it needs none), run, and hand the run on to the next in line. */
   private async runInTurn(
     message: Envelope,
-    rerun: Resumed,
+    resumed: Resumed,
     signal: AbortSignal,
     receivedAt: number,
     request?: Envelope,
   ): Promise<void> {
     const method = canonicalMethod(message.method) as MethodName;
     if (message.requestId !== undefined || CATALOG[method].runTwiceHarmless === true)
-      return this.runTask(message, rerun, signal, receivedAt, request);
+      return this.runTask(message, resumed, signal, receivedAt, request);
     if (!this.slots.tryTake()) {
       const notice = setTimeout(() => this.noticeWaiting(message), RUNNING_NOTICE_MS);
       // A stop takes it out of the line at once: it never started, and stays received.
@@ -232,10 +232,10 @@ export class Runner {
       clearTimeout(notice);
       // Shutting down: it stays received and waits its turn again at the next start. Stopped otherwise
       // (its sender lost the right to it): runTask ends it with the reason, without running it.
-      if (!slot) return this.closed ? undefined : this.runTask(message, rerun, signal, receivedAt, request);
+      if (!slot) return this.closed ? undefined : this.runTask(message, resumed, signal, receivedAt, request);
     }
     try {
-      await this.runTask(message, rerun, signal, receivedAt, request);
+      await this.runTask(message, resumed, signal, receivedAt, request);
     } finally {
       this.slots.release();
     }

@@ -111,8 +111,8 @@ export type MessageState =
  * running by a stop or a crash runs (again) at the next start.
  *
  *   received ──its task starts──▶ running ──method ended──▶ done (+ its reply queued, one transaction)
- *                                   │  ▲
- *                 graceful stop ────┘  └──── next start
+ *                                   │   ▲
+ *                     graceful stop ▼   │ next start
  *                                 interrupted
  */
 export type InboxState =
