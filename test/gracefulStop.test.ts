@@ -141,7 +141,10 @@ test("a stream cut by the stop says so in its last part", async () => {
   try {
     await sleepUntil(async () => (await fleet.status("central", id)).parts !== undefined, { what: "a first part" });
     await ship.stop();
-    const cut = await fleet.status("central", id);
+    let cut = await fleet.status("central", id);
+    await sleepUntil(async () => (cut = await fleet.status("central", id)).result?.interrupted === true, {
+      what: () => `the part sent at the stop, marked interrupted (last: ${JSON.stringify(cut)})`,
+    });
     assert.equal(cut.state, "running", JSON.stringify(cut));
     assert.equal(cut.result?.interrupted, true, `the last part says interrupted: ${JSON.stringify(cut)}`);
     assert.match(cut.result?.data ?? "", /\[steward\] stopped: node stopping/);
