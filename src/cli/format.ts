@@ -22,7 +22,7 @@ export function ago(ms: number | null, now = Date.now()): string {
 
 /** "sent (attempt 2)", "done (exit 0)", "failed: reason" */
 export function stateText(
-  m: Pick<MessageView, "state" | "attempt" | "exitCode" | "reason" | "rerun" | "parts" | "batch">,
+  m: Pick<MessageView, "state" | "attempt" | "exitCode" | "reason" | "rerun" | "interrupted" | "parts" | "batch">,
 ): string {
   switch (m.state) {
     case "pending":
@@ -33,7 +33,7 @@ export function stateText(
     case "sent":
       return `sent (attempt ${m.attempt})`;
     case "done":
-      return `done (exit ${m.exitCode ?? "?"})${m.rerun ? " re-run" : ""}`;
+      return `done (exit ${m.exitCode ?? "?"})${m.rerun ? " re-run" : ""}${m.interrupted ? " interrupted, run again" : ""}`;
     case "failed":
     case "expired":
       return `${m.state}${m.reason ? `: ${m.reason}` : ""}`;

@@ -31,8 +31,9 @@ export async function startCommand(args: string[]): Promise<number> {
   const config = loadConfig(values, { persist: true });
   const node = await StewardNode.start(config);
   await new Promise<void>((resolve) => {
+    // A second signal finds no handler and ends the process at once, as a crash would (its runs are re-run).
     const stop = (signal: string) => {
-      node.log.info("stopping", { signal });
+      node.log.info("stopping", { signal, stopGracePeriod: node.config.stopGracePeriod });
       resolve();
     };
     process.once("SIGINT", () => stop("SIGINT"));

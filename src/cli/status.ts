@@ -73,6 +73,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       `updated:  ${m.updatedAt}`,
     ];
     if (m.result?.rerun) lines.push("note:     run again after the receiver restarted mid-run");
+    if (m.result?.interrupted) lines.push("note:     interrupted by a stop of the receiver, run again at its start");
     if (m.result?.data) lines.push("--- result ---", m.result.data.replace(/\n$/, ""));
     if (m.result?.stderr) lines.push("--- stderr ---", m.result.stderr.replace(/\n$/, ""));
     if (m.result?.truncated) lines.push(`--- output cut: ${m.result.truncated} bytes dropped ---`);

@@ -21,9 +21,16 @@ export function buildReply(
   request: Envelope,
   fromNode: string,
   { output, error, expired }: RunOutcome,
-  opts: { rerun: boolean; maxPayload: number; deliverBy: number; part?: { seq: number; partial: boolean } },
+  opts: {
+    rerun: boolean;
+    /** Run again after a graceful stop cut it short (stopGracePeriod). */
+    interrupted?: boolean;
+    maxPayload: number;
+    deliverBy: number;
+    part?: { seq: number; partial: boolean };
+  },
 ): Envelope {
-  const { rerun, part } = opts;
+  const { rerun, interrupted, part } = opts;
   const result: MethodResult = {
     ...(part && { seq: part.seq, ...(part.partial && { partial: true }) }),
     exitCode: output.exitCode ?? (error ? null : 0),
@@ -31,6 +38,7 @@ export function buildReply(
     ...(error && { error }),
     ...(rerun && { rerun: true }),
     ...(expired && { expired: true }),
+    ...(interrupted && { interrupted: true }),
     ...(output.truncated && { truncated: output.truncated }),
   };
   // A reply wants no reply of its own; its delivery settings are the request's reply… fields.

@@ -62,6 +62,8 @@ export interface InboxOptions {
   onExecuted?: RunnerOptions["onExecuted"];
   /** Most runs at once (maxConcurrentRuns); the rest wait in arrival order. Absent: no limit. */
   maxConcurrentRuns?: number;
+  /** Seconds a graceful stop lets runs in progress finish (stopGracePeriod). Absent: 0. */
+  stopGracePeriod?: number;
   /** The longest methodTimeout another node may ask for without the right to no limit. Absent: any. */
   maxMethodTimeout?: number;
   /** Messages a second one signer may have stored here, and how many at once. Absent or 0: no limit. */

@@ -9,7 +9,7 @@
  *           nothing and start no process) do not wait: the node answers pings and records results however busy.
  *           A request whose runBy passes while it waits is not run: its reply says expired.
  *   start   durable: moveToRunning, and wait until that is on disk before the method runs, so that a
- *           crash's re-run is known for one (its reply says `rerun`).
+ *           crash's re-run is known for one (its reply says `rerun`; after a graceful stop, `interrupted`).
  *           early (a reply, or a method whose second run nobody could see): moveToRunning is only a
  *           note; the method runs at once, and the end stores the message again with it.
  *   run     the method once, with its own methodTimeout; a run lasting past RUNNING_NOTICE_MS tells the
@@ -17,8 +17,12 @@
  *           has passed since the message arrived, each run but the last sent back as a part.
  *   end     one transaction: done + the reply queued (a request), or done + the request moved on
  *           (a reply, see replies.ts); written until it is on disk, then the reply goes out.
- *   stop    aborted: the message stays running and runs again at the next start, once the process
- *           group a crash may have left is ended (leftovers.ts).
+ *   stop    a graceful stop (close): no run starts any more; a schedule stops between two runs at once; runs
+ *           in progress may finish for stopGracePeriod, their replies going out as usual. Then they are
+ *           aborted (their process trees ended) and moved to interrupted: at the next start each runs
+ *           again, its result marked `interrupted`, and a schedule goes on at its next slot. A crash
+ *           leaves a run `running` instead: it runs again marked `rerun`, once the process group it may
+ *           have left is ended (leftovers.ts).
  */
 import { errorText, MethodError, StoreError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -36,6 +40,12 @@ import type { Replies } from "./replies.js";
 import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import type { Wire } from "./wire.js";
+
+/**
+ * How a message's last run ended before this start: false (none was cut short), cut by a crash (`rerun`), or
+ * by a graceful stop (`interrupted`). Its result says which.
+ */
+export type Resumed = false | "rerun" | "interrupted";
 
 /** On `<origin>._state.<node>`: a request the origin sent waits here for a free run, or runs. Best effort. */
 export interface RunNotice {
@@ -68,6 +78,8 @@ export interface RunnerOptions {
   reportError(report: ErrorReport): void;
   /** Most runs at once (maxConcurrentRuns); the rest wait in arrival order. Absent: no limit. */
   maxConcurrentRuns?: number | undefined;
+  /** Seconds a graceful stop lets runs in progress finish before it ends them (stopGracePeriod). Absent: 0. */
+  stopGracePeriod?: number | undefined;
   /** A method ran here (not a reply), once per message: metrics and the audit log. */
   onExecuted?(
     message: Envelope,
@@ -90,6 +102,12 @@ export function runByPassed(message: Envelope): string | undefined {
   if (message.runBy === undefined || message.requestId !== undefined || now() < message.runBy) return undefined;
   return `expired: not run by ${new Date(message.runBy).toISOString()} (runBy)`;
 }
+
+/** Why a graceful stop ended a run (its result, and a stream's last part, say so). */
+const STOP_REASON = "node stopping (stopGracePeriod ran out): interrupted, runs again at the next start";
+
+/** The methods whose output comes back in parts while they run. */
+const STREAMS: ReadonlySet<MethodName> = new Set(["cliCommandCont", "tailFile"]);
 
 /** How long a run goes (or waits for a free run) before its origin is told. */
 const RUNNING_NOTICE_MS = 100;
@@ -153,6 +171,8 @@ export class Runner {
   private running = new Map<string, { ac: AbortController; message: Envelope }>();
   private tasks = new Set<Promise<void>>();
   private closed = false;
+  /** Aborted when the node stops: no run starts any more, and schedules stop between their runs. */
+  private readonly stopping = new AbortController();
   private readonly slots: RunSlots;
 
   constructor(private readonly opts: RunnerOptions) {
@@ -180,21 +200,22 @@ export class Runner {
     for (const record of unfinished) {
       // A crash leaves the run's process group behind: end it before running the message again.
       endLeftoverProcessGroup(record, this.opts.log);
-      this.startTask(record.envelope, record.state === "running", record.receivedAt);
+      const resumed = record.state === "running" ? "rerun" : record.state === "interrupted" ? "interrupted" : false;
+      this.startTask(record.envelope, resumed, record.receivedAt);
     }
     return unfinished.length;
   }
 
   /**
-   * Run a stored message in its own task (no-op when it runs already). `rerun`: a stop cut its last
-   * run short. A reply comes with its request when the caller has read it already.
+   * Run a stored message in its own task (no-op when it runs already). `resumed`: a crash or a stop cut its
+   * last run short. A reply comes with its request when the caller has read it already.
    */
-  startTask(message: Envelope, rerun: boolean, receivedAt = Date.now(), request?: Envelope): void {
+  startTask(message: Envelope, resumed: Resumed, receivedAt = Date.now(), request?: Envelope): void {
     const key = `${message.fromNode}/${message.id}`;
     if (this.closed || this.running.has(key)) return;
     const ac = new AbortController();
     this.running.set(key, { ac, message });
-    const task = this.runInTurn(message, rerun, ac.signal, receivedAt, request)
+    const task = this.runInTurn(message, resumed, ac.signal, receivedAt, request)
       .catch((err: unknown) =>
         err instanceof NotStored
           ? this.opts.log.warn(
@@ -213,24 +234,25 @@ export class Runner {
   /** Wait for a free run (unless it needs none), run, and hand the run on to the next in line. */
   private async runInTurn(
     message: Envelope,
-    rerun: boolean,
+    resumed: Resumed,
     signal: AbortSignal,
     receivedAt: number,
     request?: Envelope,
   ): Promise<void> {
     const method = canonicalMethod(message.method) as MethodName;
     if (message.requestId !== undefined || CATALOG[method].runTwiceHarmless === true)
-      return this.runTask(message, rerun, signal, receivedAt, request);
+      return this.runTask(message, resumed, signal, receivedAt, request);
     if (!this.slots.tryTake()) {
       const notice = setTimeout(() => this.noticeWaiting(message), RUNNING_NOTICE_MS);
-      const slot = await this.slots.wait(signal, message.runBy);
+      // A stop takes it out of the line at once: it never started, and stays received.
+      const slot = await this.slots.wait(AbortSignal.any([signal, this.stopping.signal]), message.runBy);
       clearTimeout(notice);
       // Shutting down: it stays received and waits its turn again at the next start. Stopped otherwise
       // (its sender lost the right to it, or its runBy came): runTask ends it with the reason, without running it.
-      if (!slot) return this.closed ? undefined : this.runTask(message, rerun, signal, receivedAt, request);
+      if (!slot) return this.closed ? undefined : this.runTask(message, resumed, signal, receivedAt, request);
     }
     try {
-      await this.runTask(message, rerun, signal, receivedAt, request);
+      await this.runTask(message, resumed, signal, receivedAt, request);
     } finally {
       this.slots.release();
     }
@@ -238,11 +260,12 @@ export class Runner {
 
   private async runTask(
     message: Envelope,
-    rerun: boolean,
+    resumed: Resumed,
     signal: AbortSignal,
     receivedAt: number,
     known?: Envelope,
   ): Promise<void> {
+    const rerun = resumed === "rerun";
     const { store } = this.opts;
     const method = canonicalMethod(message.method) as MethodName;
     const isReply = message.requestId !== undefined;
@@ -256,7 +279,7 @@ export class Runner {
 
     const started = Date.now();
     let parts = 0;
-    const sendPart = (outcome: RunOutcome) => this.sendPart(message, outcome, ++parts, rerun);
+    const sendPart = (outcome: RunOutcome, marked = resumed) => this.sendPart(message, outcome, ++parts, marked);
     const emit =
       !isReply && wantsReply(method)
         ? (data: string) => sendPart({ output: { data, exitCode: null }, error: undefined })
@@ -273,13 +296,21 @@ export class Runner {
         : signal.aborted && !this.closed
           ? errorText(signal.reason)
           : this.opts.stillAllowed?.(message));
-    let outcome: RunOutcome = refused
+    // A schedule a graceful stop interrupted goes on at its next slot: the slot the stop cut is not made up.
+    const resumeAtNextSlot = !refused && !isReply && message.schedule !== undefined && resumed === "interrupted";
+    let outcome: RunOutcome | undefined = refused
       ? { output: {}, error: refused, ...(late && { expired: true }) }
-      : await runOnce();
+      : resumeAtNextSlot
+        ? undefined
+        : await runOnce();
     if (!refused && !isReply && message.schedule)
       outcome = await this.repeatOnSchedule(message, receivedAt, signal, outcome, runOnce, sendPart);
     clearTimeout(notice);
-    if (this.closed && signal.aborted) return; // Shutting down: it stays "running" and is re-run at next start.
+    // Stopping: cut short (or a schedule stopped before its end), it runs again at the next start.
+    if (outcome === undefined || (this.closed && signal.aborted)) {
+      await this.cutByStop(message, method, outcome, sendPart);
+      return;
+    }
     // Stopped because its sender lost the right to it (recheck()): that is the outcome its origin learns.
     if (signal.aborted) outcome = { output: outcome.output, error: errorText(signal.reason) };
 
@@ -291,6 +322,7 @@ export class Runner {
     const reply = wantsReply(method)
       ? buildReply(message, this.opts.nodeName, outcome, {
           rerun,
+          interrupted: resumed === "interrupted",
           maxPayload: this.opts.transport.maxPayload,
           deliverBy: this.deliverBy(),
           ...(parts > 0 && { part: { seq: parts + 1, partial: false } }),
@@ -299,6 +331,30 @@ export class Runner {
     await this.storeEnd(message, early, () => store.moveRunToDone(message, reply));
     if (reply) this.opts.outbox.deliver({ envelope: reply, attempt: 0 });
     this.ran(message, method, outcome, rerun, Date.now() - started);
+  }
+
+  /**
+   * A graceful stop cut the run short, or stopped its schedule between two runs: it runs again at the next
+   * start, marked interrupted. A stream's output since its last part goes back now, in a part that says so.
+   */
+  private async cutByStop(
+    message: Envelope,
+    method: MethodName,
+    outcome: RunOutcome | undefined,
+    sendPart: (outcome: RunOutcome, marked: Resumed) => void,
+  ): Promise<void> {
+    if (outcome && STREAMS.has(method) && !message.schedule) {
+      const data = outcome.output.data ?? "";
+      const note = data.includes("[steward] stopped:") ? "" : `[steward] stopped: ${STOP_REASON}\n`;
+      sendPart({ output: { ...outcome.output, data: data + note }, error: undefined }, "interrupted");
+    }
+    try {
+      this.opts.store.incoming.moveToInterrupted(message);
+      await this.opts.store.durable();
+    } catch (err) {
+      // Left running: the next start runs it again all the same, marked as a crash's re-run.
+      this.opts.log.warn("cannot store that a run was interrupted", { id: message.id, reason: errorText(err) });
+    }
   }
 
   /**
@@ -363,30 +419,37 @@ export class Runner {
 
   /**
    * schedule [interval, total]: run again every interval until total has passed since the message
-   * arrived, sending each run but the last as a part. After a restart, what is left of it runs.
+   * arrived, sending each run but the last as a part. Slots are counted from the arrival, so a restart
+   * never starts the schedule over nor catches up the slots it missed: after a crash the cut run runs
+   * again at once (`first`), after a graceful stop nothing does (`first` undefined); then the next slots
+   * within total. Undefined when a graceful stop ends it before its last run.
    */
   private async repeatOnSchedule(
     message: Envelope,
     receivedAt: number,
     signal: AbortSignal,
-    first: RunOutcome,
+    first: RunOutcome | undefined,
     runOnce: () => Promise<RunOutcome>,
     sendPart: (outcome: RunOutcome) => void,
-  ): Promise<RunOutcome> {
+  ): Promise<RunOutcome | undefined> {
     const [interval, total] = message.schedule as [number, number];
     let outcome = first;
     const end = receivedAt + total * 1000;
     let next = receivedAt + interval * 1000 * Math.max(1, Math.ceil((Date.now() - receivedAt) / (interval * 1000)));
+    const sleepUntilStopped = AbortSignal.any([signal, this.stopping.signal]);
     while (next < end && !signal.aborted) {
-      sendPart(outcome);
-      await abortableSleep(next - Date.now(), signal);
+      if (outcome) sendPart(outcome);
+      if (this.stopping.signal.aborted) return undefined;
+      await abortableSleep(next - Date.now(), sleepUntilStopped);
+      if (this.stopping.signal.aborted && !signal.aborted) return undefined;
       if (signal.aborted) break;
       const refused = this.opts.stillAllowed?.(message);
       if (refused) return { output: {}, error: refused };
       outcome = await runOnce();
       next += interval * 1000;
     }
-    return outcome;
+    // Resumed after a stop with no slot left before its end: it ends without another run.
+    return outcome ?? { output: {}, error: undefined };
   }
 
   /** Run the method once, with its own methodTimeout; the node's shutdown (`signal`) aborts it too. */
@@ -464,10 +527,11 @@ export class Runner {
   }
 
   /** Send one part of a streamed or scheduled result now, stored first like every reply. */
-  private sendPart(message: Envelope, outcome: RunOutcome, seq: number, rerun: boolean): void {
+  private sendPart(message: Envelope, outcome: RunOutcome, seq: number, resumed: Resumed): void {
     const { store, outbox, log } = this.opts;
     const part = buildReply(message, this.opts.nodeName, outcome, {
-      rerun,
+      rerun: resumed === "rerun",
+      interrupted: resumed === "interrupted",
       maxPayload: this.opts.transport.maxPayload,
       deliverBy: this.deliverBy(),
       part: { seq, partial: true },
@@ -502,10 +566,32 @@ export class Runner {
       });
   }
 
-  /** Abort every running method; a method that ignores its signal does not hold the shutdown past `graceMs`. */
+  /**
+   * A graceful stop: no run starts any more; runs in progress may finish for stopGracePeriod (their replies
+   * go out meanwhile); then every method still running is aborted, and one that ignores its signal does not
+   * hold the shutdown past `graceMs`.
+   */
   async close(graceMs = 5000): Promise<void> {
     this.closed = true;
-    for (const { ac } of this.running.values()) ac.abort(new Error("node shutting down"));
+    this.stopping.abort();
+    const stopGraceMs = (this.opts.stopGracePeriod ?? 0) * 1000;
+    if (this.tasks.size > 0 && stopGraceMs > 0) {
+      this.opts.log.info("stopping: runs in progress may finish first", {
+        running: this.tasks.size,
+        stopGracePeriod: this.opts.stopGracePeriod,
+      });
+      let waited: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.tasks]),
+        new Promise((resolve) => (waited = setTimeout(resolve, stopGraceMs))),
+      ]);
+      clearTimeout(waited);
+    }
+    if (this.running.size > 0)
+      this.opts.log.warn("stopping: ending the runs still in progress; they run again at the next start", {
+        running: this.running.size,
+      });
+    for (const { ac } of this.running.values()) ac.abort(new Error(STOP_REASON));
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => {
       timer = setTimeout(() => {

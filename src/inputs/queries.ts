@@ -44,6 +44,8 @@ export interface MessageView extends Pick<
   createdAt: string;
   updatedAt: string;
   rerun?: boolean;
+  /** Run again after a graceful stop of the receiver cut its run short. */
+  interrupted?: boolean;
   /** While a streamed or scheduled method runs: how many parts are back. */
   parts?: number;
   /** The reply's data and outcome (status and wait only, once the reply is back). */

@@ -65,6 +65,8 @@ export interface MethodResult {
   error?: string;
   /** The run was cut short by a crash of the receiver and run again (guarantee 5). */
   rerun?: boolean;
+  /** The run was cut short by a graceful stop of the receiver (stopGracePeriod ran out) and run again at its start. */
+  interrupted?: boolean;
   /** Bytes dropped from `data` because the result was too large. */
   truncated?: number;
   /** Not run: its runBy had passed before it could start. The origin shows the request `expired`. */
@@ -124,12 +126,17 @@ export type MessageState =
  * running by a stop or a crash runs (again) at the next start.
  *
  *   received ──its task starts──▶ running ──method ended──▶ done (+ its reply queued, one transaction)
+ *                                   │   ▲
+ *                     graceful stop ▼   │ next start
+ *                                 interrupted
  */
 export type InboxState =
   /** Stored (and so ACKed once on disk); its run has not started. */
   | "received"
   /** Its method has started (see `runs`: more than 1 means a stop or crash cut a run short). */
   | "running"
+  /** A graceful stop cut its run short; it runs again at the next start, its result marked interrupted. */
+  | "interrupted"
   /** The method ended, and its outcome (the reply, or the request it answers) is stored. */
   | "done";
 

@@ -22,6 +22,8 @@ export function resultText(ctx: MethodContext): string {
   if (r?.truncated) text += `[steward] output cut: ${r.truncated} bytes dropped\n`;
   if (r?.rerun)
     text += `[steward] ${ctx.message.requestId} was run again after ${ctx.message.fromNode} restarted mid-run\n`;
+  if (r?.interrupted)
+    text += `[steward] ${ctx.message.requestId} was interrupted by a stop of ${ctx.message.fromNode} and run again at its start\n`;
   return text;
 }
 

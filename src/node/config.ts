@@ -73,6 +73,7 @@ export interface Config {
   maxInputConnections: number;
   maxInputBytes: number;
   httpListenerHosts: string;
+  stopGracePeriod: number;
 }
 
 type Kind = "string" | "int";
@@ -366,6 +367,12 @@ export const SETTINGS: Setting[] = [
     default: () => "",
     help: "more names clients may use in the Host header of the HTTP listener (comma-separated); loopback, IP addresses and this host's name always work",
   },
+  {
+    key: "stopGracePeriod",
+    kind: "int",
+    default: () => 10,
+    help: "seconds a graceful stop (SIGTERM, SIGINT) lets runs in progress finish and their replies go; then they are ended and run again at the next start, marked interrupted; 0 = end them at once",
+  },
 ];
 
 /** nodeName → NODE_NAME, startPubREQHello → START_PUB_REQ_HELLO */
@@ -555,6 +562,11 @@ function validate(c: Config): void {
     throw new ConfigError("errorReportWindow", `must be at most ${MAX_SECONDS} seconds`);
   if (!["debug", "info", "warn", "error"].includes(c.logLevel))
     throw new ConfigError("logLevel", `must be debug, info, warn or error, got "${c.logLevel}"`);
+  if (c.stopGracePeriod < 0 || c.stopGracePeriod > MAX_SECONDS)
+    throw new ConfigError(
+      "stopGracePeriod",
+      `must be 0 (end runs at once) to ${MAX_SECONDS} seconds, got ${c.stopGracePeriod}`,
+    );
   if (c.maxInputConnections < 1)
     throw new ConfigError("maxInputConnections", `must be 1 or more, got ${c.maxInputConnections}`);
   if (c.maxInputBytes < 1024) throw new ConfigError("maxInputBytes", `must be 1024 or more, got ${c.maxInputBytes}`);

@@ -176,6 +176,7 @@ export class StewardNode {
       // Runs mostly wait on processes, not on this node's CPU: a few per core keep it busy without
       // letting a flood start processes without end.
       maxConcurrentRuns: config.maxConcurrentRuns || Math.max(4, 4 * availableParallelism()),
+      stopGracePeriod: config.stopGracePeriod,
       maxMethodTimeout: config.maxMethodTimeout,
       maxMessagesPerSender: config.maxMessagesPerSender,
       maxMessagesPerSenderBurst: config.maxMessagesPerSenderBurst,
@@ -416,7 +417,11 @@ export class StewardNode {
     };
   }
 
-  /** Stop everything; unfinished messages stay in the store and resume at the next start. Same promise when called twice. */
+  /**
+   * Stop everything. Inputs close first; runs in progress get stopGracePeriod to finish while the broker link
+   * still carries their replies (src/delivery/runner.ts); unfinished messages stay in the store and resume
+   * at the next start. Same promise when called twice.
+   */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;

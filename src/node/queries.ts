@@ -208,6 +208,7 @@ export function messageView(rec: OutgoingRecord, withResult: boolean, store: Sto
     createdAt: new Date(rec.createdAt).toISOString(),
     updatedAt: new Date(rec.updatedAt).toISOString(),
     ...(result?.rerun && { rerun: true }),
+    ...(result?.interrupted && { interrupted: true }),
     // Streamed and scheduled results come back in parts; the latest part's number shows progress.
     ...(rec.state === "running" && result?.seq && { parts: result.seq }),
     ...(withResult && result && { result }),

@@ -1,7 +1,8 @@
 /**
  * The `inbox` table: every message this node received, keyed by (fromNode,
  * id), so that a re-sent message is recognised and not run twice. Its state
- * is an InboxState (src/message/message.ts): received → running → done.
+ * is an InboxState (src/message/message.ts): received → running → done; a run
+ * a graceful stop cut short is `interrupted` until the next start runs it again.
  */
 import type Database from "better-sqlite3";
 import type { Envelope, InboxState } from "../message/message.js";
@@ -48,8 +49,14 @@ export class IncomingTable {
         `UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`,
       ),
       recordProcessGroup: db.prepare(`UPDATE inbox SET pgid = ?, pstart = ? WHERE from_node = ? AND id = ?`),
+      // Only a running message: one whose end was stored meanwhile stays done.
+      moveToInterrupted: db.prepare(
+        `UPDATE inbox SET state = 'interrupted', updated_at = ? WHERE from_node = ? AND id = ? AND state = 'running'`,
+      ),
       moveToDone: db.prepare(`UPDATE inbox SET state = 'done', updated_at = ? WHERE from_node = ? AND id = ?`),
-      unfinished: db.prepare(`SELECT * FROM inbox WHERE state IN ('received', 'running') ORDER BY received_at`),
+      unfinished: db.prepare(
+        `SELECT * FROM inbox WHERE state IN ('received', 'running', 'interrupted') ORDER BY received_at`,
+      ),
     };
   }
 
@@ -80,6 +87,14 @@ export class IncomingTable {
     return this.commits.write(
       () => this.stmts.moveToRunning.run(Date.now(), message.fromNode, message.id).changes === 1,
     );
+  }
+
+  /**
+   * A graceful stop cut its run short (or, for a schedule, stopped it between two runs): at the next start
+   * it is run again and its result says `interrupted`, not `rerun` (a run left `running` is a crash's).
+   */
+  moveToInterrupted(message: Envelope): void {
+    this.commits.write(() => this.stmts.moveToInterrupted.run(Date.now(), message.fromNode, message.id));
   }
 
   /**
