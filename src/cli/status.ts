@@ -1,7 +1,8 @@
 /** `steward status [ID]` and `steward nodes`: what state every message and node is in. */
 import { listMessages, listNodes, messageStatus } from "../client/client.js";
+import { formatLabels } from "../message/labels.js";
 import { parseSettingFlags } from "../node/config.js";
-import { clientSocket, takeFlag, takeInt, UsageError } from "./args.js";
+import { clientSocket, labelOptions, takeFlag, takeInt, UsageError } from "./args.js";
 import { ago, stateText, table } from "./format.js";
 
 export const STATUS_HELP = `Usage: steward status [ID] [--limit N] [--json]
@@ -11,10 +12,15 @@ Without ID: the newest messages sent from the local node and their states
 With ID: that message in full, with its result.
 `;
 
-export const NODES_HELP = `Usage: steward nodes [--json]
+export const NODES_HELP = `Usage: steward nodes [--label KEY=VALUE]... [--json]
 
 Nodes this node knows: last hello seen (on central), messages pending for
-each (queued or sent, not yet ACKed), failed and total.
+each (queued or sent, not yet ACKed), failed and total, and the labels
+central's bundle gives each.
+
+  --label KEY=VALUE   only the admitted nodes with that label (repeat, or
+                      role=web,site=oslo: all must match); what
+                      "steward send --to-label" would send to
 `;
 
 export async function statusCommand(argv: string[]): Promise<number> {
@@ -76,22 +82,34 @@ export async function nodesCommand(argv: string[]): Promise<number> {
   }
   const args = argv.slice();
   const json = takeFlag(args, "json");
+  const labels = labelOptions(args, "label");
   const { values, rest } = parseSettingFlags(args);
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"; see "steward nodes --help"`);
   const { path } = clientSocket(values);
-  const view = await listNodes(path);
+  const view = await listNodes(path, labels);
   if (json) {
     process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
     return 0;
   }
   if (view.nodes.length === 0) {
-    process.stdout.write(`${view.node} knows no nodes yet (hellos go to ${view.central})\n`);
+    process.stdout.write(
+      labels
+        ? `no admitted node has labels ${formatLabels(labels)}\n`
+        : `${view.node} knows no nodes yet (hellos go to ${view.central})\n`,
+    );
     return 0;
   }
   process.stdout.write(
     `${table(
-      ["NODE", "LAST SEEN", "PENDING", "FAILED", "SENT"],
-      view.nodes.map((n) => [n.name, ago(n.lastSeen), String(n.pending), String(n.failed), String(n.total)]),
+      ["NODE", "LAST SEEN", "PENDING", "FAILED", "SENT", "LABELS"],
+      view.nodes.map((n) => [
+        n.name,
+        ago(n.lastSeen),
+        String(n.pending),
+        String(n.failed),
+        String(n.total),
+        formatLabels(n.labels) || "-",
+      ]),
     )}\n`,
   );
   return 0;

@@ -117,8 +117,9 @@ export async function listMessages(socketPath: string, limit = 50): Promise<Mess
   return (await query(socketPath, "list", { limit })).messages;
 }
 
-export async function listNodes(socketPath: string): Promise<QueryAnswer<"nodes">> {
-  return query(socketPath, "nodes", {});
+/** The nodes the node knows; with `labels`, only the admitted ones carrying all of them. */
+export async function listNodes(socketPath: string, labels?: Record<string, string>): Promise<QueryAnswer<"nodes">> {
+  return query(socketPath, "nodes", labels ? { labels } : {});
 }
 
 export async function health(socketPath: string): Promise<Health> {

@@ -2,13 +2,14 @@
  * Input → messages. A document is JSON or YAML, one object or an array of
  * them (decoded by document.ts). Each object's fields are checked here on
  * their own: a bad one gets an error naming its index and field, and the good
- * ones of the same batch still go through. `toNodes` fans out into one
- * message per node, each with its own id.
+ * ones of the same batch still go through. `toNodes` and `toLabels` fan out
+ * into one message per node, each with its own id.
  */
 import { MessageInputError } from "../errors.js";
 import { MAX_SECONDS } from "../timers.js";
 import { parseDocument } from "./document.js";
 import { newId } from "./id.js";
+import { formatLabels, type Labels, labelsProblem } from "./labels.js";
 import type { Message } from "./message.js";
 import {
   argsProblem,
@@ -27,6 +28,12 @@ export interface MessageDefaults {
   methodTimeout: number;
 }
 
+/** What the parser asks of the node it runs on; parsing itself stays pure. */
+export interface TargetLookup {
+  /** The admitted nodes that carry every one of `labels` (from the node's bundle); without it, toLabels is refused. */
+  nodesWithLabels?: (labels: Labels) => string[];
+}
+
 /** One entry per object of the batch (or one error for a document that did not parse). */
 export type ParseOutcome =
   { index: number; messages: Message[] } | { index: number | undefined; error: MessageInputError };
@@ -35,6 +42,7 @@ const FIELDS = new Set([
   "id",
   "toNode",
   "toNodes",
+  "toLabels",
   "method",
   "methodArgs",
   "replyMethod",
@@ -58,7 +66,7 @@ const FIELDS = new Set([
  * Parse and check a document. Never throws: a document that does not parse
  * comes back as one error outcome.
  */
-export function parseMessages(text: string, defaults: MessageDefaults): ParseOutcome[] {
+export function parseMessages(text: string, defaults: MessageDefaults, lookup: TargetLookup = {}): ParseOutcome[] {
   let raws: unknown[];
   try {
     raws = parseDocument(text);
@@ -67,7 +75,7 @@ export function parseMessages(text: string, defaults: MessageDefaults): ParseOut
   }
   return raws.map((raw, index) => {
     try {
-      return { index, messages: toMessages(raw, index, defaults) };
+      return { index, messages: toMessages(raw, index, defaults, lookup) };
     } catch (err) {
       if (err instanceof MessageInputError) return { index, error: err };
       throw err;
@@ -76,7 +84,12 @@ export function parseMessages(text: string, defaults: MessageDefaults): ParseOut
 }
 
 /** Check one raw object and fan it out into messages. Throws MessageInputError. */
-export function toMessages(raw: unknown, index: number, defaults: MessageDefaults): Message[] {
+export function toMessages(
+  raw: unknown,
+  index: number,
+  defaults: MessageDefaults,
+  lookup: TargetLookup = {},
+): Message[] {
   const fail = (field: string | undefined, reason: string): never => {
     throw new MessageInputError(reason, field === undefined ? { index } : { index, field });
   };
@@ -123,12 +136,19 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   if (o.toNodes !== undefined && o.toNodes !== null) {
     for (const n of strings("toNodes")) if (!targets.includes(n)) targets.push(n);
   }
-  if (targets.length === 0)
-    fail("toNode", `missing: say which node runs the method ("toNode": "ship1", or "toNodes": [...])`);
   for (const t of targets) {
     const bad = badTokenReason(t);
     if (bad) fail(toNode === t ? "toNode" : "toNodes", `node name ${bad}`);
   }
+  if (o.toLabels !== undefined && o.toLabels !== null) {
+    for (const n of labelTargets(o.toLabels, lookup, (reason) => fail("toLabels", reason)))
+      if (!targets.includes(n)) targets.push(n);
+  }
+  if (targets.length === 0)
+    fail(
+      "toNode",
+      `missing: say which node runs the method ("toNode": "ship1", "toNodes": [...], or "toLabels": {"role": "web"})`,
+    );
 
   // Methods.
   const methodRaw = str("method");
@@ -217,6 +237,19 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
     toNode: node,
     ...base,
   }));
+}
+
+/** The nodes `toLabels` selects: every admitted node that carries all its labels; none is an error. */
+function labelTargets(value: unknown, lookup: TargetLookup, fail: (reason: string) => never): string[] {
+  const problem = labelsProblem(value);
+  if (problem) return fail(problem);
+  const labels = value as Labels;
+  if (Object.keys(labels).length === 0) return fail('give at least one label, e.g. {"role": "web"}');
+  if (!lookup.nodesWithLabels) return fail("this input cannot select nodes by label; name them with toNode or toNodes");
+  const nodes = lookup.nodesWithLabels(labels);
+  if (nodes.length === 0)
+    return fail(`no admitted node has labels ${formatLabels(labels)} (see "steward nodes --label KEY=VALUE")`);
+  return nodes;
 }
 
 /** REQOpCommand {opCmd: ps | startProc | stopProc, opArg} → the op method it stands for. */

@@ -8,6 +8,7 @@ import type { Outbox } from "../delivery/outbox.js";
 import { errorText, StoreError } from "../errors.js";
 import type { AcceptAnswer, Acceptor } from "../inputs/protocol.js";
 import type { Logger } from "../log.js";
+import type { Labels } from "../message/labels.js";
 import type { Envelope } from "../message/message.js";
 import { parseMessages } from "../message/parse.js";
 import type { AuditLog } from "../observe/audit.js";
@@ -23,6 +24,8 @@ export interface AcceptPipelineOptions {
   metrics: StewardMetrics;
   audit: AuditLog;
   log: Logger;
+  /** The admitted nodes carrying every one of `labels` (from the bundle held): what `toLabels` selects. */
+  nodesWithLabels: (labels: Labels) => string[];
   /** True once the node is shutting down: documents are refused, with a word on when to send again. */
   refusing(): boolean;
 }
@@ -36,11 +39,15 @@ export class AcceptPipeline implements Acceptor {
     if (this.opts.refusing()) {
       return [{ ok: false, error: "node is shutting down; send again once it has restarted" }];
     }
-    const outcomes = parseMessages(text, {
-      ACKTimeout: config.defaultMessageTimeout,
-      retries: config.defaultMessageRetries,
-      methodTimeout: config.defaultMethodTimeout,
-    });
+    const outcomes = parseMessages(
+      text,
+      {
+        ACKTimeout: config.defaultMessageTimeout,
+        retries: config.defaultMessageRetries,
+        methodTimeout: config.defaultMethodTimeout,
+      },
+      { nodesWithLabels: this.opts.nodesWithLabels },
+    );
     // Signed with the message: a copy replayed after this is refused as expired.
     const deliverBy = now() + config.maxMessageAge * 1000;
     // The whole document in one transaction: one disk sync for a fan-out to a thousand nodes.

@@ -137,10 +137,15 @@ CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox WHEN old.request_id I
 END;
 `,
   },
+  {
+    version: 7,
+    what: "the labels each node announces in its hello, kept apart from those the operator sets",
+    sql: `ALTER TABLE keys ADD COLUMN announced_labels TEXT NOT NULL DEFAULT '{}';`,
+  },
 ];
 
-/** The schema version this code writes and reads. */
-export const SCHEMA_VERSION = MIGRATIONS.length;
+/** The schema version this code writes and reads: the last step's (steps are numbered in order). */
+export const SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;
 
 /** Bring the store at `path` up to SCHEMA_VERSION; returns the version it had. */
 export function migrate(db: Database.Database, path: string): number {
