@@ -182,7 +182,8 @@ describe("labels in a fleet", () => {
       .filter(Boolean);
 
   before(async () => {
-    fleet = await Fleet.start("labels", ["central"]);
+    // Central's own labels come from its setting too (nodes added below have their own settings).
+    fleet = await Fleet.start("labels", ["central"], { labels: "role=hub" });
     await fleet.add("web1", { labels: "role=web,site=oslo" });
     await fleet.add("db1", { labels: "role=db,site=oslo" });
     // Announces role=web; the operator says it is a db (test "the operator's labels win").
@@ -197,6 +198,7 @@ describe("labels in a fleet", () => {
     assert.match(web, /^web1 .* role=web,site=oslo$/m);
     const oslo = await nodesWith(["role=db", "site=oslo"]);
     assert.deepEqual(namesIn(oslo), ["db1"], oslo);
+    assert.deepEqual(namesIn(await nodesWith(["role=hub"])), ["central"]);
     const none = await nodesWith(["role=cache"]);
     assert.equal(none, "no admitted node has labels role=cache\n");
     const { nodes } = await query(fleet.node("central").socketPath, "nodes", {});
@@ -238,6 +240,11 @@ describe("labels in a fleet", () => {
       ["db1", "done", "oslo\n"],
       ["web1", "done", "oslo\n"],
     ]);
+
+    // Central is a target like any other when it carries the labels.
+    const [hub] = await fleet.sendOk("web1", { toLabels: { role: "hub" }, method: "ping" });
+    const ping = await fleet.waitState("web1", hub as string);
+    assert.deepEqual([ping.toNode, ping.state], ["central", "done"], JSON.stringify(ping));
 
     const none = await fleet.send("central", { toLabels: { role: "cache" }, method: "ping" });
     assert.deepEqual(none, [
