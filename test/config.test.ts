@@ -117,6 +117,7 @@ describe("environment variables", () => {
       maxInputBytes: "2048",
       socketGroup: "0",
       httpListenerHosts: "steward.example",
+      labels: "role=web,site=oslo",
     };
     const wanted = new Map<string, string | number>();
     const vars: Record<string, string> = {};

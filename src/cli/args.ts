@@ -1,5 +1,6 @@
 /** Small helpers for the CLI's own flags (settings flags are in node/config.ts). */
 import { UsageError } from "../errors.js";
+import { type Labels, parseLabelList } from "../message/labels.js";
 import { type Config, loadConfig, type ParsedFlags, socketPath } from "../node/config.js";
 
 /** Thrown by the helpers below; the CLI's commands import it from here. */
@@ -24,6 +25,17 @@ export function takeOption(args: string[], name: string): string[] {
     }
   }
   return values;
+}
+
+/** Every `--NAME KEY=VALUE[,KEY=VALUE]` as one set of labels, or undefined when none is given. */
+export function labelOptions(args: string[], name: string): Labels | undefined {
+  const given = takeOption(args, name);
+  if (given.length === 0) return undefined;
+  try {
+    return parseLabelList(given);
+  } catch (err) {
+    throw new UsageError(`--${name}: ${(err as Error).message}`);
+  }
 }
 
 export function takeFlag(args: string[], name: string): boolean {

@@ -1,8 +1,10 @@
 /** `steward keys …` and `steward acl …`: central's registry of node keys and its rules. */
 import { readFileSync } from "node:fs";
 import { query } from "../client/client.js";
+import { formatLabels } from "../message/labels.js";
 import { parseSettingFlags } from "../node/config.js";
-import { clientSocket, takeFlag, takeOption, UsageError } from "./args.js";
+import type { Acl } from "../security/acl.js";
+import { clientSocket, labelOptions, takeFlag, takeOption, UsageError } from "./args.js";
 import { ago, table } from "./format.js";
 
 export const KEYS_HELP = `Usage: steward keys list [--json]
@@ -15,7 +17,10 @@ Until then other nodes drop its messages, and it drops theirs. Approving or
 revoking sends every node a new bundle at once (nodes that miss it get it
 with their next hello): a revoked node is refused everywhere.
 
-  --groups, --labels  what the rules ("steward acl") can name it by
+  --groups, --labels  what the rules ("steward acl") can name it by; --labels
+                      replaces the labels set here before. A node announces
+                      labels of its own (its labels setting, ANNOUNCED):
+                      for the same key, the one set here wins
   --key               approve a key given by hand (the node logs it at start)
                       before its hello arrives, or replace a node's key
 
@@ -31,11 +36,15 @@ node checks every message against them. A message is allowed when one rule
 matches it all:
 
   {"from": ["central", "group:ops"],      who calls: node, group:NAME, or "*" (any admitted node)
+                                          (never a label: a node announces its own)
    "methods": ["cliCommand"],             method names, or "*"
    "to": ["ship1", "label:site=north"],   node, group:NAME, label:KEY=VALUE, "self", or "*"
-   "args": [["systemctl", "status", "[a-z-]+"], ["uptime"]]}
+   "args": [["systemctl", "status", "[a-z-]+"], ["uptime"], "group:disk"]}
                                           optional, cliCommand/cliCommandCont only: the command lines
-                                          allowed, one regular expression per argument, matched whole
+                                          allowed, one regular expression per argument, matched whole;
+                                          "group:NAME" names a group of them:
+  "commandGroups": {"disk": [["df", "-h"], ["du", "-sh", "/var/[a-z]+"]]}
+                                          beside "rules": command lines by name
 
 A fresh install allows central to call every method, and every admitted node
 to send hello, errorLog and ping. Replies need no rule: a node takes a reply
@@ -51,7 +60,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
   const args = argv.slice();
   const json = takeFlag(args, "json");
   const groups = takeOption(args, "groups").pop();
-  const labels = takeOption(args, "labels").pop();
+  const labels = labelOptions(args, "labels");
   const key = takeOption(args, "key").pop();
   const { values, rest } = parseSettingFlags(args);
   const [sub, node, extra] = rest;
@@ -69,12 +78,13 @@ export async function keysCommand(argv: string[]): Promise<number> {
         k.state,
         k.publicKey,
         k.groups.join(",") || "-",
-        Object.entries(k.labels)
-          .map(([a, b]) => `${a}=${b}`)
-          .join(",") || "-",
+        formatLabels(k.labels) || "-",
+        formatLabels(k.announced ?? {}) || "-",
         k.firstSeen ? ago(k.firstSeen) : "-",
       ]);
-      process.stdout.write(`${table(["NODE", "STATE", "PUBLIC KEY", "GROUPS", "LABELS", "FIRST SEEN"], rows)}\n`);
+      process.stdout.write(
+        `${table(["NODE", "STATE", "PUBLIC KEY", "GROUPS", "LABELS", "ANNOUNCED", "FIRST SEEN"], rows)}\n`,
+      );
       process.stdout.write(`bundle version ${answer.bundle}\n`);
       const pending = answer.keys.filter((k) => k.state === "pending").length;
       if (pending > 0) process.stdout.write(`${pending} pending: steward keys approve NODE\n`);
@@ -85,7 +95,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
       const { key: rec } = await query(path, "approve", {
         node,
         ...(groups !== undefined && { groups: list(groups) }),
-        ...(labels !== undefined && { labels: labelMap(labels) }),
+        ...(labels !== undefined && { labels }),
         ...(key !== undefined && { publicKey: key }),
       });
       process.stdout.write(`approved ${rec.name} (${rec.publicKey}); every node gets the new bundle now\n`);
@@ -135,19 +145,18 @@ export async function aclCommand(argv: string[]): Promise<number> {
   throw new UsageError(`unknown acl command "${sub ?? ""}"; use show or set FILE`);
 }
 
-function describeRules({
-  bundle,
-  acl,
-}: {
-  bundle: number;
-  acl: { rules: { from: string[]; methods: string[]; to: string[]; args?: string[][] }[] };
-}): string {
+function describeRules({ bundle, acl }: { bundle: number; acl: Acl }): string {
   const lines = acl.rules.map(
     (r, i) =>
       `${i + 1}. ${r.from.join(", ")} may call ${r.methods.join(", ")} on ${r.to.join(", ")}` +
-      (r.args ? `\n   only: ${r.args.map((line) => line.join(" ")).join(" | ")}` : ""),
+      (r.args
+        ? `\n   only: ${r.args.map((line) => (typeof line === "string" ? line : line.join(" "))).join(" | ")}`
+        : ""),
   );
-  return `${lines.join("\n")}\n(bundle version ${bundle}; anything else is refused)\n`;
+  const groups = Object.entries(acl.commandGroups ?? {}).map(
+    ([name, group]) => `group:${name} = ${group.map((line) => line.join(" ")).join(" | ")}`,
+  );
+  return `${[...lines, ...groups].join("\n")}\n(bundle version ${bundle}; anything else is refused)\n`;
 }
 
 function list(v: string): string[] {
@@ -155,14 +164,4 @@ function list(v: string): string[] {
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
-}
-
-function labelMap(v: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of list(v)) {
-    const at = pair.indexOf("=");
-    if (at < 1) throw new UsageError(`--labels: "${pair}" should be KEY=VALUE`);
-    out[pair.slice(0, at)] = pair.slice(at + 1);
-  }
-  return out;
 }

@@ -1,6 +1,6 @@
 /**
  * `steward send`: hand messages to the local node.
- *   steward send [--to NODE]… [--method M] [--batch N|P%] [--max-errors N] [--wait] [--timeout S] -- ARGS…
+ *   steward send [--to NODE]… [--to-label K=V]… [--method M] [--batch N|P%] [--max-errors N] [--wait] [--timeout S] -- ARGS…
  *   steward send FILE        (JSON or YAML; "-" reads stdin)
  */
 import { readFileSync } from "node:fs";
@@ -8,13 +8,13 @@ import { listenerToken, type MessageView, submit, submitHttp, submitTcp, waitFor
 import { answerLine } from "../inputs/protocol.js";
 import { isFinal } from "../message/message.js";
 import { parseSettingFlags } from "../node/config.js";
-import { clientSocket, takeFlag, takeInt, takeOption, UsageError } from "./args.js";
+import { clientSocket, labelOptions, takeFlag, takeInt, takeOption, UsageError } from "./args.js";
 import { stateText } from "./format.js";
 import { ROLLOUT_STOPPED_EXIT, RolloutProgress, rolloutSummary } from "./rollout.js";
 
 export const SEND_HELP = `Usage:
-  steward send [--to NODE]... [--method M] [--batch N|P%] [--max-errors N]
-               [--wait] [--timeout S] -- ARGS...
+  steward send [--to NODE]... [--to-label K=V]... [--method M] [--batch N|P%]
+               [--max-errors N] [--wait] [--timeout S] -- ARGS...
   steward send [--wait] [--timeout S] FILE      (JSON or YAML; "-" reads stdin)
 
 Hands messages to the local node (through its socket), which stores them and
@@ -22,6 +22,9 @@ takes care of delivery. Prints one line per message: the accepted id, or
 the error.
 
   --to NODE              target node; repeat for several (one message each)
+  --to-label K=V         every admitted node with that label (repeat, or
+                         K=V,K2=V2: all must match; toLabels); with --to,
+                         the nodes of both, each once
   --method M             method to run (default cliCommand; seed REQ... names work)
   --reply-method M       what the sender does with the result (default fileAppend)
   --ack-timeout S        seconds to wait for each ACK (ACKTimeout)
@@ -52,6 +55,7 @@ the error.
 
 Examples:
   steward send --to ship1 --to ship2 --wait -- uname -a
+  steward send --to-label role=web --wait -- systemctl status nginx
   steward send --to ship1 --wait -- bash -c 'df -h / | tail -1'
   steward send --to ship1 --deliver-by 3d --run-by 4d -- apt-get -y upgrade
   steward send --to s1 --to s2 --to s3 --to s4 --batch 50% --max-errors 0 --wait -- apt-get -y upgrade
@@ -69,6 +73,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
   const wait = takeFlag(args, "wait");
   const timeout = takeInt(args, "timeout") ?? 60;
   const to = takeOption(args, "to");
+  const toLabels = labelOptions(args, "to-label");
   const method = takeOption(args, "method").pop();
   const replyMethod = takeOption(args, "reply-method").pop();
   const ackTimeout = takeInt(args, "ack-timeout");
@@ -85,10 +90,13 @@ export async function sendCommand(argv: string[]): Promise<number> {
   const { path, config } = clientSocket(values);
 
   let document: string;
-  if (to.length > 0 || commandArgs.length > 0) {
+  if (to.length > 0 || toLabels || commandArgs.length > 0) {
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}": put the command after "--"`);
-    if (to.length === 0) throw new UsageError("say which node runs it: --to NODE (repeat for several)");
-    const message: Record<string, unknown> = { toNodes: to, method: method ?? "cliCommand", methodArgs: commandArgs };
+    if (to.length === 0 && !toLabels)
+      throw new UsageError("say which node runs it: --to NODE or --to-label KEY=VALUE (repeat for several)");
+    const message: Record<string, unknown> = { method: method ?? "cliCommand", methodArgs: commandArgs };
+    if (to.length > 0) message.toNodes = to;
+    if (toLabels) message.toLabels = toLabels;
     if (replyMethod) message.replyMethod = replyMethod;
     if (ackTimeout !== undefined) message.ACKTimeout = ackTimeout;
     if (retries !== undefined) message.retries = retries;

@@ -7,8 +7,9 @@ import {
   type MessageFilter,
   type MessageView,
 } from "../client/client.js";
+import { formatLabels } from "../message/labels.js";
 import { parseSettingFlags } from "../node/config.js";
-import { clientSocket, takeFlag, takeInt, UsageError } from "./args.js";
+import { clientSocket, labelOptions, takeFlag, takeInt, UsageError } from "./args.js";
 import { ago, stateText, table } from "./format.js";
 import { FILTER_HELP, isEmptyFilter, parseMessageFilter } from "./messageFilter.js";
 
@@ -33,10 +34,15 @@ ${FILTER_HELP}
 /** The rows `steward status` lists when --limit is not given. */
 const DEFAULT_LIMIT = 30;
 
-export const NODES_HELP = `Usage: steward nodes [--json]
+export const NODES_HELP = `Usage: steward nodes [--label KEY=VALUE]... [--json]
 
 Nodes this node knows: last hello seen (on central), messages pending for
-each (pending in a batch rollout, queued or sent, not yet ACKed), failed and total.
+each (pending in a batch rollout, queued or sent, not yet ACKed), failed and
+total, and the labels central's bundle gives each.
+
+  --label KEY=VALUE   only the admitted nodes with that label (repeat, or
+                      role=web,site=oslo: all must match); what
+                      "steward send --to-label" would send to
 `;
 
 export async function statusCommand(argv: string[]): Promise<number> {
@@ -161,22 +167,34 @@ export async function nodesCommand(argv: string[]): Promise<number> {
   }
   const args = argv.slice();
   const json = takeFlag(args, "json");
+  const labels = labelOptions(args, "label");
   const { values, rest } = parseSettingFlags(args);
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"; see "steward nodes --help"`);
   const { path } = clientSocket(values);
-  const view = await listNodes(path);
+  const view = await listNodes(path, labels);
   if (json) {
     process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
     return 0;
   }
   if (view.nodes.length === 0) {
-    process.stdout.write(`${view.node} knows no nodes yet (hellos go to ${view.central})\n`);
+    process.stdout.write(
+      labels
+        ? `no admitted node has labels ${formatLabels(labels)}\n`
+        : `${view.node} knows no nodes yet (hellos go to ${view.central})\n`,
+    );
     return 0;
   }
   process.stdout.write(
     `${table(
-      ["NODE", "LAST SEEN", "PENDING", "FAILED", "SENT"],
-      view.nodes.map((n) => [n.name, ago(n.lastSeen), String(n.pending), String(n.failed), String(n.total)]),
+      ["NODE", "LAST SEEN", "PENDING", "FAILED", "SENT", "LABELS"],
+      view.nodes.map((n) => [
+        n.name,
+        ago(n.lastSeen),
+        String(n.pending),
+        String(n.failed),
+        String(n.total),
+        formatLabels(n.labels) || "-",
+      ]),
     )}\n`,
   );
   return 0;

@@ -189,8 +189,9 @@ export async function* watchMessages(
   }
 }
 
-export async function listNodes(socketPath: string): Promise<QueryAnswer<"nodes">> {
-  return query(socketPath, "nodes", {});
+/** The nodes the node knows; with `labels`, only the admitted ones carrying all of them. */
+export async function listNodes(socketPath: string, labels?: Record<string, string>): Promise<QueryAnswer<"nodes">> {
+  return query(socketPath, "nodes", labels ? { labels } : {});
 }
 
 export async function health(socketPath: string): Promise<Health> {

@@ -14,7 +14,8 @@
  *                                  the matching messages that changed after that one, oldest change first
  *   STEWARD/1 wait MS ID...      → {"messages": MessageView[]} once every message is final, or pending in a
  *                                  stopped batch rollout (MS at most 60 s), or after MS milliseconds as they are then
- *   STEWARD/1 nodes              → {"node", "central", "nodes": NodeView[]}
+ *   STEWARD/1 nodes [JSON]       → {"node", "central", "nodes": NodeView[]}   JSON = {"labels"?}: only the admitted
+ *                                  nodes carrying every one of those labels
  *   STEWARD/1 health             → Health
  *
  * Central only, and on the socket only (never over TCP or HTTP): its key registry and rules.
@@ -31,6 +32,7 @@
  */
 import type { LinkState } from "../delivery/transport.js";
 import { type MessageFilter, readMessageFilter } from "../message/filter.js";
+import { labelsProblem } from "../message/labels.js";
 import type { Acl } from "../security/acl.js";
 import type { BatchState, KeyRecord, NodeRecord, OutgoingRecord } from "../store/store.js";
 
@@ -54,8 +56,13 @@ export interface MessageView extends Pick<
   batch?: { id: string; wave: number; waves: number; maxErrors: number | null; state: BatchState };
 }
 
-/** A node this node knows of: last hello seen (on central), messages pending (queued or sent), failed, total. */
-export type NodeView = NodeRecord;
+/**
+ * A node this node knows of: last hello seen (on central), messages pending (queued or sent), failed, total,
+ * and its labels as central's bundle has them.
+ */
+export interface NodeView extends NodeRecord {
+  labels: Record<string, string>;
+}
 
 /**
  * The life of a node process:
@@ -89,7 +96,7 @@ export interface Queries {
   list: { args: { limit: number; filter?: MessageFilter }; answer: MessageList };
   changes: { args: { limit: number; after: ChangeCursor; filter?: MessageFilter }; answer: MessageList };
   wait: { args: { ms: number; ids: string[] }; answer: { messages: MessageView[] } };
-  nodes: { args: Record<string, never>; answer: { node: string; central: string; nodes: NodeView[] } };
+  nodes: { args: { labels?: Record<string, string> }; answer: { node: string; central: string; nodes: NodeView[] } };
   health: { args: Record<string, never>; answer: Health };
   keys: { args: Record<string, never>; answer: { central: string; bundle: number; keys: KeyRecord[] } };
   approve: { args: KeyChange; answer: { key: KeyRecord } };
@@ -186,7 +193,15 @@ const WORDS: {
       return { ms: limit, ids };
     },
   },
-  nodes: { write: () => [], read: () => ({}) },
+  nodes: {
+    write: ({ labels }) => (labels ? [jsonWord({ labels })] : []),
+    read: ([word]) => {
+      if (word === undefined) return {};
+      const v = fromJsonWord(word) as { labels?: unknown } | undefined;
+      const problem = v?.labels === undefined ? 'nodes takes {"labels": {...}}' : labelsProblem(v.labels);
+      return problem ? { error: `nodes: ${problem}` } : { labels: v?.labels as Record<string, string> };
+    },
+  },
   health: { write: () => [], read: () => ({}) },
   keys: { write: () => [], read: () => ({}) },
   approve: {

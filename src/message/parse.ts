@@ -2,13 +2,14 @@
  * Input → messages. A document is JSON or YAML, one object or an array of
  * them (decoded by document.ts). Each object's fields are checked here on
  * their own: a bad one gets an error naming its index and field, and the good
- * ones of the same batch still go through. `toNodes` fans out into one
- * message per node, each with its own id.
+ * ones of the same batch still go through. `toNodes` and `toLabels` fan out
+ * into one message per node, each with its own id.
  */
 import { MessageInputError } from "../errors.js";
 import { MAX_SECONDS } from "../timers.js";
 import { parseDocument } from "./document.js";
 import { newId } from "./id.js";
+import { formatLabels, type Labels, labelsProblem } from "./labels.js";
 import type { Envelope, Message } from "./message.js";
 import {
   argsProblem,
@@ -46,6 +47,12 @@ export interface Rollout {
   maxErrors?: number;
 }
 
+/** What the parser asks of the node it runs on; parsing itself stays pure. */
+export interface TargetLookup {
+  /** The admitted nodes that carry every one of `labels` (from the node's bundle); without it, toLabels is refused. */
+  nodesWithLabels?: (labels: Labels) => string[];
+}
+
 /** One entry per object of the batch (or one error for a document that did not parse). */
 export type ParseOutcome =
   { index: number; messages: Message[]; rollout?: Rollout } | { index: number | undefined; error: MessageInputError };
@@ -54,6 +61,7 @@ const FIELDS = new Set([
   "id",
   "toNode",
   "toNodes",
+  "toLabels",
   "method",
   "methodArgs",
   "replyMethod",
@@ -84,7 +92,7 @@ const DEADLINES = new Set(["deliverBy", "runBy"]);
  * Parse and check a document. Never throws: a document that does not parse
  * comes back as one error outcome.
  */
-export function parseMessages(text: string, defaults: MessageDefaults): ParseOutcome[] {
+export function parseMessages(text: string, defaults: MessageDefaults, lookup: TargetLookup = {}): ParseOutcome[] {
   let raws: unknown[];
   try {
     raws = parseDocument(text);
@@ -93,7 +101,7 @@ export function parseMessages(text: string, defaults: MessageDefaults): ParseOut
   }
   return raws.map((raw, index) => {
     try {
-      const messages = toMessages(raw, index, defaults);
+      const messages = toMessages(raw, index, defaults, lookup);
       const rollout = rolloutOf(raw as Record<string, unknown>, index);
       return { index, messages, ...(rollout && { rollout }) };
     } catch (err) {
@@ -104,7 +112,12 @@ export function parseMessages(text: string, defaults: MessageDefaults): ParseOut
 }
 
 /** Check one raw object and fan it out into messages. Throws MessageInputError. */
-export function toMessages(raw: unknown, index: number, defaults: MessageDefaults): Message[] {
+export function toMessages(
+  raw: unknown,
+  index: number,
+  defaults: MessageDefaults,
+  lookup: TargetLookup = {},
+): Message[] {
   const fail = (field: string | undefined, reason: string): never => {
     throw new MessageInputError(reason, field === undefined ? { index } : { index, field });
   };
@@ -151,12 +164,19 @@ export function toMessages(raw: unknown, index: number, defaults: MessageDefault
   if (o.toNodes !== undefined && o.toNodes !== null) {
     for (const n of strings("toNodes")) if (!targets.includes(n)) targets.push(n);
   }
-  if (targets.length === 0)
-    fail("toNode", `missing: say which node runs the method ("toNode": "ship1", or "toNodes": [...])`);
   for (const t of targets) {
     const bad = badTokenReason(t);
     if (bad) fail(toNode === t ? "toNode" : "toNodes", `node name ${bad}`);
   }
+  if (o.toLabels !== undefined && o.toLabels !== null) {
+    for (const n of labelTargets(o.toLabels, lookup, (reason) => fail("toLabels", reason)))
+      if (!targets.includes(n)) targets.push(n);
+  }
+  if (targets.length === 0)
+    fail(
+      "toNode",
+      `missing: say which node runs the method ("toNode": "ship1", "toNodes": [...], or "toLabels": {"role": "web"})`,
+    );
 
   // Methods.
   const methodRaw = str("method");
@@ -316,6 +336,19 @@ export function rolloutOf(o: Record<string, unknown>, index: number): Rollout | 
 export function waveSize(rollout: Rollout, targets: number): number {
   if ("count" in rollout.batch) return rollout.batch.count;
   return Math.max(1, Math.floor((targets * rollout.batch.percent) / 100));
+}
+
+/** The nodes `toLabels` selects: every admitted node that carries all its labels; none is an error. */
+function labelTargets(value: unknown, lookup: TargetLookup, fail: (reason: string) => never): string[] {
+  const problem = labelsProblem(value);
+  if (problem) return fail(problem);
+  const labels = value as Labels;
+  if (Object.keys(labels).length === 0) return fail('give at least one label, e.g. {"role": "web"}');
+  if (!lookup.nodesWithLabels) return fail("this input cannot select nodes by label; name them with toNode or toNodes");
+  const nodes = lookup.nodesWithLabels(labels);
+  if (nodes.length === 0)
+    return fail(`no admitted node has labels ${formatLabels(labels)} (see "steward nodes --label KEY=VALUE")`);
+  return nodes;
 }
 
 /** REQOpCommand {opCmd: ps | startProc | stopProc, opArg} → the op method it stands for. */

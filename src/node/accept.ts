@@ -11,6 +11,7 @@ import { errorText, StoreError } from "../errors.js";
 import type { AcceptAnswer, Acceptor } from "../inputs/protocol.js";
 import type { Logger } from "../log.js";
 import { newId } from "../message/id.js";
+import type { Labels } from "../message/labels.js";
 import type { Envelope, Message } from "../message/message.js";
 import { type ParseOutcome, parseMessages, waveSize } from "../message/parse.js";
 import type { AuditLog } from "../observe/audit.js";
@@ -28,6 +29,8 @@ export interface AcceptPipelineOptions {
   metrics: StewardMetrics;
   audit: AuditLog;
   log: Logger;
+  /** The admitted nodes carrying every one of `labels` (from the bundle held): what `toLabels` selects. */
+  nodesWithLabels: (labels: Labels) => string[];
   /** True once the node is shutting down: documents are refused, with a word on when to send again. */
   refusing(): boolean;
 }
@@ -61,13 +64,17 @@ export class AcceptPipeline implements Acceptor {
       return [{ ok: false, error: "node is shutting down; send again once it has restarted" }];
     }
     const at = now();
-    const outcomes = parseMessages(text, {
-      ACKTimeout: config.defaultMessageTimeout,
-      retries: config.defaultMessageRetries,
-      methodTimeout: config.defaultMethodTimeout,
-      now: at,
-      maxDeliverBy: config.maxDeliverBy,
-    });
+    const outcomes = parseMessages(
+      text,
+      {
+        ACKTimeout: config.defaultMessageTimeout,
+        retries: config.defaultMessageRetries,
+        methodTimeout: config.defaultMethodTimeout,
+        now: at,
+        maxDeliverBy: config.maxDeliverBy,
+      },
+      { nodesWithLabels: this.opts.nodesWithLabels },
+    );
     // The whole document in one transaction: one disk sync for a fan-out to a thousand nodes.
     // Should that fail, each message is tried on its own so that each gets its own answer.
     const envelopes = outcomes.flatMap((outcome) =>

@@ -10,8 +10,9 @@ import { bundleBroadcast, bundleSubject } from "../delivery/subjects.js";
 import type { Transport } from "../delivery/transport.js";
 import { encode } from "../delivery/wire.js";
 import type { Logger } from "../log.js";
+import { formatLabels, type Labels, labelsProblem, sameLabels } from "../message/labels.js";
 import { type Acl, aclProblem, defaultAcl } from "../security/acl.js";
-import { BUNDLE_CONTEXT, type Bundle } from "../security/bundle.js";
+import { type Bundle, BUNDLE_CONTEXT } from "../security/bundle.js";
 import { seal } from "../security/frame.js";
 import type { Trust } from "../security/trust.js";
 import type { KeyRecord, Store } from "../store/store.js";
@@ -33,11 +34,14 @@ export interface AdmissionOptions {
   store: Store;
   transport: Transport;
   autoApprove: boolean;
+  /** Central's own `labels` setting: its entry in the bundle carries them. */
+  labels: Labels;
   log: Logger;
 }
 
 export class Admission {
   private warnedFull = false;
+  private readonly warnedLabels = new Set<string>();
   private pendingPublish: NodeJS.Timeout | undefined;
   /** When the oldest key not yet in a bundle was admitted. */
   private pendingSince: number | undefined;
@@ -54,6 +58,7 @@ export class Admission {
     const { store, log, trust, transport, autoApprove } = this.opts;
     if (node === trust.identity.name || !data || !fresh) return;
     const rec = store.keys.get(node);
+    const announced = this.announcedLabels(node, data.labels);
     if (!rec) {
       if (store.keys.pendingCount() >= MAX_PENDING_KEYS) {
         if (!this.warnedFull)
@@ -69,6 +74,7 @@ export class Admission {
         state,
         groups: [],
         labels: {},
+        announced,
         firstSeen: at,
         changedAt: at,
       });
@@ -79,28 +85,53 @@ export class Admission {
         });
         // Central trusts the key at once; the other nodes learn of it with the next bundle.
         trust.admitNow(node, data.publicKey);
-        this.pendingSince ??= Date.now();
-        clearTimeout(this.pendingPublish);
-        const wait = Math.min(AUTO_APPROVE_QUIET_MS, this.pendingSince + AUTO_APPROVE_MAX_MS - Date.now());
-        this.pendingPublish = setTimeout(
-          () => {
-            try {
-              this.publish();
-            } catch (err) {
-              log.error("cannot send a new bundle", { reason: (err as Error).message });
-            }
-          },
-          Math.max(0, wait),
-        );
+        this.publishSoon();
       } else {
         log.warn(`a new node's key waits for approval: steward keys approve ${node}`, { node, key: data.publicKey });
       }
       return;
     }
+    if (rec.publicKey === data.publicKey && !sameLabels(rec.announced ?? {}, announced)) {
+      store.keys.put({ ...rec, announced });
+      log.info("a node announces new labels", { node, labels: formatLabels(announced) });
+      // The node learns of its labels with the new bundle, as every other node does.
+      if (rec.state === "approved") return this.publishSoon();
+    }
     if (rec.state === "approved" && rec.publicKey === data.publicKey && data.bundle < trust.version) {
       const bytes = trust.signedBundle;
       if (bytes) transport.publish(bundleSubject(node, trust.centralName), bytes);
     }
+  }
+
+  /**
+   * A new bundle shortly, with whatever else changes meanwhile: it leaves once nothing changed for
+   * AUTO_APPROVE_QUIET_MS, or AUTO_APPROVE_MAX_MS after the first change waiting.
+   */
+  private publishSoon(): void {
+    this.pendingSince ??= Date.now();
+    clearTimeout(this.pendingPublish);
+    const wait = Math.min(AUTO_APPROVE_QUIET_MS, this.pendingSince + AUTO_APPROVE_MAX_MS - Date.now());
+    this.pendingPublish = setTimeout(
+      () => {
+        try {
+          this.publish();
+        } catch (err) {
+          this.opts.log.error("cannot send a new bundle", { reason: (err as Error).message });
+        }
+      },
+      Math.max(0, wait),
+    );
+  }
+
+  /** The labels a hello announces, checked: a node's own setting is checked at its start, so bad ones are a forgery or a bug. */
+  private announcedLabels(node: string, labels: unknown): Labels {
+    if (labels === undefined) return {};
+    const problem = labelsProblem(labels);
+    if (!problem) return labels as Labels;
+    if (!this.warnedLabels.has(node) && this.warnedLabels.size < MAX_PENDING_KEYS)
+      this.opts.log.warn("a node's hello announces labels that are not valid; they are ignored", { node, problem });
+    this.warnedLabels.add(node);
+    return {};
   }
 
   /** The version of the bundle that lists every key approved so far (one more than held while one is to go out). */
@@ -116,6 +147,7 @@ export class Admission {
       state: "approved",
       groups: [],
       labels: {},
+      announced: this.opts.labels,
       firstSeen: 0,
       changedAt: 0,
     };
@@ -139,6 +171,7 @@ export class Admission {
       state: "approved",
       groups: change.groups ?? rec?.groups ?? [],
       labels: change.labels ?? rec?.labels ?? {},
+      announced: rec?.announced ?? {},
       firstSeen: rec?.firstSeen ?? at,
       changedAt: at,
     };
@@ -181,10 +214,10 @@ export class Admission {
     const { store, trust, transport } = this.opts;
     const own = trust.identity;
     const version = Math.max(Number(store.keys.trust("bundleVersion") ?? 0), trust.version) + 1;
-    const nodes: Bundle["nodes"] = { [own.name]: { key: own.publicKey, groups: [], labels: {} } };
+    const nodes: Bundle["nodes"] = { [own.name]: { key: own.publicKey, groups: [], labels: this.opts.labels } };
     for (const k of store.keys.list()) {
       if (k.state === "approved" && k.name !== own.name)
-        nodes[k.name] = { key: k.publicKey, groups: k.groups, labels: k.labels };
+        nodes[k.name] = { key: k.publicKey, groups: k.groups, labels: mergedLabels(k) };
     }
     const bundle: Bundle = { version, central: own.name, issuedAt: Date.now(), nodes, acl: this.acl() };
     store.keys.setTrust("bundleVersion", version);
@@ -205,4 +238,13 @@ export class Admission {
     const bytes = this.opts.trust.signedBundle;
     if (bytes) this.opts.transport.publish(bundleBroadcast(this.opts.trust.centralName), bytes);
   }
+}
+
+/**
+ * The labels a node's bundle entry carries: those it announces, and over them those the operator set, which
+ * win for the same key. A node can so never take a label away from the operator; what it may add, and why
+ * rules name a caller only by node or group, is in docs/SECURITY.md ("Labels and groups").
+ */
+export function mergedLabels(rec: Pick<KeyRecord, "labels" | "announced">): Labels {
+  return { ...rec.announced, ...rec.labels };
 }

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.js";
+import { parseLabelList } from "../message/labels.js";
 import { CATALOG, METHOD_NAMES, type MethodName } from "../message/methods.js";
 import { badTokenReason } from "../message/names.js";
 import { MAX_SECONDS } from "../timers.js";
@@ -26,6 +27,7 @@ export interface Config {
   nodeName: string;
   brokerAddress: string;
   centralNodeName: string;
+  labels: string;
   configFolder: string;
   socketFolder: string;
   databaseFolder: string;
@@ -104,6 +106,12 @@ export const SETTINGS: Setting[] = [
     kind: "string",
     default: () => "central",
     help: "node that receives hellos and the error log",
+  },
+  {
+    key: "labels",
+    kind: "string",
+    default: () => "",
+    help: "labels this node announces in its hello, e.g. role=web,site=oslo (toLabels and --to-label select by them; labels set on central win)",
   },
   {
     key: "configFolder",
@@ -505,6 +513,11 @@ function validate(c: Config): void {
   if (bad) throw new ConfigError("nodeName", `node name ${bad}; node names are NATS subject tokens`);
   const badCentral = badTokenReason(c.centralNodeName);
   if (badCentral) throw new ConfigError("centralNodeName", `node name ${badCentral}`);
+  try {
+    parseLabelList(c.labels);
+  } catch (err) {
+    throw new ConfigError("labels", `${(err as Error).message} (labels look like role=web,site=oslo)`);
+  }
   if (c.errorMessageRetries < -1) throw new ConfigError("errorMessageRetries", "must be -1 (until delivered) or more");
   for (const k of [
     "defaultMessageTimeout",

@@ -32,6 +32,7 @@ import { runStartupFolder } from "../inputs/startupFolder.js";
 import { startTcpListener } from "../inputs/tcpListener.js";
 import { loadOrCreateListenerToken } from "../inputs/token.js";
 import { createLogger, type Level, type Logger } from "../log.js";
+import { parseLabelList } from "../message/labels.js";
 import type { ErrorReport } from "../message/message.js";
 import { METHOD_NAMES, methodSpec } from "../message/methods.js";
 import { AuditLog } from "../observe/audit.js";
@@ -127,6 +128,7 @@ export class StewardNode {
       rejects,
       transport: this.transport,
       log: this.log,
+      labels: parseLabelList(config.labels),
     });
     this.admission = this.trust.isCentral
       ? new Admission({
@@ -134,6 +136,7 @@ export class StewardNode {
           store: this.store,
           transport: this.transport,
           autoApprove: config.autoApproveKeys === 1,
+          labels: parseLabelList(config.labels),
           log: this.log,
         })
       : undefined;
@@ -223,6 +226,7 @@ export class StewardNode {
       metrics: this.metrics,
       audit: this.audit,
       log: this.log,
+      nodesWithLabels: (labels) => this.trust.nodesWithLabels(labels),
       refusing: () => this.lifecycle === "closing" || this.lifecycle === "closed",
     });
     this.queries = new NodeQueries({
@@ -231,6 +235,8 @@ export class StewardNode {
       store: this.store,
       admission: this.admission,
       bundleVersion: () => this.trust.version,
+      labelsOf: (name) => this.trust.member(name).labels,
+      admittedNodes: () => this.trust.admittedNames(),
       health: () => this.health(),
     });
   }

@@ -11,6 +11,7 @@ import type {
   QueryRefusal,
   QueryReply,
 } from "../inputs/queries.js";
+import { hasLabels, labelsProblem } from "../message/labels.js";
 import { isFinal } from "../message/message.js";
 import { badTokenReason } from "../message/names.js";
 import { parsePublicKey } from "../security/identity.js";
@@ -28,6 +29,10 @@ export interface NodeQueriesOptions {
   admission: Admission | undefined;
   /** The bundle version held. */
   bundleVersion(): number;
+  /** A node's labels, as the bundle held has them. */
+  labelsOf: (name: string) => Record<string, string>;
+  /** Every node the bundle held admits. */
+  admittedNodes: () => string[];
   /** The node's lifecycle, broker link and in-flight count as they are now. */
   health(): Health;
 }
@@ -62,9 +67,18 @@ export class NodeQueries implements QueryHandlers {
     return this.waitFinal(ids, Math.min(ms, MAX_WAIT_MS));
   }
 
-  nodes(): QueryAnswer<"nodes"> {
-    const { nodeName, centralNodeName, store } = this.opts;
-    return { node: nodeName, central: centralNodeName, nodes: store.nodes.list() };
+  nodes({ labels }: QueryArgs<"nodes">): QueryAnswer<"nodes"> {
+    const { nodeName, centralNodeName, store, labelsOf, admittedNodes } = this.opts;
+    const known = store.nodes.list().map((n) => ({ ...n, labels: labelsOf(n.name) }));
+    if (!labels) return { node: nodeName, central: centralNodeName, nodes: known };
+    // By label: every admitted node that matches, whether or not it has said hello or been sent to yet.
+    const byName = new Map(known.map((n) => [n.name, n]));
+    const nodes = admittedNodes()
+      .map(
+        (name) => byName.get(name) ?? { name, lastSeen: null, pending: 0, failed: 0, total: 0, labels: labelsOf(name) },
+      )
+      .filter((n) => hasLabels(n.labels, labels));
+    return { node: nodeName, central: centralNodeName, nodes };
   }
 
   health(): Health {
@@ -82,6 +96,8 @@ export class NodeQueries implements QueryHandlers {
     if ("error" in admission) return admission;
     const bad = badTokenReason(node);
     if (bad) return { error: `node name ${bad}` };
+    const badLabels = labels === undefined ? undefined : labelsProblem(labels);
+    if (badLabels) return { error: `--labels: ${badLabels}` };
     if (publicKey !== undefined && !parsePublicKey(publicKey))
       return { error: "--key: not an ed25519 public key (43 base64url characters, as the node logs it at start)" };
     const rec = admission.approve(node, {

@@ -12,6 +12,7 @@ import type { Transport } from "../delivery/transport.js";
 import type { Presence, Wire } from "../delivery/wire.js";
 import { envelopeProblem } from "../delivery/wire.js";
 import type { Logger } from "../log.js";
+import type { Labels } from "../message/labels.js";
 import type { Envelope } from "../message/message.js";
 import { now } from "../security/clock.js";
 import { readHeader, verifyHeader } from "../security/frame.js";
@@ -26,6 +27,8 @@ export interface HelloData {
   bundle: number;
   /** When it was sent (ms, the sender's clock): only goes up, so a replayed hello is ignored. */
   at: number;
+  /** The labels the node announces (its `labels` setting); central's own for the same key win (src/node/admission.ts). */
+  labels?: Labels;
 }
 
 export interface Hello {
@@ -43,6 +46,8 @@ export interface TrustLinkOptions {
   rejects: Rejects;
   transport: Transport;
   log: Logger;
+  /** This node's `labels` setting, announced in every hello. */
+  labels: Labels;
 }
 
 export class TrustLink {
@@ -87,7 +92,8 @@ export class TrustLink {
   /** What this node's hellos carry. */
   helloData(): HelloData {
     this.lastAt = Math.max(Date.now(), this.lastAt + 1);
-    return { publicKey: this.opts.trust.identity.publicKey, bundle: this.opts.trust.version, at: this.lastAt };
+    const { trust, labels } = this.opts;
+    return { publicKey: trust.identity.publicKey, bundle: trust.version, at: this.lastAt, labels };
   }
 
   /**

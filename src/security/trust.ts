@@ -13,6 +13,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log.js";
+import { hasLabels, type Labels } from "../message/labels.js";
 import { type Acl, defaultAcl, type Member } from "./acl.js";
 import { type Bundle, BUNDLE_CONTEXT, bundleProblem } from "./bundle.js";
 import { open, readHeader, verifyHeader } from "./frame.js";
@@ -89,6 +90,16 @@ export class Trust {
   member(name: string): Member {
     const n = this.bundle?.nodes[name];
     return { name, groups: n?.groups ?? [], labels: n?.labels ?? {} };
+  }
+
+  /** Every node the bundle admits (central included), by name. */
+  admittedNames(): string[] {
+    return Object.keys(this.bundle?.nodes ?? {}).sort();
+  }
+
+  /** The admitted nodes that carry every one of `wanted` (labels as the bundle has them), by name. */
+  nodesWithLabels(wanted: Readonly<Labels>): string[] {
+    return this.admittedNames().filter((name) => hasLabels(this.member(name).labels, wanted));
   }
 
   /** Is `name` admitted (a key held for it)? */

@@ -17,7 +17,13 @@ export interface KeyRecord {
   publicKey: string;
   state: KeyState;
   groups: string[];
+  /** Set by the operator (`steward keys approve --labels`). */
   labels: Record<string, string>;
+  /**
+   * Announced by the node in its hello (its `labels` setting). The bundle carries both, the operator's
+   * winning for the same key (src/node/admission.ts).
+   */
+  announced?: Record<string, string>;
   firstSeen: number;
   changedAt: number;
 }
@@ -28,6 +34,7 @@ interface KeyRow {
   state: KeyState;
   groups: string;
   labels: string;
+  announced_labels: string;
   first_seen: number;
   changed_at: number;
 }
@@ -44,10 +51,11 @@ export class KeysTable {
       list: db.prepare(`SELECT * FROM keys ORDER BY name`),
       count: db.prepare(`SELECT COUNT(*) AS n FROM keys WHERE state = 'pending'`),
       put: db.prepare(
-        `INSERT INTO keys (name, public_key, state, groups, labels, first_seen, changed_at)
-         VALUES (@name, @publicKey, @state, @groups, @labels, @firstSeen, @changedAt)
+        `INSERT INTO keys (name, public_key, state, groups, labels, announced_labels, first_seen, changed_at)
+         VALUES (@name, @publicKey, @state, @groups, @labels, @announced, @firstSeen, @changedAt)
          ON CONFLICT(name) DO UPDATE SET public_key = excluded.public_key, state = excluded.state,
-           groups = excluded.groups, labels = excluded.labels, changed_at = excluded.changed_at`,
+           groups = excluded.groups, labels = excluded.labels, announced_labels = excluded.announced_labels,
+           changed_at = excluded.changed_at`,
       ),
       getTrust: db.prepare(`SELECT value FROM trust WHERE key = ?`),
       setTrust: db.prepare(
@@ -71,7 +79,12 @@ export class KeysTable {
 
   put(rec: KeyRecord): void {
     this.commits.write(() =>
-      this.stmts.put.run({ ...rec, groups: JSON.stringify(rec.groups), labels: JSON.stringify(rec.labels) }),
+      this.stmts.put.run({
+        ...rec,
+        groups: JSON.stringify(rec.groups),
+        labels: JSON.stringify(rec.labels),
+        announced: JSON.stringify(rec.announced ?? {}),
+      }),
     );
   }
 
@@ -93,6 +106,7 @@ function toRecord(r: KeyRow): KeyRecord {
     state: r.state,
     groups: JSON.parse(r.groups) as string[],
     labels: JSON.parse(r.labels) as Record<string, string>,
+    announced: JSON.parse(r.announced_labels) as Record<string, string>,
     firstSeen: r.first_seen,
     changedAt: r.changed_at,
   };

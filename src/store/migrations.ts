@@ -157,10 +157,15 @@ ALTER TABLE outbox ADD COLUMN wave INTEGER;
 CREATE INDEX outbox_by_batch ON outbox(batch_id, wave) WHERE batch_id IS NOT NULL;
 `,
   },
+  {
+    version: 5,
+    what: "the labels each node announces in its hello, kept apart from those the operator sets",
+    sql: `ALTER TABLE keys ADD COLUMN announced_labels TEXT NOT NULL DEFAULT '{}';`,
+  },
 ];
 
-/** The schema version this code writes and reads: the last step's (numbers may skip). */
-export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+/** The schema version this code writes and reads: the last step's (steps are numbered 1, 2, 3… with no gap: a store at version N runs every step above N). */
+export const SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;
 
 /** Bring the store at `path` up to SCHEMA_VERSION; returns the version it had. */
 export function migrate(db: Database.Database, path: string): number {
