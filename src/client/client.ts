@@ -9,6 +9,8 @@ import { createConnection } from "node:net";
 import { NodeQueryError, NodeUnreachableError } from "../errors.js";
 import { type AcceptAnswer, parseAnswerLine } from "../inputs/protocol.js";
 import {
+  type CancelArgs,
+  type CancelView,
   type Health,
   isRefusal,
   type MessageView,
@@ -23,7 +25,7 @@ import { readListenerToken } from "../inputs/token.js";
 import { listenAddress } from "../listen.js";
 import { FINAL_STATES } from "../message/message.js";
 
-export type { Health, MessageView, NodeView };
+export type { CancelView, Health, MessageView, NodeView };
 
 function exchange(socketPath: string, payload: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -119,6 +121,11 @@ export async function listMessages(socketPath: string, limit = 50): Promise<Mess
 
 export async function listNodes(socketPath: string): Promise<QueryAnswer<"nodes">> {
   return query(socketPath, "nodes", {});
+}
+
+/** Withdraw messages sent from the node (`steward cancel`): what happened to each. */
+export async function cancelMessages(socketPath: string, args: CancelArgs): Promise<CancelView[]> {
+  return (await query(socketPath, "cancel", args)).cancelled;
 }
 
 export async function health(socketPath: string): Promise<Health> {

@@ -12,13 +12,15 @@ export interface RunOutcome {
   output: MethodOutput;
   /** Set when the method failed (timeout, refused path, non-zero exit…). */
   error: string | undefined;
+  /** Its origin cancelled it: `error` says by whom. */
+  cancelled?: boolean;
 }
 
 /** The reply to `request`, sent from `fromNode`; `part` for one part of a streamed or scheduled result. */
 export function buildReply(
   request: Envelope,
   fromNode: string,
-  { output, error }: RunOutcome,
+  { output, error, cancelled }: RunOutcome,
   opts: { rerun: boolean; maxPayload: number; deliverBy: number; part?: { seq: number; partial: boolean } },
 ): Envelope {
   const { rerun, part } = opts;
@@ -27,6 +29,7 @@ export function buildReply(
     exitCode: output.exitCode ?? (error ? null : 0),
     ...(output.stderr && { stderr: output.stderr }),
     ...(error && { error }),
+    ...(cancelled && { cancelled: true }),
     ...(rerun && { rerun: true }),
     ...(output.truncated && { truncated: output.truncated }),
   };

@@ -13,6 +13,7 @@
  *                                  or after MS milliseconds as they are then
  *   STEWARD/1 nodes              → {"node", "central", "nodes": NodeView[]}
  *   STEWARD/1 health             → Health
+ *   STEWARD/1 cancel JSON        → {"cancelled": CancelView[]}   JSON = CancelArgs: ids and/or filters, and who asks
  *
  * Central only, and on the socket only (never over TCP or HTTP): its key registry and rules.
  *
@@ -27,6 +28,7 @@
  * A query the node cannot answer (an unknown id, say) answers {"error": "…"}.
  */
 import type { LinkState } from "../delivery/transport.js";
+import type { MessageState } from "../message/message.js";
 import type { Acl } from "../security/acl.js";
 import type { KeyRecord, NodeRecord, OutgoingRecord } from "../store/store.js";
 
@@ -75,6 +77,31 @@ export interface Health {
   inFlight: number;
 }
 
+/**
+ * What `steward cancel` asks: these ids, and/or every operator message matching all the filters given.
+ * `by` is who asks, "USER" (the node adds "@NODE").
+ */
+export interface CancelArgs {
+  ids: string[];
+  toNode?: string;
+  states?: MessageState[];
+  method?: string;
+  by: string;
+}
+
+/** What a cancel did to one message. */
+export interface CancelView {
+  id: string;
+  /**
+   * cancelled: now `cancelled` (a signed cancel follows it to its target when it may have got there);
+   * final: it had ended already (`state` says how), nothing changed; unknown: no such message was sent
+   * from this node; refused: not a message an operator can cancel (`reason` says why).
+   */
+  outcome: "cancelled" | "final" | "unknown" | "refused";
+  state?: MessageState;
+  reason?: string;
+}
+
 /** Every query: its arguments and its answer. */
 export interface Queries {
   status: { args: { id: string }; answer: { message: MessageView } };
@@ -82,6 +109,7 @@ export interface Queries {
   wait: { args: { ms: number; ids: string[] }; answer: { messages: MessageView[] } };
   nodes: { args: Record<string, never>; answer: { node: string; central: string; nodes: NodeView[] } };
   health: { args: Record<string, never>; answer: Health };
+  cancel: { args: CancelArgs; answer: { cancelled: CancelView[] } };
   keys: { args: Record<string, never>; answer: { central: string; bundle: number; keys: KeyRecord[] } };
   approve: { args: KeyChange; answer: { key: KeyRecord } };
   revoke: { args: { node: string }; answer: { key: KeyRecord } };
@@ -143,6 +171,15 @@ const WORDS: {
   },
   nodes: { write: () => [], read: () => ({}) },
   health: { write: () => [], read: () => ({}) },
+  cancel: {
+    write: (args) => [jsonWord(args)],
+    read: ([word = ""]) => {
+      const v = fromJsonWord(word) as Partial<CancelArgs> | undefined;
+      return Array.isArray(v?.ids) && typeof v.by === "string"
+        ? (v as CancelArgs)
+        : { error: "cancel needs the ids or filters, and who asks" };
+    },
+  },
   keys: { write: () => [], read: () => ({}) },
   approve: {
     write: (change) => [jsonWord(change)],
@@ -189,7 +226,7 @@ export function parseQueryLine(text: string): QueryRequest | QueryRefusal {
   const [name = "", ...words] = text.trim().split(/\s+/);
   if (!isQueryName(name))
     return {
-      error: `unknown query "${name}"; use status ID, list [LIMIT], wait MS ID..., nodes, health, keys, approve, revoke, acl or setAcl`,
+      error: `unknown query "${name}"; use status ID, list [LIMIT], wait MS ID..., nodes, health, cancel, keys, approve, revoke, acl or setAcl`,
     };
   const args = WORDS[name].read(words);
   if (isRefusal(args)) return args;
@@ -219,5 +256,7 @@ export async function answerQuery(handlers: QueryHandlers, request: QueryRequest
       return handlers.nodes(request.args);
     case "health":
       return handlers.health(request.args);
+    case "cancel":
+      return handlers.cancel(request.args);
   }
 }

@@ -54,6 +54,8 @@ export interface MethodResult {
   stderr?: string;
   /** Set when the method itself failed (timeout, refused path, unknown file…). */
   error?: string;
+  /** Its origin cancelled it (`steward cancel`): not run, or its run ended early; `error` says by whom. */
+  cancelled?: boolean;
   /** The run was cut short by a crash of the receiver and run again (guarantee 5). */
   rerun?: boolean;
   /** Bytes dropped from `data` because the result was too large. */
@@ -81,7 +83,8 @@ export interface ErrorReport {
  *                                        └──notice──▶ waiting ──notice──┘ (maxConcurrentRuns busy there)
  *     │                │ no ACK, retries spent                    └──▶ failed (method error)
  *     │                └──────────────────────────────────────────────▶ failed (max retries)
- *     └── expired / cancelled (reserved for operators' later tools)
+ *     ├── expired (deliverBy passed)
+ *     └── cancelled: `steward cancel` from any state before a final one (docs/DELIVERY.md, "Cancel")
  */
 export type MessageState =
   /** Stored, not yet sent. */
@@ -100,7 +103,7 @@ export type MessageState =
   | "failed"
   /** Its time ran out before it could be delivered. */
   | "expired"
-  /** Withdrawn by an operator. */
+  /** Withdrawn by an operator (see `reason`: "cancelled by USER@NODE"). */
   | "cancelled";
 
 /**

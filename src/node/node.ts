@@ -227,6 +227,7 @@ export class StewardNode {
       admission: this.admission,
       bundleVersion: () => this.trust.version,
       health: () => this.health(),
+      cancelMessage: (rec, by) => this.outbox.cancel(rec, by),
     });
   }
 

@@ -2,6 +2,8 @@
  * The `inbox` table: every message this node received, keyed by (fromNode,
  * id), so that a re-sent message is recognised and not run twice. Its state
  * is an InboxState (src/message/message.ts): received → running → done.
+ * A message its origin cancelled keeps its state and says so in `cancelled`
+ * until its run ends (src/delivery/runner.ts), which it then does at once.
  */
 import type Database from "better-sqlite3";
 import type { Envelope, InboxState } from "../message/message.js";
@@ -17,7 +19,15 @@ export interface IncomingRecord {
   pstart: string | null;
   receivedAt: number;
   envelope: Envelope;
+  /** Set when its origin cancelled it: "cancelled by USER@NODE". */
+  cancelled: string | null;
 }
+
+/**
+ * What a cancel found: the message stored and not finished (now marked), finished already, or not
+ * there yet (a tombstone stands in for it: when it arrives it is a duplicate, ACKed and not run).
+ */
+export type CancelOutcome = "cancelled" | "finished" | "tombstone";
 
 interface InboxRow {
   from_node: string;
@@ -28,6 +38,7 @@ interface InboxRow {
   pstart: string | null;
   received_at: number;
   envelope: string;
+  cancelled: string | null;
 }
 
 export class IncomingTable {
@@ -49,6 +60,11 @@ export class IncomingTable {
       ),
       recordProcessGroup: db.prepare(`UPDATE inbox SET pgid = ?, pstart = ? WHERE from_node = ? AND id = ?`),
       moveToDone: db.prepare(`UPDATE inbox SET state = 'done', updated_at = ? WHERE from_node = ? AND id = ?`),
+      markCancelled: db.prepare(
+        `UPDATE inbox SET cancelled = ?, updated_at = ? WHERE from_node = ? AND id = ? AND state IN ('received', 'running')`,
+      ),
+      exists: db.prepare(`SELECT 1 FROM inbox WHERE from_node = ? AND id = ?`).pluck(),
+      tombstone: db.prepare(`INSERT OR IGNORE INTO dedupe (from_node, id, deliver_by) VALUES (?, ?, ?)`),
       unfinished: db.prepare(`SELECT * FROM inbox WHERE state IN ('received', 'running') ORDER BY received_at`),
     };
   }
@@ -68,6 +84,21 @@ export class IncomingTable {
   get(fromNode: string, id: string): IncomingRecord | undefined {
     const row = this.stmts.get.get(fromNode, id) as InboxRow | undefined;
     return row && toRecord(row);
+  }
+
+  /**
+   * `fromNode` cancels its message `id`. Only that sender's own message is touched (the key is
+   * (fromNode, id)). Not there yet: its id is kept with the dedupe records (src/store/retention.ts) until
+   * `deliverBy`, so that the message, arriving later, is a duplicate; past that it is refused as expired.
+   */
+  cancel(fromNode: string, id: string, reason: string, deliverBy: number): CancelOutcome {
+    return this.commits.write(() => {
+      if (this.stmts.markCancelled.run(reason, Date.now(), fromNode, id).changes === 1) return "cancelled";
+      if (this.stmts.exists.get(fromNode, id) !== undefined) return "finished";
+      if (this.stmts.pruned.get(fromNode, id) !== undefined) return "finished";
+      this.stmts.tombstone.run(fromNode, id, deliverBy);
+      return "tombstone";
+    });
   }
 
   /** Received messages not run to the end: run them (again) after a restart. */
@@ -108,5 +139,6 @@ function toRecord(row: InboxRow): IncomingRecord {
     pstart: row.pstart,
     receivedAt: row.received_at,
     envelope: JSON.parse(row.envelope) as Envelope,
+    cancelled: row.cancelled ?? null,
   };
 }

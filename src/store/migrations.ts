@@ -137,6 +137,14 @@ CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox WHEN old.request_id I
 END;
 `,
   },
+  {
+    version: 4,
+    what: "inbox: a received message its origin cancelled",
+    sql: `
+-- "cancelled by USER@NODE": the origin withdrew it (steward cancel); it is not run, not even after a restart.
+ALTER TABLE inbox ADD COLUMN cancelled TEXT;
+`,
+  },
 ];
 
 /** The schema version this code writes and reads. */
