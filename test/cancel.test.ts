@@ -16,7 +16,6 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { listMessages } from "../src/client/client.js";
 import { methodSubject } from "../src/delivery/subjects.js";
-import type { Ack } from "../src/delivery/wire.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { newId } from "../src/message/id.js";
 import type { Envelope } from "../src/message/message.js";
