@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { listMessages } from "../src/client/client.js";
+import { listMessages, type MessageView } from "../src/client/client.js";
 import { methodSubject } from "../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { newId } from "../src/message/id.js";
@@ -118,17 +118,35 @@ test("a running command is cancelled: its process ends, the state says cancelled
   assert.equal(out.code, 0);
   await sleepUntil(() => !alive(pid), { what: `process ${pid} to end` });
   // ship1's reply comes back saying cancelled: the state stays cancelled, by whom it says, with the run's outcome.
-  let last = await fleet.status("central", id);
-  await sleepUntil(
-    async () => {
-      last = await fleet.status("central", id);
-      return last.result !== undefined;
-    },
-    { what: () => `ship1's reply (last: ${JSON.stringify(last)})` },
-  );
+  const last = await waitResult(id);
   assert.equal(last.state, "cancelled");
   assert.equal(last.reason, `cancelled by ${by}`);
   assert.equal(last.result?.cancelled, true, JSON.stringify(last));
+});
+
+test("a message waiting for a free run is cancelled: it never runs, and its reply says cancelled", async () => {
+  await fleet.add("ship3", { maxConcurrentRuns: 1 });
+  const hold = marker("slot");
+  const mark = marker("waited");
+  const blocker = await send({
+    toNode: "ship3",
+    method: "cliCommand",
+    methodArgs: bash(`while [ ! -e ${hold} ]; do sleep 0.1; done`),
+    methodTimeout: 60,
+  });
+  await fleet.waitState("central", blocker, "running");
+  const id = await send({ toNode: "ship3", method: "cliCommand", methodArgs: bash(`touch ${mark}`) });
+  await fleet.waitState("central", id, "waiting");
+
+  const out = await cancel(id);
+  assert.equal(out.stdout, `${id} cancelled\n`, out.stderr);
+  const last = await waitResult(id);
+  assert.equal(last.state, "cancelled");
+  assert.equal(last.result?.cancelled, true, JSON.stringify(last));
+  writeFileSync(hold, "");
+  assert.equal((await fleet.waitState("central", blocker)).state, "done");
+  await roundTrip("ship3");
+  assert.equal(existsSync(mark), false);
 });
 
 test("cancelling a message that is done, or one never sent, changes nothing and says so", async () => {
@@ -210,6 +228,19 @@ test("a cancel signed by another admitted node, or claiming to be central's, doe
   assert.equal(m.state, "done", JSON.stringify(m));
   assert.equal(existsSync(mark), true);
 });
+
+/** The message once its reply is back on central (a cancelled message keeps the result its reply carries). */
+async function waitResult(id: string): Promise<MessageView> {
+  let last = await fleet.status("central", id);
+  await sleepUntil(
+    async () => {
+      last = await fleet.status("central", id);
+      return last.result !== undefined;
+    },
+    { what: () => `the reply to ${id} (last: ${JSON.stringify(last)})` },
+  );
+  return last;
+}
 
 function alive(pid: number): boolean {
   try {
