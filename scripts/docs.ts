@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BROKER_CONFIG_HELP } from "../src/cli/brokerConfig.js";
+import { CANCEL_HELP } from "../src/cli/cancel.js";
 import { DEMO_HELP } from "../src/cli/demo.js";
 import { ACL_HELP, KEYS_HELP } from "../src/cli/keys.js";
 import { SEND_HELP } from "../src/cli/send.js";
@@ -99,6 +100,7 @@ function cliPage(): string {
     ["steward start --help", machineFree(START_HELP)],
     ["steward send --help", SEND_HELP],
     ["steward status --help", STATUS_HELP],
+    ["steward cancel --help", CANCEL_HELP],
     ["steward nodes --help", NODES_HELP],
     ["steward keys --help", KEYS_HELP],
     ["steward acl --help", ACL_HELP],
@@ -109,7 +111,7 @@ function cliPage(): string {
   return `${GENERATED("the help texts in src/cli/")}# The \`steward\` command
 
 \`steward\` is the one executable (\`node dist/cli/main.js\`, or \`steward\` after \`npm link\`).
-\`send\`, \`status\` and \`nodes\` talk to the local node through its unix socket, which they find from
+\`send\`, \`status\`, \`cancel\` and \`nodes\` talk to the local node through its unix socket, which they find from
 the same settings the node uses (\`--socket-folder\`, \`SOCKET_FOLDER\`, or \`config.json\` in
 \`--config-folder\`): run them from the node's own folder and they need no flags. Exit status: 0 when
 all went well, 1 when a message was refused or (with \`--wait\`) did not end \`done\` with exit code 0,

@@ -36,6 +36,7 @@ describe("the socket line", () => {
       wait: { ms: 1500, ids: ["a", "b@ship1"] },
       nodes: {},
       health: {},
+      cancel: { ids: [], toNode: "ship1", states: ["queued", "sent"], by: "alice" },
       keys: {},
       approve: { node: "ship1", groups: ["ops"], labels: { site: "north" } },
       revoke: { node: "ship1" },
@@ -54,7 +55,7 @@ describe("the socket line", () => {
       (JSON.parse((await rawExchange(sock(), `${QUERY_PREFIX}${line}\n`)).text) as { error: string }).error;
     assert.equal(
       await refusal("bogus"),
-      'unknown query "bogus"; use status ID, list [LIMIT] [FILTER], changes LIMIT JSON, wait MS ID..., nodes, health, keys, approve, revoke, acl or setAcl',
+      'unknown query "bogus"; use status ID, list [LIMIT] [FILTER], changes LIMIT JSON, wait MS ID..., nodes, health, cancel, keys, approve, revoke, acl or setAcl',
     );
     assert.match(await refusal("wait soon"), /^wait needs MS ID\.\.\./);
     assert.match(await refusal("wait 100"), /^wait needs MS ID\.\.\./);

@@ -16,6 +16,7 @@ Commands:
   start     run a node (plain "steward [flags]" does the same)
   send      hand messages to the local node; --wait prints the results
   status    message states, or one message in full: steward status [ID]
+  cancel    withdraw messages: steward cancel ID..., or by --to, --state, --method
   nodes     known nodes: last seen, pending messages
   keys      on central: list, approve and revoke node keys
   acl       on central: show and set who may call what on which nodes
@@ -34,6 +35,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./send.js")).sendCommand(rest);
     case "status":
       return (await import("./status.js")).statusCommand(rest);
+    case "cancel":
+      return (await import("./cancel.js")).cancelCommand(rest);
     case "nodes":
       return (await import("./status.js")).nodesCommand(rest);
     case "keys":

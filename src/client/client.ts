@@ -9,6 +9,8 @@ import { createConnection } from "node:net";
 import { NodeQueryError, NodeUnreachableError } from "../errors.js";
 import { type AcceptAnswer, parseAnswerLine } from "../inputs/protocol.js";
 import {
+  type CancelArgs,
+  type CancelView,
   type ChangeCursor,
   type Health,
   isRefusal,
@@ -27,7 +29,7 @@ import type { MessageFilter } from "../message/filter.js";
 import { FINAL_STATES, type MessageState } from "../message/message.js";
 import { abortableSleep } from "../timers.js";
 
-export type { Health, MessageFilter, MessageList, MessageView, NodeView };
+export type { CancelView, Health, MessageFilter, MessageList, MessageView, NodeView };
 
 function exchange(socketPath: string, payload: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -192,6 +194,11 @@ export async function* watchMessages(
 /** The nodes the node knows; with `labels`, only the admitted ones carrying all of them. */
 export async function listNodes(socketPath: string, labels?: Record<string, string>): Promise<QueryAnswer<"nodes">> {
   return query(socketPath, "nodes", labels ? { labels } : {});
+}
+
+/** Withdraw messages sent from the node (`steward cancel`): what happened to each. */
+export async function cancelMessages(socketPath: string, args: CancelArgs): Promise<CancelView[]> {
+  return (await query(socketPath, "cancel", args)).cancelled;
 }
 
 export async function health(socketPath: string): Promise<Health> {

@@ -14,13 +14,15 @@ export interface RunOutcome {
   error: string | undefined;
   /** Not run: its runBy had passed. */
   expired?: boolean;
+  /** Its origin cancelled it: `error` says by whom. */
+  cancelled?: boolean;
 }
 
 /** The reply to `request`, sent from `fromNode`; `part` for one part of a streamed or scheduled result. */
 export function buildReply(
   request: Envelope,
   fromNode: string,
-  { output, error, expired }: RunOutcome,
+  { output, error, expired, cancelled }: RunOutcome,
   opts: {
     rerun: boolean;
     /** Run again after a graceful stop cut it short (stopGracePeriod). */
@@ -36,6 +38,7 @@ export function buildReply(
     exitCode: output.exitCode ?? (error ? null : 0),
     ...(output.stderr && { stderr: output.stderr }),
     ...(error && { error }),
+    ...(cancelled && { cancelled: true }),
     ...(rerun && { rerun: true }),
     ...(expired && { expired: true }),
     ...(interrupted && { interrupted: true }),

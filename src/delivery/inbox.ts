@@ -14,6 +14,10 @@
  *   run        handed to the runner (runner.ts): at once, or in turn when maxConcurrentRuns are running
  *   ACK        signed, with the message's own id, once it is on disk (store.durable())
  *
+ * A cancel (`steward cancel` on its sender) is checked like a request, needs no rule of central's (it acts
+ * on its signer's own messages only, keyed (fromNode, id)), is applied, never stored or run, and ACKed once
+ * what it did is on disk: a message of that sender not run yet is not run, a running one is ended
+ * (runner.ts); one not here yet leaves a tombstone, so that it is ACKed and not run when it arrives.
  * A hello is a heartbeat: handed to the node (central admits keys from it), never stored or run. The
  * "waiting" and "running" notices of the nodes running our requests arrive here too, on <thisNode>._state.<node>.
  */
@@ -26,7 +30,7 @@ import { wireMessageProblem } from "../message/parse.js";
 import type { AllowedNodes } from "../methods/method.js";
 import { allows, allowsNoTimeLimit, notAllowed, notAllowedUnlimited } from "../security/acl.js";
 import { now } from "../security/clock.js";
-import type { Store } from "../store/store.js";
+import type { CancelOutcome, Store } from "../store/store.js";
 import type { Busy, Outbox } from "./outbox.js";
 import { Replies } from "./replies.js";
 import { runByPassed, Runner, type RunnerOptions, type RunNotice } from "./runner.js";
@@ -201,6 +205,11 @@ export class Inbox {
       return;
     }
 
+    if (CATALOG[method].cancels && message.requestId === undefined) {
+      this.cancel(msg, signer, message);
+      return;
+    }
+
     // Authorise.
     let request: Envelope | undefined;
     if (message.requestId === undefined) {
@@ -253,6 +262,37 @@ export class Inbox {
           id: message.id,
           reason: errorText(err),
         }),
+    );
+  }
+
+  /** `signer` cancels its own message methodArgs[0] here: applied, on disk, then ACKed. */
+  private cancel(msg: Msg, signer: string, message: Envelope): void {
+    const { store, log, nodeName } = this.opts;
+    if (!this.subscribers.allows("cancel", signer)) {
+      this.refuse(msg, signer, `${signer} is not allowed to use cancel on ${nodeName} (allowedNodes)`, message);
+      return;
+    }
+    const [id = "", by = signer] = message.methodArgs;
+    const reason = `cancelled by ${by}`;
+    let outcome: CancelOutcome;
+    try {
+      outcome = store.incoming.cancel(signer, id, reason, message.deliverBy);
+    } catch (err) {
+      log.error("cannot store a cancel; not ACKing it", { id, fromNode: signer, reason: errorText(err) });
+      return;
+    }
+    if (outcome === "cancelled") this.runner.cancel(signer, id, reason);
+    log.info(
+      outcome === "cancelled"
+        ? "cancel: the message is not run, or its run is ended"
+        : outcome === "finished"
+          ? "cancel: the message had finished already; its result stands"
+          : "cancel: the message is not here; if it comes, it is ACKed and not run",
+      { id, fromNode: signer, by },
+    );
+    store.durable().then(
+      () => this.answer(msg, { ack: message.id }),
+      (err: unknown) => log.error("a cancel is not confirmed on disk; not ACKing it", { id, reason: errorText(err) }),
     );
   }
 

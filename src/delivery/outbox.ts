@@ -17,6 +17,9 @@
  *   A receiver's "busy" (its sender is over maxMessagesPerSender there): sent again after the wait it asks
  *   for (at most a minute), and that attempt is not counted against retries: busy never loses a message.
  *   Past its deliverBy it is not sent again: expired.
+ *   `steward cancel` (cancel()): queued or sent, its task stops and it is not sent again: cancelled. Once
+ *   sent (or delivered) a signed cancel follows it, a message like any other, except that it waits for an
+ *   absent target when its retries are spent, as a reply does.
  *
  * Every attempt is signed afresh (wire.ts); an ACK or refusal counts only when
  * the node the message went to signed it for this very request.
@@ -25,8 +28,9 @@
  * itself offline keeps its messages queued rather than burning retries.
  */
 import type { Logger } from "../log.js";
+import { newEnvelope } from "../message/envelope.js";
 import type { Envelope } from "../message/message.js";
-import { wantsReply } from "../message/methods.js";
+import { methodSpec, wantsReply } from "../message/methods.js";
 import { now } from "../security/clock.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { MAX_TIMER_MS } from "../timers.js";
@@ -124,6 +128,41 @@ export class Outbox {
     for (const w of this.waiters) if (w.id === id) w.wake();
   }
 
+  /**
+   * The operator withdraws a message that has not ended (steward cancel); `by` is "USER@NODE". It is
+   * cancelled at once; its delivery task stops. When it may have reached its target (sent at least once,
+   * its ACK perhaps lost, or delivered) a signed cancel follows it there. False when it had ended meanwhile.
+   */
+  cancel(rec: OutgoingRecord, by: string): boolean {
+    const message = rec.envelope;
+    // Pending (a wave not released) or queued: it never left this node, so nothing need follow it.
+    const delivered = !(rec.state === "pending" || rec.state === "queued" || rec.state === "sent") || rec.attempt > 0;
+    const cancel = delivered ? this.cancelFor(message, by) : undefined;
+    if (!this.store.moveToCancelled(message.id, `cancelled by ${by}`, cancel)) return false;
+    this.stop(message.id);
+    this.log.info("message cancelled", { id: message.id, toNode: message.toNode, by, cancelId: cancel?.id });
+    if (cancel) this.deliver({ envelope: cancel, attempt: 0 });
+    return true;
+  }
+
+  /**
+   * The signed cancel of `message` for its target. It lives at least as long as the message itself may still
+   * arrive there (its deliverBy), so that one arriving late finds the tombstone the cancel left.
+   */
+  private cancelFor(message: Envelope, by: string): Envelope {
+    return newEnvelope({
+      toNode: message.toNode,
+      fromNode: this.wire.nodeName,
+      method: "cancel",
+      methodArgs: [message.id, by],
+      ACKTimeout: message.ACKTimeout > 0 ? message.ACKTimeout : 10,
+      retries: message.retries,
+      retryWait: message.retryWait,
+      methodTimeout: message.methodTimeout,
+      deliverBy: Math.max(now() + this.maxMessageAge * 1000, message.deliverBy ?? 0),
+    });
+  }
+
   /** A node came back (or our link did): cut every wait for it short. */
   wake(node?: string): void {
     for (const w of this.waiters) if (node === undefined || w.node === node) w.wake();
@@ -161,7 +200,8 @@ export class Outbox {
         return;
       }
       attempt++;
-      this.store.outgoing.moveToSent(message.id, attempt);
+      // Cancelled meanwhile (while the link was down, say): not sent again.
+      if (!this.store.outgoing.moveToSent(message.id, attempt)) return;
       if (message.ACKTimeout === 0) {
         // Fire and forget: the reply, if any, moves it on.
         if (this.transport.publish(subject, bytes)) {
@@ -233,7 +273,8 @@ export class Outbox {
           parked = Math.min(DELIVER_BY_PARKED_MAX_MS, Math.max(wait, parked * 2, 1000));
           // Woken at deliverBy at the latest, so that it expires then.
           wait = Math.max(0, Math.min(parked, deliverBy - now() + 1));
-        } else if (message.requestId === undefined) break;
+          // A cancel too: the target must learn of it, however long it is away.
+        } else if (message.requestId === undefined && !methodSpec(message.method)?.cancels) break;
         else wait = Math.max(wait, REPLY_PARKED_MS);
       }
       this.log.debug("no ACK, will re-send", { id: message.id, toNode: message.toNode, attempt, reason: lastReason });

@@ -6,7 +6,12 @@
  *
  *   a part (result.partial) ──▶ request running, keeping the latest part
  *   the last reply          ──▶ request done, or failed (the method failed there, or the reply method here),
- *                               or expired (not run there: its runBy had passed)
+ *                               or expired (not run there: its runBy had passed), or cancelled
+ *                               (result.cancelled: the receiver did not run it, or ended its run)
+ *
+ * A request the operator cancelled here (steward cancel) keeps `cancelled` and gets the reply's result,
+ * unless the reply says it had finished there before the cancel arrived: then that is the truth, and the
+ * request moves to done or failed with a reason that says so.
  */
 import type { Logger } from "../log.js";
 import type { Envelope, ErrorReport } from "../message/message.js";
@@ -57,10 +62,18 @@ export class Replies {
       return;
     }
     const failed = Boolean(r?.error) || error !== undefined;
+    let reason = r?.error ?? (error ? `the reply arrived but ${error}` : null);
+    if (!r?.cancelled && store.outgoing.get(requestId)?.state === "cancelled") {
+      reason = `${reason ? `${reason}; ` : ""}it had finished on ${reply.fromNode} before the cancel arrived`;
+      this.opts.log.warn("a cancelled message had finished before its cancel arrived: its result stands", {
+        id: requestId,
+        toNode: reply.fromNode,
+      });
+    }
     // Not run there because its runBy had passed: expired, not failed.
-    const state = r?.expired === true ? "expired" : failed ? "failed" : "done";
+    const state = r?.expired === true ? "expired" : r?.cancelled ? "cancelled" : failed ? "failed" : "done";
     store.moveRunToDoneAndRequestToFinal(reply, requestId, state, {
-      reason: r?.error ?? (error ? `the reply arrived but ${error}` : null),
+      reason,
       exitCode: r?.exitCode ?? null,
       result,
     });

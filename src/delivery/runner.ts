@@ -23,6 +23,9 @@
  *           again, its result marked `interrupted`, and a schedule goes on at its next slot. A crash
  *           leaves a run `running` instead: it runs again marked `rerun`, once the process group it may
  *           have left is ended (leftovers.ts).
+ *   cancel  its origin cancelled it (inbox.ts): not run if it has not started (waiting included), its
+ *           process tree ended if it runs, the way a timeout ends it; then it ends as usual, its reply
+ *           saying `cancelled`. The mark is stored first, so a restart ends it the same way.
  */
 import { errorText, MethodError, StoreError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -108,6 +111,8 @@ const STOP_REASON = "node stopping (stopGracePeriod ran out): interrupted, runs 
 
 /** The methods whose output comes back in parts while they run. */
 const STREAMS: ReadonlySet<MethodName> = new Set(["cliCommandCont", "tailFile"]);
+/** Its origin cancelled it: the abort reason of its run, so that its reply says `cancelled`. */
+class Cancelled extends Error {}
 
 /** How long a run goes (or waits for a free run) before its origin is told. */
 const RUNNING_NOTICE_MS = 100;
@@ -202,8 +207,15 @@ export class Runner {
       endLeftoverProcessGroup(record, this.opts.log);
       const resumed = record.state === "running" ? "rerun" : record.state === "interrupted" ? "interrupted" : false;
       this.startTask(record.envelope, resumed, record.receivedAt);
+      // Cancelled before the stop: it ends now, without running, and its reply says so.
+      if (record.cancelled) this.cancel(record.fromNode, record.id, record.cancelled);
     }
     return unfinished.length;
+  }
+
+  /** Its origin cancelled a stored message (marked so in the store already): stop its wait or its run. */
+  cancel(fromNode: string, id: string, reason: string): void {
+    this.running.get(`${fromNode}/${id}`)?.ac.abort(new Cancelled(reason));
   }
 
   /**
@@ -311,8 +323,14 @@ export class Runner {
       await this.cutByStop(message, method, outcome, sendPart);
       return;
     }
-    // Stopped because its sender lost the right to it (recheck()): that is the outcome its origin learns.
-    if (signal.aborted) outcome = { output: outcome.output, error: errorText(signal.reason) };
+    // Stopped because its sender lost the right to it (recheck()), or cancelled it: that is the outcome its
+    // origin learns.
+    if (signal.aborted)
+      outcome = {
+        output: outcome.output,
+        error: errorText(signal.reason),
+        ...(signal.reason instanceof Cancelled && { cancelled: true }),
+      };
 
     if (isReply) {
       await this.storeEnd(message, early, () => this.opts.replies.storeOutcome(message, outcome.error));
@@ -547,11 +565,22 @@ export class Runner {
   }
 
   /** A request's method ran here: metrics, audit log, and central's error log when it failed. */
-  private ran(message: Envelope, method: MethodName, { output, error }: RunOutcome, rerun: boolean, ms: number): void {
+  private ran(
+    message: Envelope,
+    method: MethodName,
+    { output, error, cancelled }: RunOutcome,
+    rerun: boolean,
+    ms: number,
+  ): void {
     const { log } = this.opts;
     this.opts.onExecuted?.(message, output, error, rerun, ms);
     if (!error) {
       log.debug("method done", { id: message.id, method, fromNode: message.fromNode, exitCode: output.exitCode });
+      return;
+    }
+    // Its origin asked for it: nothing went wrong, central's error log need not hear of it.
+    if (cancelled) {
+      log.info("message cancelled", { id: message.id, method, fromNode: message.fromNode, reason: error });
       return;
     }
     log.warn("method failed", { id: message.id, method, fromNode: message.fromNode, reason: error });

@@ -17,6 +17,7 @@
  *   STEWARD/1 nodes [JSON]       → {"node", "central", "nodes": NodeView[]}   JSON = {"labels"?}: only the admitted
  *                                  nodes carrying every one of those labels
  *   STEWARD/1 health             → Health
+ *   STEWARD/1 cancel JSON        → {"cancelled": CancelView[]}   JSON = CancelArgs: ids and/or filters, and who asks
  *
  * Central only, and on the socket only (never over TCP or HTTP): its key registry and rules.
  *
@@ -33,6 +34,7 @@
 import type { LinkState } from "../delivery/transport.js";
 import { type MessageFilter, readMessageFilter } from "../message/filter.js";
 import { labelsProblem } from "../message/labels.js";
+import type { MessageState } from "../message/message.js";
 import type { Acl } from "../security/acl.js";
 import type { BatchState, KeyRecord, NodeRecord, OutgoingRecord } from "../store/store.js";
 
@@ -90,6 +92,31 @@ export interface Health {
   inFlight: number;
 }
 
+/**
+ * What `steward cancel` asks: these ids, and/or every operator message matching all the filters given.
+ * `by` is who asks, "USER" (the node adds "@NODE").
+ */
+export interface CancelArgs {
+  ids: string[];
+  toNode?: string;
+  states?: MessageState[];
+  method?: string;
+  by: string;
+}
+
+/** What a cancel did to one message. */
+export interface CancelView {
+  id: string;
+  /**
+   * cancelled: now `cancelled` (a signed cancel follows it to its target when it may have got there);
+   * final: it had ended already (`state` says how), nothing changed; unknown: no such message was sent
+   * from this node; refused: not a message an operator can cancel (`reason` says why).
+   */
+  outcome: "cancelled" | "final" | "unknown" | "refused";
+  state?: MessageState;
+  reason?: string;
+}
+
 /** Every query: its arguments and its answer. */
 export interface Queries {
   status: { args: { id: string }; answer: { message: MessageView } };
@@ -98,6 +125,7 @@ export interface Queries {
   wait: { args: { ms: number; ids: string[] }; answer: { messages: MessageView[] } };
   nodes: { args: { labels?: Record<string, string> }; answer: { node: string; central: string; nodes: NodeView[] } };
   health: { args: Record<string, never>; answer: Health };
+  cancel: { args: CancelArgs; answer: { cancelled: CancelView[] } };
   keys: { args: Record<string, never>; answer: { central: string; bundle: number; keys: KeyRecord[] } };
   approve: { args: KeyChange; answer: { key: KeyRecord } };
   revoke: { args: { node: string }; answer: { key: KeyRecord } };
@@ -203,6 +231,15 @@ const WORDS: {
     },
   },
   health: { write: () => [], read: () => ({}) },
+  cancel: {
+    write: (args) => [jsonWord(args)],
+    read: ([word = ""]) => {
+      const v = fromJsonWord(word) as Partial<CancelArgs> | undefined;
+      return Array.isArray(v?.ids) && typeof v.by === "string"
+        ? (v as CancelArgs)
+        : { error: "cancel needs the ids or filters, and who asks" };
+    },
+  },
   keys: { write: () => [], read: () => ({}) },
   approve: {
     write: (change) => [jsonWord(change)],
@@ -249,7 +286,7 @@ export function parseQueryLine(text: string): QueryRequest | QueryRefusal {
   const [name = "", ...words] = text.trim().split(/\s+/);
   if (!isQueryName(name))
     return {
-      error: `unknown query "${name}"; use status ID, list [LIMIT] [FILTER], changes LIMIT JSON, wait MS ID..., nodes, health, keys, approve, revoke, acl or setAcl`,
+      error: `unknown query "${name}"; use status ID, list [LIMIT] [FILTER], changes LIMIT JSON, wait MS ID..., nodes, health, cancel, keys, approve, revoke, acl or setAcl`,
     };
   const args = WORDS[name].read(words);
   if (isRefusal(args)) return args;
@@ -281,5 +318,7 @@ export async function answerQuery(handlers: QueryHandlers, request: QueryRequest
       return handlers.nodes(request.args);
     case "health":
       return handlers.health(request.args);
+    case "cancel":
+      return handlers.cancel(request.args);
   }
 }

@@ -63,6 +63,8 @@ export interface MethodResult {
   stderr?: string;
   /** Set when the method itself failed (timeout, refused path, unknown file…). */
   error?: string;
+  /** Its origin cancelled it (`steward cancel`): not run, or its run ended early; `error` says by whom. */
+  cancelled?: boolean;
   /** The run was cut short by a crash of the receiver and run again (guarantee 5). */
   rerun?: boolean;
   /** The run was cut short by a graceful stop of the receiver (stopGracePeriod ran out) and run again at its start. */
@@ -95,7 +97,8 @@ export interface ErrorReport {
  *     │                │ no ACK, retries spent                    └──▶ failed (method error)
  *     │                └──────────────────────────────────────────────▶ failed (max retries)
  *     │                      (with the operator's deliverBy: waits for the target instead, until deliverBy)
- *     └── expired (deliverBy or runBy passed) / cancelled (reserved for operators' later tools)
+ *     ├── expired (deliverBy or runBy passed)
+ *     └── cancelled: `steward cancel` from any state before a final one (docs/DELIVERY.md, "Cancel")
  *   pending ──its wave is released──▶ queued (a batch rollout: src/delivery/batch.ts)
  */
 export type MessageState =
@@ -117,7 +120,7 @@ export type MessageState =
   | "failed"
   /** Its time ran out before it could be delivered (deliverBy), or before it could start there (runBy). */
   | "expired"
-  /** Withdrawn by an operator. */
+  /** Withdrawn by an operator (see `reason`: "cancelled by USER@NODE"). */
   | "cancelled";
 
 /**

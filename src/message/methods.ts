@@ -37,6 +37,11 @@ export interface MethodSpec<Name extends string = string> {
   /** Remote control of the node: opProcessStop cannot stop its subscriber. */
   readonly control?: boolean;
   /**
+   * It withdraws an earlier message of its sender on the receiver (docs/DELIVERY.md, "Cancel"): applied on
+   * arrival, never run; and, like a reply, it waits for an absent target rather than fail for spent retries.
+   */
+  readonly cancels?: boolean;
+  /**
    * Its run changes nothing on the node, so that running it again after a
    * power cut is invisible: its start need not reach the disk before it runs
    * (re-runs are marked so the user sees a side effect twice; these have
@@ -103,6 +108,15 @@ const ENTRIES = {
   pong: { seedName: "REQPong", replyMethod: true },
   hello: { seedName: "REQHello", oneWay: true, heartbeat: true },
   errorLog: { seedName: "REQErrorLog", oneWay: true, errorReport: true },
+  cancel: {
+    seedName: "REQCancel",
+    oneWay: true,
+    cancels: true,
+    checkArgs: (message) =>
+      firstArg(message) === ""
+        ? { field: "methodArgs", reason: `cancel needs the id of the message to cancel, e.g. ["01J…"]` }
+        : undefined,
+  },
   opProcessList: { seedName: "REQOpProcessList", control: true },
   opProcessStart: { seedName: "REQOpProcessStart", control: true },
   opProcessStop: { seedName: "REQOpProcessStop", control: true },

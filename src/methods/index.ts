@@ -23,6 +23,7 @@ const LOADERS: Record<MethodName, () => Promise<MethodHandler>> = {
   pong: async () => (await import("./pong.js")).pong,
   hello: async () => (await import("./hello.js")).hello,
   errorLog: async () => (await import("./errorLog.js")).errorLog,
+  cancel: async () => (await import("./cancel.js")).cancel,
   opProcessList: async () => (await import("./opProcessList.js")).opProcessList,
   opProcessStart: async () => (await import("./opProcessStart.js")).opProcessStart,
   opProcessStop: async () => (await import("./opProcessStop.js")).opProcessStop,

@@ -238,6 +238,7 @@ export class StewardNode {
       labelsOf: (name) => this.trust.member(name).labels,
       admittedNodes: () => this.trust.admittedNames(),
       health: () => this.health(),
+      cancelMessage: (rec, by) => this.outbox.cancel(rec, by),
     });
   }
 

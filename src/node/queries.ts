@@ -3,6 +3,7 @@
  * and its state. The unix socket and the HTTP listener serve them.
  */
 import type {
+  CancelView,
   Health,
   MessageView,
   QueryAnswer,
@@ -13,6 +14,7 @@ import type {
 } from "../inputs/queries.js";
 import { hasLabels, labelsProblem } from "../message/labels.js";
 import { isFinal } from "../message/message.js";
+import { canonicalMethod, methodSpec } from "../message/methods.js";
 import { badTokenReason } from "../message/names.js";
 import { parsePublicKey } from "../security/identity.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
@@ -35,6 +37,8 @@ export interface NodeQueriesOptions {
   admittedNodes: () => string[];
   /** The node's lifecycle, broker link and in-flight count as they are now. */
   health(): Health;
+  /** Withdraw a message that has not ended (the outbox's cancel); false when it had ended meanwhile. */
+  cancelMessage(rec: OutgoingRecord, by: string): boolean;
 }
 
 export class NodeQueries implements QueryHandlers {
@@ -83,6 +87,41 @@ export class NodeQueries implements QueryHandlers {
 
   health(): Health {
     return this.opts.health();
+  }
+
+  /**
+   * `steward cancel`: the messages named, or every operator message not ended yet that matches all the
+   * filters given. The answer comes once what changed is on disk.
+   */
+  async cancel({ ids, toNode, states, method, by }: QueryArgs<"cancel">): Promise<QueryReply<"cancel">> {
+    const { store, nodeName } = this.opts;
+    const filtered = toNode !== undefined || states !== undefined || method !== undefined;
+    if ((ids.length > 0 && filtered) || (ids.length === 0 && !filtered))
+      return { error: "cancel takes message ids, or filters (--to, --state, --method), not both" };
+    const wanted = method === undefined ? undefined : (canonicalMethod(method) ?? method);
+    const records: [string, OutgoingRecord | undefined][] = filtered
+      ? store.outgoing
+          .unfinished()
+          .filter(
+            (rec) =>
+              (toNode === undefined || rec.toNode === toNode) &&
+              (states === undefined || states.includes(rec.state)) &&
+              (wanted === undefined || rec.method === wanted) &&
+              ownMessageReason(rec) === undefined,
+          )
+          .map((rec) => [rec.id, rec])
+      : ids.map((id) => [id, store.outgoing.get(id)]);
+    const who = `${by || "unknown"}@${nodeName}`;
+    const views = records.map(([id, rec]): CancelView => {
+      if (!rec) return { id, outcome: "unknown" };
+      const refused = ownMessageReason(rec);
+      if (refused) return { id, outcome: "refused", state: rec.state, reason: refused };
+      if (!isFinal(rec.state) && this.opts.cancelMessage(rec, who))
+        return { id, outcome: "cancelled", state: "cancelled" };
+      return { id, outcome: "final", state: store.outgoing.get(id)?.state ?? rec.state };
+    });
+    await store.durable();
+    return { cancelled: views };
   }
 
   keys(): QueryReply<"keys"> {
@@ -188,6 +227,14 @@ export class NodeQueries implements QueryHandlers {
       messages: ids.map((id) => store.outgoing.get(id)).flatMap((rec) => (rec ? [messageView(rec, true, store)] : [])),
     };
   }
+}
+
+/** Why an outbox row is not an operator's message to cancel: a reply, or one of Steward's own (hello, error report, cancel). */
+function ownMessageReason(rec: OutgoingRecord): string | undefined {
+  if (rec.requestId !== null) return `a reply this node sends for ${rec.requestId}; cancel that request on its origin`;
+  const spec = methodSpec(rec.method);
+  if (spec?.cancels || spec?.errorReport || spec?.heartbeat) return `Steward's own ${rec.method} message`;
+  return undefined;
 }
 
 /** The most rows one list or changes answer holds. */

@@ -3,6 +3,8 @@
  * id), so that a re-sent message is recognised and not run twice. Its state
  * is an InboxState (src/message/message.ts): received → running → done; a run
  * a graceful stop cut short is `interrupted` until the next start runs it again.
+ * A message its origin cancelled keeps its state and says so in `cancelled`
+ * until its run ends (src/delivery/runner.ts), which it then does at once.
  */
 import type Database from "better-sqlite3";
 import type { Envelope, InboxState } from "../message/message.js";
@@ -18,7 +20,15 @@ export interface IncomingRecord {
   pstart: string | null;
   receivedAt: number;
   envelope: Envelope;
+  /** Set when its origin cancelled it: "cancelled by USER@NODE". */
+  cancelled: string | null;
 }
+
+/**
+ * What a cancel found: the message stored and not finished (now marked), finished already, or not
+ * there yet (a tombstone stands in for it: when it arrives it is a duplicate, ACKed and not run).
+ */
+export type CancelOutcome = "cancelled" | "finished" | "tombstone";
 
 interface InboxRow {
   from_node: string;
@@ -29,6 +39,7 @@ interface InboxRow {
   pstart: string | null;
   received_at: number;
   envelope: string;
+  cancelled: string | null;
 }
 
 export class IncomingTable {
@@ -54,6 +65,11 @@ export class IncomingTable {
         `UPDATE inbox SET state = 'interrupted', updated_at = ? WHERE from_node = ? AND id = ? AND state = 'running'`,
       ),
       moveToDone: db.prepare(`UPDATE inbox SET state = 'done', updated_at = ? WHERE from_node = ? AND id = ?`),
+      markCancelled: db.prepare(
+        `UPDATE inbox SET cancelled = ?, updated_at = ? WHERE from_node = ? AND id = ? AND state IN ('received', 'running', 'interrupted')`,
+      ),
+      exists: db.prepare(`SELECT 1 FROM inbox WHERE from_node = ? AND id = ?`).pluck(),
+      tombstone: db.prepare(`INSERT OR IGNORE INTO dedupe (from_node, id, deliver_by) VALUES (?, ?, ?)`),
       unfinished: db.prepare(
         `SELECT * FROM inbox WHERE state IN ('received', 'running', 'interrupted') ORDER BY received_at`,
       ),
@@ -75,6 +91,21 @@ export class IncomingTable {
   get(fromNode: string, id: string): IncomingRecord | undefined {
     const row = this.stmts.get.get(fromNode, id) as InboxRow | undefined;
     return row && toRecord(row);
+  }
+
+  /**
+   * `fromNode` cancels its message `id`. Only that sender's own message is touched (the key is
+   * (fromNode, id)). Not there yet: its id is kept with the dedupe records (src/store/retention.ts) until
+   * `deliverBy`, so that the message, arriving later, is a duplicate; past that it is refused as expired.
+   */
+  cancel(fromNode: string, id: string, reason: string, deliverBy: number): CancelOutcome {
+    return this.commits.write(() => {
+      if (this.stmts.markCancelled.run(reason, Date.now(), fromNode, id).changes === 1) return "cancelled";
+      if (this.stmts.exists.get(fromNode, id) !== undefined) return "finished";
+      if (this.stmts.pruned.get(fromNode, id) !== undefined) return "finished";
+      this.stmts.tombstone.run(fromNode, id, deliverBy);
+      return "tombstone";
+    });
   }
 
   /** Received messages not run to the end: run them (again) after a restart. */
@@ -123,5 +154,6 @@ function toRecord(row: InboxRow): IncomingRecord {
     pstart: row.pstart,
     receivedAt: row.received_at,
     envelope: JSON.parse(row.envelope) as Envelope,
+    cancelled: row.cancelled ?? null,
   };
 }

@@ -162,6 +162,14 @@ CREATE INDEX outbox_by_batch ON outbox(batch_id, wave) WHERE batch_id IS NOT NUL
     what: "the labels each node announces in its hello, kept apart from those the operator sets",
     sql: `ALTER TABLE keys ADD COLUMN announced_labels TEXT NOT NULL DEFAULT '{}';`,
   },
+  {
+    version: 6,
+    what: "inbox: a received message its origin cancelled",
+    sql: `
+-- "cancelled by USER@NODE": the origin withdrew it (steward cancel); it is not run, not even after a restart.
+ALTER TABLE inbox ADD COLUMN cancelled TEXT;
+`,
+  },
 ];
 
 /** The schema version this code writes and reads: the last step's (steps are numbered 1, 2, 3… with no gap: a store at version N runs every step above N). */

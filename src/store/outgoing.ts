@@ -90,8 +90,9 @@ const MOVES_FROM = {
   moveToRunningWithPart: ["queued", "sent", "acked", "waiting", "running"],
   // A pending message (a wave not released) may be concluded too: cancelled, say.
   moveToFinal: ["pending", "queued", "sent", "acked", "waiting", "running"],
-  // A reply is the receiver's word on what happened: it concludes even a message we had given up on.
-  moveToFinalByReply: ["queued", "sent", "acked", "waiting", "running", "failed"],
+  // A reply is the receiver's word on what happened: it concludes even a message we had given up on, or had
+  // cancelled while it ran there (src/delivery/replies.ts says how).
+  moveToFinalByReply: ["queued", "sent", "acked", "waiting", "running", "failed", "cancelled"],
 } satisfies Record<string, MessageState[]>;
 
 interface OutboxRow {
@@ -155,6 +156,9 @@ export class OutgoingTable {
       get: db.prepare(`SELECT * FROM outbox WHERE id = ?`),
       pending: db.prepare(`SELECT * FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),
       list: db.prepare(`SELECT * FROM outbox WHERE request_id IS NULL ORDER BY id DESC LIMIT ?`),
+      unfinished: db.prepare(
+        `SELECT * FROM outbox WHERE state IN ('pending', 'queued', 'sent', 'acked', 'waiting', 'running') AND request_id IS NULL ORDER BY id`,
+      ),
     };
   }
 
@@ -283,9 +287,14 @@ export class OutgoingTable {
     return stmt;
   }
 
-  /** Attempt `attempt` went out. */
-  moveToSent(id: string, attempt: number): void {
-    this.move(id, "sent", MOVES_FROM.moveToSent, { attempt });
+  /** The operator's messages not yet in a final state, oldest first (`steward cancel` with filters). */
+  unfinished(): OutgoingRecord[] {
+    return (this.stmts.unfinished.all() as OutboxRow[]).map(toRecord);
+  }
+
+  /** Attempt `attempt` goes out; false when the message has moved on meanwhile (cancelled): do not send it. */
+  moveToSent(id: string, attempt: number): boolean {
+    return this.move(id, "sent", MOVES_FROM.moveToSent, { attempt });
   }
 
   /** The receiver ACKed it: stored there, its reply to come. */
@@ -319,7 +328,7 @@ export class OutgoingTable {
   /** The reply to a request is back and concludes it, even one this node had given up on (failed). */
   moveToFinalByReply(
     id: string,
-    state: "done" | "failed" | "expired",
+    state: "done" | "failed" | "expired" | "cancelled",
     fields: { reason: string | null; exitCode: number | null; result: unknown },
   ): boolean {
     return this.move(id, state, MOVES_FROM.moveToFinalByReply, fields);

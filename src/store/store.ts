@@ -27,7 +27,7 @@ import { NodesTable } from "./nodes.js";
 import { OutgoingTable } from "./outgoing.js";
 import { type Pruned, Retention } from "./retention.js";
 
-export type { IncomingRecord } from "./incoming.js";
+export type { CancelOutcome, IncomingRecord } from "./incoming.js";
 export type { KeyRecord, KeyState } from "./keys.js";
 export type { NodeRecord } from "./nodes.js";
 export type { BatchRecord, BatchState, OutgoingRecord, WavePlacement } from "./outgoing.js";
@@ -99,7 +99,7 @@ export class Store {
   moveRunToDoneAndRequestToFinal(
     reply: Envelope,
     requestId: string,
-    state: "done" | "failed" | "expired",
+    state: "done" | "failed" | "expired" | "cancelled",
     fields: { reason: string | null; exitCode: number | null; result: unknown },
   ): void {
     this.inTransaction(reply, () => {
@@ -110,6 +110,20 @@ export class Store {
   /** A part of a streamed or scheduled result ran here: it moves to done, and the request runs on with that part. */
   moveRunToDoneAndRequestToRunning(reply: Envelope, requestId: string, part: unknown): void {
     this.inTransaction(reply, () => this.outgoing.moveToRunningWithPart(requestId, part));
+  }
+
+  /**
+   * The operator withdraws message `id`: it moves to cancelled and, in the same transaction, `cancel` (the
+   * signed cancel for its receiver, when it may have got there) is queued. False when it had ended already.
+   */
+  moveToCancelled(id: string, reason: string, cancel: Envelope | undefined): boolean {
+    return this.commits.write(() =>
+      this.commits.atomically(() => {
+        if (!this.outgoing.moveToFinal(id, "cancelled", { reason })) return false;
+        if (cancel) this.outgoing.add(cancel);
+        return true;
+      }),
+    );
   }
 
   /** Resolves once every write made before the call is on disk (see groupCommit.ts). */
