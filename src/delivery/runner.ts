@@ -233,6 +233,9 @@ export class Runner {
     const early = startsEarly(message, method);
     const startStored = this.storeStart(message, early);
     if (startStored) await startStored;
+    // A part of a streamed result waits for the parts before it (replies.ts); on shutdown it waits for the next start.
+    const turn = isReply ? await this.opts.replies.turn(message, request, signal) : undefined;
+    if (isReply && !turn) return;
     // "running" is news only for a run that lasts: a quick one's reply follows at once and says more,
     // so the notice waits a moment (a message and a store write less per quick message on both sides).
     const notice = isReply ? undefined : setTimeout(() => this.notice(message, "running"), RUNNING_NOTICE_MS);
@@ -244,7 +247,7 @@ export class Runner {
       !isReply && wantsReply(method)
         ? (data: string) => sendPart({ output: { data, exitCode: null }, error: undefined })
         : undefined;
-    const runOnce = () => this.runOnce(message, method, request, signal, emit);
+    const runOnce = () => this.runOnce(turn?.message ?? message, method, request, signal, emit);
     // A resumed request whose sender has lost its right meanwhile (or lost it while it waited) is not run:
     // it ends with the reason.
     const refused = isReply
@@ -256,12 +259,19 @@ export class Runner {
     if (!refused && !isReply && message.schedule)
       outcome = await this.repeatOnSchedule(message, receivedAt, signal, outcome, runOnce, sendPart);
     clearTimeout(notice);
-    if (this.closed && signal.aborted) return; // Shutting down: it stays "running" and is re-run at next start.
+    if (this.closed && signal.aborted) {
+      turn?.release();
+      return; // Shutting down: it stays "running" and is re-run at next start.
+    }
     // Stopped because its sender lost the right to it (recheck()): that is the outcome its origin learns.
     if (signal.aborted) outcome = { output: outcome.output, error: errorText(signal.reason) };
 
     if (isReply) {
-      await this.storeEnd(message, early, () => this.opts.replies.storeOutcome(message, outcome.error));
+      try {
+        await this.storeEnd(message, early, () => this.opts.replies.storeOutcome(message, outcome.error));
+      } finally {
+        turn?.release();
+      }
       if (outcome.error) this.opts.replies.reportFailure(message, method, outcome.error);
       return;
     }
