@@ -1,12 +1,18 @@
 /**
  * The methods whose results come back over time: cliCommandCont and tailFile
- * stream parts while they run. (httpGet's tests are in httpGet.test.ts.)
+ * stream parts while they run, and the origin writes the parts in seq order however they arrive.
+ * (httpGet's tests are in httpGet.test.ts.)
  */
 import assert from "node:assert/strict";
-import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { Replies } from "../src/delivery/replies.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { createLogger } from "../src/log.js";
+import { newEnvelope } from "../src/message/envelope.js";
+import { Store } from "../src/store/store.js";
 import { readIfExists } from "./helpers/methods-helpers.js";
 
 let fleet: Fleet;
@@ -184,5 +190,72 @@ describe("parts in seq order", () => {
       readFileSync(central.logPath, "utf8").slice(logAfterCrash),
       /a streamed part waits for the parts before it/,
     );
+  });
+});
+
+describe("Replies.turn (the origin's order of parts, on its own store)", () => {
+  const part = (seq: number, partial = true, rerun = false) =>
+    newEnvelope({
+      toNode: "central",
+      fromNode: "ship1",
+      method: "fileAppend",
+      methodTimeout: 10,
+      requestId: "req-1",
+      deliverBy: Date.now() + 60_000,
+      result: { exitCode: null, seq, ...(partial && { partial: true }), ...(rerun && { rerun: true }) },
+      data: `line ${seq}`,
+    });
+
+  test("parts go in seq order whatever order they come in; one behind the cursor goes at once, marked late", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "steward-turn-"));
+    const store = new Store(folder, "central");
+    const lines: string[] = [];
+    const replies = new Replies({
+      nodeName: "central",
+      store,
+      log: createLogger("central", "error", (l) => lines.push(l)),
+      reportError: () => undefined,
+    });
+    // The request the parts answer: its stored result is where the last part written is kept.
+    store.outgoing.add(
+      newEnvelope({
+        id: "req-1",
+        toNode: "ship1",
+        fromNode: "central",
+        method: "cliCommandCont",
+        methodTimeout: 10,
+        replyMethod: "fileAppend",
+        deliverBy: Date.now() + 60_000,
+      }),
+    );
+    const signal = new AbortController().signal;
+    const order: number[] = [];
+    // As the runner does: wait for the turn, run (here: note the order), store the outcome, release.
+    const run = async (seq: number) => {
+      const reply = part(seq, seq < 4);
+      const turn = await replies.turn(reply, undefined, signal);
+      assert.ok(turn);
+      order.push(seq);
+      await new Promise((r) => setImmediate(r));
+      replies.storeOutcome(reply, undefined);
+      await store.durable();
+      turn.release();
+      return turn.message;
+    };
+    try {
+      await Promise.all([run(3), run(4), run(2), run(1)]);
+      assert.deepEqual(order, [1, 2, 3, 4]);
+      const late = await run(2);
+      assert.match(
+        late.data ?? "",
+        /^\[steward\] part 2 of req-1 arrived late, after the parts that follow it\nline 2$/,
+      );
+      // A re-run on the target (after its restart) starts its parts from 1 again.
+      const again = await replies.turn(part(1, true, true), undefined, signal);
+      assert.equal(again?.message.data, "line 1");
+    } finally {
+      store.close();
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 });

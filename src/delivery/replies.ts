@@ -22,7 +22,7 @@
  * re-run after a restart of the target (result.rerun) starts its parts from seq 1 again.
  */
 import type { Logger } from "../log.js";
-import type { Envelope, ErrorReport } from "../message/message.js";
+import { type Envelope, type ErrorReport, isFinal } from "../message/message.js";
 import { canonicalMethod, type MethodName } from "../message/methods.js";
 import type { Store } from "../store/store.js";
 
@@ -126,8 +126,10 @@ export class Replies {
           stream.seq = me.seq;
         }
         for (const w of stream.waiting) w.wake();
-        // The cursor is in the store from here on (the part's run stored it): a late part moved it back there.
-        if (!late) this.forget(requestId, stream);
+        // The cursor is in the store from here on (the part's run stored it), unless a late part moved it back
+        // there while the request still runs: then it is kept here until the next part.
+        const state = late ? this.opts.store.outgoing.get(requestId)?.state : undefined;
+        if (!late || state === undefined || isFinal(state)) this.forget(requestId, stream);
       },
     };
   }
