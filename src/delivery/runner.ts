@@ -285,6 +285,9 @@ export class Runner {
     const early = startsEarly(message, method);
     const startStored = this.storeStart(message, early);
     if (startStored) await startStored;
+    // A part of a streamed result waits for the parts before it (replies.ts); on shutdown it waits for the next start.
+    const turn = isReply ? await this.opts.replies.turn(message, request, signal) : undefined;
+    if (isReply && !turn) return;
     // "running" is news only for a run that lasts: a quick one's reply follows at once and says more,
     // so the notice waits a moment (a message and a store write less per quick message on both sides).
     const notice = isReply ? undefined : setTimeout(() => this.notice(message, "running"), RUNNING_NOTICE_MS);
@@ -296,7 +299,7 @@ export class Runner {
       !isReply && wantsReply(method)
         ? (data: string) => sendPart({ output: { data, exitCode: null }, error: undefined })
         : undefined;
-    const runOnce = () => this.runOnce(message, method, request, signal, emit);
+    const runOnce = () => this.runOnce(turn?.message ?? message, method, request, signal, emit);
     // A resumed request whose sender has lost its right meanwhile (or lost it while it waited) is not run:
     // it ends with the reason.
     // One whose runBy passed while it waited (or before a restart resumed it) is not run either: it expires.
@@ -320,7 +323,11 @@ export class Runner {
     clearTimeout(notice);
     // Stopping: cut short (or a schedule stopped before its end), it runs again at the next start.
     if (outcome === undefined || (this.closed && signal.aborted)) {
-      await this.cutByStop(message, method, outcome, sendPart);
+      try {
+        await this.cutByStop(message, method, outcome, sendPart);
+      } finally {
+        turn?.release();
+      }
       return;
     }
     // Stopped because its sender lost the right to it (recheck()), or cancelled it: that is the outcome its
@@ -333,7 +340,11 @@ export class Runner {
       };
 
     if (isReply) {
-      await this.storeEnd(message, early, () => this.opts.replies.storeOutcome(message, outcome.error));
+      try {
+        await this.storeEnd(message, early, () => this.opts.replies.storeOutcome(message, outcome.error));
+      } finally {
+        turn?.release();
+      }
       if (outcome.error) this.opts.replies.reportFailure(message, method, outcome.error);
       return;
     }
@@ -359,12 +370,14 @@ export class Runner {
     message: Envelope,
     method: MethodName,
     outcome: RunOutcome | undefined,
-    sendPart: (outcome: RunOutcome, marked: Resumed) => void,
+    sendPart: (outcome: RunOutcome, marked?: Resumed) => void,
   ): Promise<void> {
     if (outcome && STREAMS.has(method) && !message.schedule) {
       const data = outcome.output.data ?? "";
       const note = data.includes("[steward] stopped:") ? "" : `[steward] stopped: ${STOP_REASON}\n`;
-      sendPart({ output: { ...outcome.output, data: data + note }, error: undefined }, "interrupted");
+      // Marked as the run it ends (not interrupted: the next run is), so that the origin writes it among that
+      // run's parts, before the next run's (replies.ts orders parts by run, then seq).
+      sendPart({ output: { ...outcome.output, data: data + note }, error: undefined });
     }
     try {
       this.opts.store.incoming.moveToInterrupted(message);

@@ -22,8 +22,13 @@ export interface ArgsProblem {
 export interface MethodSpec<Name extends string = string> {
   /** The seed's name, as in the `startSubREQ…` settings; it names the method in a message too. */
   readonly seedName: `REQ${string}`;
-  /** More seed names that mean this method. */
+  /** More seed names, and ctrl's names, that mean this method. */
   readonly aliases?: readonly string[];
+  /**
+   * It runs from `methodArgs` (a command, a file, a URL): ctrl's older message files give them as an
+   * array in `data`, which parse.ts takes as `methodArgs` for these methods only.
+   */
+  readonly readsArgs?: boolean;
   /** Usable as a replyMethod: it runs on the sender with the reply's data. */
   readonly replyMethod?: boolean;
   /** The replyMethod a message gets when it names none; fileAppend when this is not set. */
@@ -77,14 +82,21 @@ const relativeDirectory =
       : undefined;
 
 const ENTRIES = {
-  cliCommand: { seedName: "REQCliCommand", aliases: ["REQnCliCommand"], checkArgs: needsCommand("cliCommand") },
+  cliCommand: {
+    seedName: "REQCliCommand",
+    aliases: ["REQnCliCommand"],
+    readsArgs: true,
+    checkArgs: needsCommand("cliCommand"),
+  },
   cliCommandCont: {
     seedName: "REQCliCommandCont",
     aliases: ["REQnCliCommandCont"],
+    readsArgs: true,
     checkArgs: needsCommand("cliCommandCont"),
   },
   tailFile: {
     seedName: "REQTailFile",
+    readsArgs: true,
     checkArgs: (message) =>
       firstArg(message) === ""
         ? { field: "methodArgs", reason: `tailFile needs the file to follow, e.g. ["/var/log/syslog"]` }
@@ -92,6 +104,7 @@ const ENTRIES = {
   },
   httpGet: {
     seedName: "REQHttpGet",
+    readsArgs: true,
     checkArgs: (message) =>
       /^https?:\/\//i.test(firstArg(message))
         ? undefined
@@ -100,9 +113,20 @@ const ENTRIES = {
             reason: `httpGet needs an http:// or https:// URL as the first element, e.g. ["https://example.com/"]; got ${JSON.stringify(firstArg(message))}`,
           },
   },
-  console: { seedName: "REQToConsole", replyMethod: true },
-  file: { seedName: "REQToFile", replyMethod: true, checkArgs: relativeDirectory("file") },
-  fileAppend: { seedName: "REQToFileAppend", replyMethod: true, checkArgs: relativeDirectory("fileAppend") },
+  console: { seedName: "REQToConsole", aliases: ["toConsole"], replyMethod: true },
+  // ctrl's toFileNACK wrote without an ACK; here every reply is ACKed, so it is file.
+  file: {
+    seedName: "REQToFile",
+    aliases: ["toFile", "REQToFileNACK", "toFileNACK"],
+    replyMethod: true,
+    checkArgs: relativeDirectory("file"),
+  },
+  fileAppend: {
+    seedName: "REQToFileAppend",
+    aliases: ["toFileAppend"],
+    replyMethod: true,
+    checkArgs: relativeDirectory("fileAppend"),
+  },
   none: { seedName: "REQNone", replyMethod: true },
   ping: { seedName: "REQPing", defaultReply: "pong", runTwiceHarmless: true },
   pong: { seedName: "REQPong", replyMethod: true },
@@ -118,8 +142,8 @@ const ENTRIES = {
         : undefined,
   },
   opProcessList: { seedName: "REQOpProcessList", control: true },
-  opProcessStart: { seedName: "REQOpProcessStart", control: true },
-  opProcessStop: { seedName: "REQOpProcessStop", control: true },
+  opProcessStart: { seedName: "REQOpProcessStart", readsArgs: true, control: true },
+  opProcessStop: { seedName: "REQOpProcessStop", readsArgs: true, control: true },
 } as const satisfies Record<string, MethodSpec>;
 
 /** A method's canonical (camelCase) name. */
@@ -130,17 +154,30 @@ export const CATALOG: Readonly<Record<MethodName, MethodSpec<MethodName>>> = ENT
 
 export const METHOD_NAMES = Object.keys(CATALOG) as readonly MethodName[];
 
-/** Canonical names and every seed name → the canonical name. */
-const BY_NAME = new Map<string, MethodName>(
-  METHOD_NAMES.flatMap((name) => {
-    const { seedName, aliases = [] } = CATALOG[name];
-    return [name, seedName, ...aliases].map((alias) => [alias, name] as const);
-  }),
-);
+/** Every name a method goes by: canonical, seed and ctrl names. */
+export function methodNames(name: MethodName): readonly string[] {
+  const { seedName, aliases = [] } = CATALOG[name];
+  return [name, seedName, ...aliases];
+}
 
-/** The method a name means (canonical or a seed name), or undefined for an unknown name. */
+/**
+ * Every name → the canonical name. ctrl's message files spell names in any case (`toconsole`,
+ * `REQTOFILE`), so a name is looked up as given, then in lower case; no two names may then collide.
+ */
+const BY_NAME = new Map<string, MethodName>();
+const BY_LOWER_CASE = new Map<string, MethodName>();
+for (const name of METHOD_NAMES) {
+  for (const alias of methodNames(name)) {
+    const earlier = BY_LOWER_CASE.get(alias.toLowerCase());
+    if (earlier !== undefined && earlier !== name) throw new Error(`method name ${alias} means two methods`);
+    BY_NAME.set(alias, name);
+    BY_LOWER_CASE.set(alias.toLowerCase(), name);
+  }
+}
+
+/** The method a name means (canonical, seed or ctrl name, in any case), or undefined for an unknown name. */
 export function canonicalMethod(name: string): MethodName | undefined {
-  return BY_NAME.get(name);
+  return BY_NAME.get(name) ?? BY_LOWER_CASE.get(name.toLowerCase());
 }
 
 /** The catalog entry of a canonical name; undefined for anything else (a peer may send any text). */
@@ -163,9 +200,34 @@ export function wantsReply(method: string): boolean {
   return !methodSpec(method)?.oneWay;
 }
 
+/**
+ * ctrl's methods that this version does not have, by their name in lower case without `REQ`: a message
+ * file written for ctrl that names one is told so plainly, not that the name is unknown.
+ */
+const NOT_YET: Readonly<Record<string, string>> = {
+  copysrc: "copying a file between nodes",
+  copydst: "copying a file between nodes",
+  subcopysrc: "copying a file between nodes",
+  subcopydst: "copying a file between nodes",
+  portsrc: "port forwarding",
+  portdst: "port forwarding",
+  relay: "relaying through a node",
+  relayinitial: "relaying through a node",
+  httpgetscheduled: 'httpGetScheduled (use httpGet with "schedule": [interval, total])',
+  publickey: "ctrl's key exchange (keys are managed with steward keys)",
+  keysrequestupdate: "ctrl's key exchange (keys are managed with steward keys)",
+  keysdeliverupdate: "ctrl's key exchange (keys are managed with steward keys)",
+  keysallow: "ctrl's key exchange (keys are managed with steward keys)",
+  keysdelete: "ctrl's key exchange (keys are managed with steward keys)",
+};
+
 /** Why a method name is refused, with what to use instead. */
 export function unknownMethodReason(name: string): string {
-  return `unknown method "${name}"; known methods: ${METHOD_NAMES.join(", ")} (seed REQ… names work too)`;
+  const ctrlOnly = NOT_YET[name.toLowerCase().replace(/^req/, "")];
+  if (ctrlOnly !== undefined) return `${name}: ${ctrlOnly} is not supported by this version`;
+  if (/^(req)?acl/i.test(name))
+    return `${name}: ctrl's ACL methods are not supported by this version (central's rules are managed with steward acl)`;
+  return `unknown method "${name}"; known methods: ${METHOD_NAMES.join(", ")} (seed REQ… and ctrl names work too)`;
 }
 
 const namesWhere = (flag: (spec: MethodSpec<MethodName>) => boolean | undefined): readonly MethodName[] =>

@@ -7,6 +7,7 @@
  */
 import { MessageInputError } from "../errors.js";
 import { MAX_SECONDS } from "../timers.js";
+import { fromCtrlForm } from "./ctrl.js";
 import { parseDocument } from "./document.js";
 import { newId } from "./id.js";
 import { formatLabels, type Labels, labelsProblem } from "./labels.js";
@@ -124,7 +125,7 @@ export function toMessages(
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     return fail(undefined, `expected an object with "toNode" and "method", got ${describe(raw)}`);
   }
-  const o = raw as Record<string, unknown>;
+  const o = fromCtrlForm(raw as Record<string, unknown>, fail);
   for (const key of Object.keys(o)) {
     if (!FIELDS.has(key)) fail(key, `unknown field; known fields: ${[...FIELDS].join(", ")}`);
   }
