@@ -21,7 +21,10 @@ test("the demo runs from a clean folder: keys made and admitted, every step done
     assert.match(out, /ship1 and ship2 pinned central's key and hold its bundle/);
     assert.match(out, /ship1: done \(exit 0\)/);
     assert.match(out, /ship2: done \(exit 0\)/);
+    assert.match(out, /its retries are spent, but it has a deliverBy: it is not/);
+    assert.match(out, /steward cancel \S+: cancelled/);
     assert.match(out, /delivered and done .* after ship2 started/);
+    assert.match(out, /the cancelled one: cancelled .*; never run on ship2/);
     assert.match(out, /Demo complete/);
   } finally {
     rmSync(cwd, { recursive: true, force: true });

@@ -2,13 +2,22 @@
  * `steward demo`: the main job on one machine with no set-up. A local
  * nats-server on a free port, a central and two nodes (ship1, ship2) as
  * separate processes in a temporary folder; a command to both; ship2 taken
- * offline, a message to it waiting on central, ship2 back and the message
- * delivered and done. Everything is cleaned up at the end.
+ * offline, a message to it waiting on central past its retries (it has a
+ * deliverBy), a second one cancelled, ship2 back: the first delivered and
+ * done, the cancelled one never run. Everything is cleaned up at the end.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { health, listNodes, messageStatus, submit, waitForFinal, type MessageView } from "../client/client.js";
+import {
+  cancelMessages,
+  health,
+  listNodes,
+  messageStatus,
+  submit,
+  waitForFinal,
+  type MessageView,
+} from "../client/client.js";
 import { sleepUntil } from "../harness/fleet.js";
 import { LocalNatsServer } from "../harness/natsServer.js";
 import { NodeProcess } from "../harness/nodeProcess.js";
@@ -20,8 +29,10 @@ export const DEMO_HELP = `Usage: steward demo [--keep]
 
 Starts a local nats-server on a free port, a central and two nodes (ship1,
 ship2) as separate processes in a temporary folder, sends a command to both
-and shows the results, takes ship2 offline, sends it a message and shows it
-waiting, brings ship2 back and shows the message delivered and done.
+and shows the results, takes ship2 offline, sends it a message with a
+deliverBy and shows it waiting past its retries, sends it a second one and
+cancels that, brings ship2 back and shows the first delivered and done and
+the cancelled one never run.
 --keep leaves the temporary folder (logs, stores, results) for a look.
 Needs nats-server (./setup.sh installs it).
 `;
@@ -141,22 +152,40 @@ export async function demoCommand(argv: string[]): Promise<number> {
     await ship2.stop();
     say("ship2 stopped");
 
-    step("central → ship2 while it is offline: cliCommand [date -u]");
+    step("central → ship2 while it is offline: cliCommand [date -u], ACKTimeout 1, retries 1, deliverBy 10m");
     const [offlineId] = await acceptAll(
       central.socketPath,
       JSON.stringify({
         toNode: "ship2",
         method: "cliCommand",
         methodArgs: ["date", "-u"],
-        ACKTimeout: 2,
-        retries: 30,
+        ACKTimeout: 1,
+        retries: 1,
+        deliverBy: "10m",
         replyMethod: "none",
       }),
     );
     if (!offlineId) throw new Error("central did not accept the message");
-    await new Promise((r) => setTimeout(r, 2500));
+    // Two attempts spend its retries; a third shows it waits for ship2 instead of failing.
+    await sleepUntil(async () => (await messageStatus(central.socketPath, offlineId)).attempt >= 3, {
+      timeoutMs: 20_000,
+      what: "central to try a third time",
+    });
     const waiting = await messageStatus(central.socketPath, offlineId);
-    say(`state on central: ${stateText(waiting)} — no ACK: stored on central, re-sent until ship2 answers`);
+    say(`state on central: ${stateText(waiting)} — its retries are spent, but it has a deliverBy: it is not`);
+    say("failed, it waits on central for ship2 (re-sent on a slow back-off, and at once when ship2 is back)");
+
+    step("central → ship2, still offline: cliCommand [touch cancelled.txt], then steward cancel");
+    const marker = join(ship2.dataFolder, "cancelled.txt");
+    const [cancelId] = await acceptAll(
+      central.socketPath,
+      JSON.stringify({ toNode: "ship2", method: "cliCommand", methodArgs: ["touch", marker], ACKTimeout: 1 }),
+    );
+    if (!cancelId) throw new Error("central did not accept the message");
+    const [cancelled] = await cancelMessages(central.socketPath, { ids: [cancelId], by: "demo" });
+    say(`steward cancel ${cancelId}: ${cancelled?.outcome ?? "no answer"}`);
+    say(`state on central: ${stateText(await messageStatus(central.socketPath, cancelId))}`);
+    say("a signed cancel follows it (it may have reached ship2 with its ACK lost); it waits for ship2 too");
 
     step("Starting ship2 again");
     const back = Date.now();
@@ -169,6 +198,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
     const result = done.get(offlineId) as MessageView;
     showResult(result);
     say(`delivered and done ${((Date.parse(result.updatedAt) - back) / 1000).toFixed(1)} s after ship2 started`);
+    const afterCancel = await messageStatus(central.socketPath, cancelId);
+    const notRun = !existsSync(marker);
+    say(`the cancelled one: ${stateText(afterCancel)}; ${notRun ? "never run on ship2" : "RUN on ship2 (a bug)"}`);
 
     step("steward nodes (on central): last hello and pending messages per node");
     const view = await listNodes(central.socketPath);
@@ -179,7 +211,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
       ).replace(/\n/g, "\n  "),
     );
 
-    const ok = [...first.values(), ...streamed.values(), result].every((m) => m.state === "done" && m.exitCode === 0);
+    const ok =
+      [...first.values(), ...streamed.values(), result].every((m) => m.state === "done" && m.exitCode === 0) &&
+      afterCancel.state === "cancelled" &&
+      notRun;
     step(`${ok ? "Demo complete" : "Demo finished with failures"} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     if (keep) say(`files kept in ${dir}`);
     return ok ? 0 : 1;
