@@ -34,6 +34,10 @@ export function stateText(
       return `sent (attempt ${m.attempt})`;
     case "done":
       return `done (exit ${m.exitCode ?? "?"})${m.rerun ? " re-run" : ""}${m.interrupted ? " interrupted, run again" : ""}`;
+    case "cancelled":
+      // Its reason says by whom: "cancelled by alice@central".
+      if (m.reason?.startsWith("cancelled")) return m.reason;
+      return `cancelled${m.reason ? `: ${m.reason}` : ""}`;
     case "failed":
     case "expired":
       return `${m.state}${m.reason ? `: ${m.reason}` : ""}`;
