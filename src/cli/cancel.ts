@@ -12,8 +12,8 @@ Withdraw messages sent from the local node, in any state before a final one.
 With IDs: those messages. With filters instead: every message not ended yet
 that matches all of them, e.g. --to ship1 --state queued,sent.
 
-  queued, sent      withdrawn here: not sent again. One that was sent may have
-                    arrived with its ACK lost: a signed cancel follows it.
+  pending, queued,   withdrawn here: not sent (again). One that was sent may
+  sent              have arrived with its ACK lost: a signed cancel follows it.
   acked, waiting,   a signed cancel goes to its node, delivered like any message
   running           (retries, and it waits for a node that is offline now):
                     there it is not run, or its process tree is ended.
