@@ -138,6 +138,18 @@ describe("batch rollout", () => {
     assert.equal(after[2]?.batch?.state, "stopped");
     // The node decided (stopped is stored) before the CLI could say so; only wave 1 ever ran.
     assert.deepEqual([...runs.counts().keys()].sort(), ids.slice(0, 2).sort());
+
+    // The held wave is the operator's to drop: steward cancel --state pending withdraws it, and nothing follows it.
+    const cancel = await runCli(
+      ["cancel", "--state", "pending", "--socket-folder", join(fleet.node("central").opts.dir, "tmp")],
+      { cwd: fleet.dir, timeoutMs: 30_000 },
+    );
+    assert.equal(cancel.code, 0, show(cancel));
+    for (const id of ids.slice(2)) assert.match(cancel.stdout, new RegExp(`^${id} cancelled$`, "m"), show(cancel));
+    assert.deepEqual(
+      (await views(ids)).map((m) => m.state),
+      ["done", "done", "cancelled", "cancelled"],
+    );
   });
 
   test("the origin is killed mid-rollout: after its restart the rollout carries on to the end", async () => {

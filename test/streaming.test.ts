@@ -258,4 +258,48 @@ describe("Replies.turn (the origin's order of parts, on its own store)", () => {
       rmSync(folder, { recursive: true, force: true });
     }
   });
+  test("a request cancelled here while its parts still come: they go on in order, none held or noted", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "steward-turn-"));
+    const store = new Store(folder, "central");
+    const replies = new Replies({
+      nodeName: "central",
+      store,
+      log: createLogger("central", "error", () => undefined),
+      reportError: () => undefined,
+    });
+    store.outgoing.add(
+      newEnvelope({
+        id: "req-1",
+        toNode: "ship1",
+        fromNode: "central",
+        method: "cliCommandCont",
+        methodTimeout: 10,
+        replyMethod: "fileAppend",
+        deliverBy: Date.now() + 60_000,
+      }),
+    );
+    const signal = new AbortController().signal;
+    const run = async (seq: number) => {
+      const reply = part(seq, seq < 4);
+      const turn = await replies.turn(reply, undefined, signal);
+      assert.ok(turn);
+      replies.storeOutcome(reply, undefined);
+      await store.durable();
+      turn.release();
+      return turn.message.data;
+    };
+    try {
+      assert.equal(await run(1), "line 1");
+      // steward cancel: final here, while the target has not yet heard of it and goes on sending parts.
+      assert.ok(store.outgoing.moveToFinal("req-1", "cancelled", { reason: "cancelled by test@central" }));
+      // Each part must find where the stream is, or the next would wait for one already written and be noted.
+      assert.deepEqual([await run(2), await run(3), await run(4)], ["line 2", "line 3", "line 4"]);
+      // Its last reply does not say cancelled: it had finished there first, and that result stands.
+      assert.equal(store.outgoing.get("req-1")?.state, "done");
+      assert.match(store.outgoing.get("req-1")?.reason ?? "", /before the cancel arrived/);
+    } finally {
+      store.close();
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,7 +1,7 @@
 /** `steward cancel ID…` or `steward cancel --to NODE --state queued,sent`: withdraw messages sent from the local node. */
 import { userInfo } from "node:os";
 import { cancelMessages } from "../client/client.js";
-import type { MessageState } from "../message/message.js";
+import { parseStates } from "../message/filter.js";
 import { parseSettingFlags } from "../node/config.js";
 import { clientSocket, takeFlag, takeOption, UsageError } from "./args.js";
 
@@ -29,18 +29,6 @@ Prints one line per message: "ID cancelled", "ID already final (STATE)",
 named could not be cancelled.
 `;
 
-const STATES: readonly MessageState[] = [
-  "queued",
-  "sent",
-  "acked",
-  "waiting",
-  "running",
-  "done",
-  "failed",
-  "expired",
-  "cancelled",
-];
-
 export async function cancelCommand(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(CANCEL_HELP);
@@ -50,10 +38,11 @@ export async function cancelCommand(argv: string[]): Promise<number> {
   const json = takeFlag(args, "json");
   const toNode = takeOption(args, "to").pop();
   const method = takeOption(args, "method").pop();
-  const stateList = takeOption(args, "state").flatMap((v) => v.split(","));
-  const bad = stateList.find((s) => !STATES.includes(s as MessageState));
-  if (bad !== undefined) throw new UsageError(`--state: unknown state "${bad}"; states are ${STATES.join(", ")}`);
-  const states = stateList.length > 0 ? (stateList as MessageState[]) : undefined;
+  const stateText = takeOption(args, "state").join(",");
+  // The same states, and the same error naming them, as steward status --state.
+  const parsed = stateText === "" ? undefined : parseStates(stateText);
+  if (typeof parsed === "string") throw new UsageError(`--state: ${parsed}`);
+  const states = parsed;
   const { values, rest: ids } = parseSettingFlags(args);
   const filtered = toNode !== undefined || states !== undefined || method !== undefined;
   if (ids.length === 0 && !filtered)

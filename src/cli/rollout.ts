@@ -31,7 +31,11 @@ export class RolloutProgress {
         if (!this.said.has(endKey) && members.every((m) => FINAL_STATES.includes(m.state))) {
           this.said.add(endKey);
           const failed = members.filter(isRolloutError).length;
-          this.write(`${label} ended: ${members.length - failed} done, ${failed} failed`);
+          const cancelled = members.filter((m) => m.state === "cancelled").length;
+          this.write(
+            `${label} ended: ${members.length - failed - cancelled} done, ${failed} failed` +
+              (cancelled > 0 ? `, ${cancelled} cancelled` : ""),
+          );
         }
       }
     }
@@ -52,7 +56,8 @@ export function rolloutSummary(latest: ReadonlyMap<string, MessageView>): { line
     const failed = members.filter(isRolloutError).length;
     const pending = members.filter((m) => m.state === "pending");
     const done = members.filter((m) => m.state === "done" && !isRolloutError(m)).length;
-    const counts = `${done} done, ${failed} failed, ${pending.length} pending`;
+    const cancelled = members.filter((m) => m.state === "cancelled").length;
+    const counts = `${done} done, ${failed} failed, ${pending.length} pending${cancelled > 0 ? `, ${cancelled} cancelled` : ""}`;
     if (batch.state === "stopped") {
       stopped = true;
       lines.push(

@@ -165,10 +165,17 @@ export async function* watchMessages(
   const seen = new Map<string, MessageView>(current.messages.map((m) => [m.id, m]));
   const { states, ...others } = filter;
   let lost = false;
+  let caughtUp = false;
   while (!opts.signal.aborted) {
     let answer: MessageList;
+    // Once caught up, each round reads the last second again: a change stored in the same millisecond as the
+    // last one seen but with a lower id (or under a clock that stepped back a little) would be behind the
+    // cursor. What was seen already is skipped below.
+    const after = caughtUp
+      ? { updatedAt: new Date(Math.max(began, Date.parse(cursor.updatedAt) - OVERLAP_MS)).toISOString(), id: "" }
+      : cursor;
     try {
-      answer = await query(socketPath, "changes", { limit: 1000, after: cursor, filter: others });
+      answer = await query(socketPath, "changes", { limit: 1000, after, filter: others });
     } catch (err) {
       if (err instanceof NodeQueryError) throw err;
       if (!lost) yield { type: "lost", error: err as Error };
@@ -187,9 +194,13 @@ export async function* watchMessages(
       const from = prev ? prev.state : Date.parse(m.createdAt) >= began ? "new" : null;
       yield { type: "change", from, message: m };
     }
-    if (!answer.more) await abortableSleep(opts.intervalMs ?? 500, opts.signal);
+    caughtUp = !answer.more;
+    if (caughtUp) await abortableSleep(opts.intervalMs ?? 500, opts.signal);
   }
 }
+
+/** How far back each round of watchMessages reads again. */
+const OVERLAP_MS = 1000;
 
 /** The nodes the node knows; with `labels`, only the admitted ones carrying all of them. */
 export async function listNodes(socketPath: string, labels?: Record<string, string>): Promise<QueryAnswer<"nodes">> {

@@ -154,6 +154,9 @@ export class OutgoingTable {
       ),
       setBatch: db.prepare(`UPDATE batches SET wave = @wave, state = @state, updated_at = @now WHERE id = @batchId`),
       get: db.prepare(`SELECT * FROM outbox WHERE id = ?`),
+      keepPart: db.prepare(
+        `UPDATE outbox SET result = ?, updated_at = ? WHERE id = ? AND state IN ('cancelled', 'failed', 'expired')`,
+      ),
       pending: db.prepare(`SELECT * FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),
       list: db.prepare(`SELECT * FROM outbox WHERE request_id IS NULL ORDER BY id DESC LIMIT ?`),
       unfinished: db.prepare(
@@ -314,7 +317,10 @@ export class OutgoingTable {
 
   /** A part of a streamed or scheduled result is back: the message runs on; keep the latest part. */
   moveToRunningWithPart(id: string, part: unknown): void {
-    this.move(id, "running", MOVES_FROM.moveToRunningWithPart, { result: part });
+    if (this.move(id, "running", MOVES_FROM.moveToRunningWithPart, { result: part })) return;
+    // Cancelled here (or given up on) while it still runs there: its parts keep coming until its last reply.
+    // Each is kept with it, its state unchanged, so that the next part finds where the stream is (replies.ts).
+    this.stmts.keepPart.run(JSON.stringify(part), Date.now(), id);
   }
 
   /**
