@@ -91,13 +91,6 @@ export class ChunkInbox {
     clearInterval(this.timer);
   }
 
-  /** Incomplete sets held here, and their bytes on disk (for tests and status). */
-  held(): { sets: number; bytes: number } {
-    let bytes = 0;
-    for (const s of this.sets.values()) for (const seq of s.have) bytes += chunkLength(s.head, seq);
-    return { sets: this.sets.size, bytes };
-  }
-
   /** Delete the sets past their deliverBy or idle for IDLE_MS. */
   prune(): number {
     let n = 0;
