@@ -1,7 +1,7 @@
 /**
  * Building the reply to a request that ran here: the reply method and its
  * settings come from the request, the outcome goes in `result`, and the data
- * is cut to fit the broker's max_payload (saying how much was dropped).
+ * is cut to fit maxMessageSize (saying how much was dropped).
  */
 import { newEnvelope } from "../message/envelope.js";
 import type { Envelope, MethodResult } from "../message/message.js";
@@ -27,7 +27,8 @@ export function buildReply(
     rerun: boolean;
     /** Run again after a graceful stop cut it short (stopGracePeriod). */
     interrupted?: boolean;
-    maxPayload: number;
+    /** The largest reply sent (maxMessageSize); above the broker's max_payload it goes in chunks. */
+    maxSize: number;
     deliverBy: number;
     part?: { seq: number; partial: boolean };
   },
@@ -59,12 +60,12 @@ export function buildReply(
     result,
     ...(output.data !== undefined && output.data !== "" && { data: output.data }),
   });
-  return fitPayload(reply, opts.maxPayload);
+  return fitPayload(reply, opts.maxSize);
 }
 
-/** Cut a reply's data so that it fits the broker's max_payload, and say how much was dropped. */
-export function fitPayload(reply: Envelope, maxPayload: number): Envelope {
-  const room = maxPayload - 4096;
+/** Cut a reply's data so that it fits `maxSize` bytes, and say how much was dropped. */
+export function fitPayload(reply: Envelope, maxSize: number): Envelope {
+  const room = maxSize - 4096;
   const size = encode(reply).length;
   if (size <= room || reply.data === undefined) return reply;
   const data = Buffer.from(reply.data, "utf8");

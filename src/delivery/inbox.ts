@@ -20,6 +20,7 @@
  * (runner.ts); one not here yet leaves a tombstone, so that it is ACKed and not run when it arrives.
  * A hello is a heartbeat: handed to the node (central admits keys from it), never stored or run. The
  * "waiting" and "running" notices of the nodes running our requests arrive here too, on <thisNode>._state.<node>.
+ * A message larger than the broker's max_payload comes in chunks (chunkInbox.ts), and once whole goes the same way.
  */
 import type { Msg } from "@nats-io/transport-node";
 import { errorText } from "../errors.js";
@@ -31,6 +32,7 @@ import type { AllowedNodes } from "../methods/method.js";
 import { allows, allowsNoTimeLimit, notAllowed, notAllowedUnlimited } from "../security/acl.js";
 import { now } from "../security/clock.js";
 import type { CancelOutcome, Store } from "../store/store.js";
+import { ChunkInbox } from "./chunkInbox.js";
 import type { Busy, Outbox } from "./outbox.js";
 import { Replies } from "./replies.js";
 import { runByPassed, Runner, type RunnerOptions, type RunNotice } from "./runner.js";
@@ -47,8 +49,10 @@ export interface InboxOptions {
   dataFolder: string;
   /** The subscribers to start: method → the nodes allowed to use it (a method left out gets none). */
   allowedNodes: Partial<Record<MethodName, AllowedNodes>>;
-  /** Most bytes of a method's output to keep (maxMessageSize). */
+  /** Most bytes of a method's output to keep, and of a message taken in chunks (maxMessageSize). */
   maxOutput: number;
+  /** Where the chunks of messages larger than max_payload wait until they are complete. */
+  chunkFolder: string;
   store: Store;
   outbox: Outbox;
   transport: Transport;
@@ -82,11 +86,19 @@ export class Inbox {
   private readonly replies: Replies;
   private readonly runner: Runner;
   private readonly limit: SenderLimit;
+  readonly chunks: ChunkInbox;
 
   constructor(private readonly opts: InboxOptions) {
     this.limit = new SenderLimit(opts.maxMessagesPerSender ?? 0, opts.maxMessagesPerSenderBurst ?? 1);
     this.subscribers = new Subscribers(opts.nodeName, opts.transport, (msg, method) => this.onMessage(msg, method));
     this.replies = new Replies(opts);
+    this.chunks = new ChunkInbox({
+      ...opts,
+      folder: opts.chunkFolder,
+      maxMessageSize: opts.maxOutput,
+      serves: (method) => this.subscribers.list().some((s) => s.method === method),
+      deliver: (msg, method) => this.onMessage(msg, method),
+    });
     this.runner = new Runner({
       ...opts,
       subscribers: this.subscribers,
@@ -102,6 +114,7 @@ export class Inbox {
       if (allowed) this.subscribers.start(method as MethodName, allowed);
     }
     transport.subscribe(stateSubscription(nodeName), (msg) => this.onNotice(msg));
+    this.chunks.start();
   }
 
   /** Central's bundle changed: stop what a sender may no longer have run here (a key revoked, a rule removed). */
@@ -344,6 +357,7 @@ export class Inbox {
 
   /** Abort every running method; a method that ignores its signal does not hold the shutdown past `graceMs`. */
   close(graceMs = 5000): Promise<void> {
+    this.chunks.close();
     return this.runner.close(graceMs);
   }
 }

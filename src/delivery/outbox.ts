@@ -14,6 +14,8 @@
  *                      expired "not delivered by …" once deliverBy has passed
  *   ACKTimeout 0: sent once, no ACK awaited (fire and forget).
  *   A receiver's refusal (bad envelope, not allowed, path outside its data folder) fails at once.
+ *   Larger than the broker's max_payload: the attempt sends the message's chunks (chunks.ts), and the answer to
+ *   the chunk that completes it is the message's ACK. Larger than maxMessageSize: failed at once.
  *   A receiver's "busy" (its sender is over maxMessagesPerSender there): sent again after the wait it asks
  *   for (at most a minute), and that attempt is not counted against retries: busy never loses a message.
  *   Past its deliverBy it is not sent again: expired.
@@ -34,6 +36,7 @@ import { methodSpec, wantsReply } from "../message/methods.js";
 import { now } from "../security/clock.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { MAX_TIMER_MS } from "../timers.js";
+import { type ChunkedMessage, chunkedMessage, FRAME_SLACK, sendChunks } from "./chunks.js";
 import { MAX_BUSY_MS } from "./senderLimit.js";
 import { methodSubject, onlineSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
@@ -87,6 +90,8 @@ export class Outbox {
     private readonly hooks: OutboxHooks,
     /** Seconds a message stored before deliverBy existed may still be delivered from its first send. */
     private readonly maxMessageAge = 7 * 24 * 3600,
+    /** Bytes of the largest message sent (maxMessageSize); above max_payload it goes in chunks. */
+    private readonly maxMessageSize = 64 * 1024 * 1024,
   ) {}
 
   /** Start delivering a stored message (no-op when its task already runs). */
@@ -183,6 +188,8 @@ export class Outbox {
     // With the operator's deliverBy, spent retries park the message until then (see the top of this file).
     const parks = message.deliverByGiven === true && message.requestId === undefined;
     let parked = 0;
+    // Sealed once: every attempt sends the same chunks, so the receiver keeps what it has (see chunks.ts).
+    let chunked: ChunkedMessage | undefined;
     while (!this.closed) {
       await this.transport.whenUp();
       if (this.closed) return;
@@ -191,18 +198,23 @@ export class Outbox {
         this.expire(message, `not delivered by ${by} (${parks ? "deliverBy" : "maxMessageAge"})`);
         return;
       }
-      const bytes = this.wire.seal(subject, { ...message, deliverBy, attempt: attempt + 1 });
-      if (bytes.length > this.transport.maxPayload) {
+      let bytes = chunked?.whole ?? this.wire.seal(subject, { ...message, deliverBy, attempt: attempt + 1 });
+      // A chunked frame says attempt 1 whatever the attempt: the same bytes after a restart of this node, so
+      // the receiver keeps the chunks it has.
+      if (!chunked && bytes.length > this.transport.maxPayload && attempt > 0)
+        bytes = this.wire.seal(subject, { ...message, deliverBy, attempt: 1 });
+      if (bytes.length > this.maxMessageSize + FRAME_SLACK) {
         this.fail(
           message,
-          `message is ${bytes.length} bytes, more than the broker's max_payload of ${this.transport.maxPayload}; send less data per message`,
+          `message is ${bytes.length} bytes, more than maxMessageSize (${this.maxMessageSize}); send less data per message`,
         );
         return;
       }
+      if (!chunked && bytes.length > this.transport.maxPayload) chunked = chunkedMessage(message, deliverBy, bytes);
       attempt++;
       // Cancelled meanwhile (while the link was down, say): not sent again.
       if (!this.store.outgoing.moveToSent(message.id, attempt)) return;
-      if (message.ACKTimeout === 0) {
+      if (message.ACKTimeout === 0 && !chunked) {
         // Fire and forget: the reply, if any, moves it on.
         if (this.transport.publish(subject, bytes)) {
           this.hooks.onSent?.(message, attempt);
@@ -216,17 +228,22 @@ export class Outbox {
       try {
         // Only the node the message went to can ACK or refuse it (signed for this request's inbox); anything
         // else on the inbox is dropped and the wait goes on, so a forged answer that comes first costs nothing.
-        const ack = await this.transport.request(subject, bytes, message.ACKTimeout * 1000, (answer) => {
-          const value = this.wire.open(answer.subject, answer.data, message.toNode)?.value as Partial<
-            Ack | Busy
-          > | null;
-          return value &&
-            (("ack" in value && value.ack === message.id) ||
-              "refused" in value ||
-              ("busy" in value && value.id === message.id))
-            ? (value as Ack | Busy)
-            : undefined;
-        });
+        // Chunks are ACKed one by one even when the message itself is fire and forget.
+        const ack = chunked
+          ? await sendChunks(this.transport, this.wire, chunked, Math.max(message.ACKTimeout, 10) * 1000, (n, count) =>
+              this.store.outgoing.noteProgress(message.id, `chunk ${n}/${count} ACKed`),
+            )
+          : await this.transport.request(subject, bytes, message.ACKTimeout * 1000, (answer) => {
+              const value = this.wire.open(answer.subject, answer.data, message.toNode)?.value as Partial<
+                Ack | Busy
+              > | null;
+              return value &&
+                (("ack" in value && value.ack === message.id) ||
+                  "refused" in value ||
+                  ("busy" in value && value.id === message.id))
+                ? (value as Ack | Busy)
+                : undefined;
+            });
         if ("busy" in ack) {
           // Not stored there: wait as asked (a little more, so that senders told the same do not all come back
           // at once), then send it again. That attempt is brought forward: it spends no retry.
@@ -241,6 +258,7 @@ export class Outbox {
         }
         if ("ack" in ack && ack.ack === message.id) {
           this.hooks.onAcked?.(message);
+          if (chunked) this.store.outgoing.noteProgress(message.id, null);
           // A reply, a hello or an error report gets no reply back: for them, delivered is done.
           if (wantsReply(message.method) && message.requestId === undefined)
             this.store.outgoing.moveToAcked(message.id);

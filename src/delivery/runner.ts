@@ -352,7 +352,7 @@ export class Runner {
       ? buildReply(message, this.opts.nodeName, outcome, {
           rerun,
           interrupted: resumed === "interrupted",
-          maxPayload: this.opts.transport.maxPayload,
+          maxSize: this.opts.maxOutput,
           deliverBy: this.deliverBy(),
           ...(parts > 0 && { part: { seq: parts + 1, partial: false } }),
         })
@@ -508,8 +508,8 @@ export class Runner {
         dataFolder: opts.dataFolder,
         message,
         ...(request && { request }),
-        // What the broker cannot carry in one reply is cut anyway: keep no more than that.
-        maxOutput: Math.min(opts.maxOutput, opts.transport.maxPayload),
+        // Above max_payload the reply goes in chunks; past maxMessageSize it is cut.
+        maxOutput: opts.maxOutput,
         signal: run.signal,
         log: opts.log,
         subscribers: opts.subscribers,
@@ -563,7 +563,7 @@ export class Runner {
     const part = buildReply(message, this.opts.nodeName, outcome, {
       rerun: resumed === "rerun",
       interrupted: resumed === "interrupted",
-      maxPayload: this.opts.transport.maxPayload,
+      maxSize: this.opts.maxOutput,
       deliverBy: this.deliverBy(),
       part: { seq, partial: true },
     });

@@ -48,6 +48,18 @@ export class Wire {
    * come from (an ACK from the node the message went to, say).
    */
   open(subject: string, bytes: Uint8Array, signer?: string): Opened | undefined {
+    const opened = this.openBody(subject, bytes, signer);
+    if (!opened) return undefined;
+    try {
+      return { signer: opened.signer, value: decodeJson(opened.body) };
+    } catch {
+      this.drop(subject, opened.signer, "not JSON", "signed, but the body is not JSON");
+      return undefined;
+    }
+  }
+
+  /** As open(), but the body is left as bytes (a chunk carries raw data after its JSON head: chunks.ts). */
+  openBody(subject: string, bytes: Uint8Array, signer?: string): { signer: string; body: Uint8Array } | undefined {
     const opened = this.trust.open(bytes, subject);
     if (!opened.ok) {
       this.rejects.drop(subject, opened.signer, opened.kind, opened.problem);
@@ -62,12 +74,7 @@ export class Wire {
       this.drop(subject, opened.signer, "wrong signer", `signed by ${opened.signer}, expected ${signer}`);
       return undefined;
     }
-    try {
-      return { signer: opened.signer, value: decodeJson(opened.body) };
-    } catch {
-      this.drop(subject, opened.signer, "not JSON", "signed, but the body is not JSON");
-      return undefined;
-    }
+    return { signer: opened.signer, body: opened.body };
   }
 
   /** Drop something that was signed but is not what its signer may send (a reply naming another sender, say). */

@@ -193,7 +193,7 @@ export const SETTINGS: Setting[] = [
     key: "maxMessageSize",
     kind: "int",
     default: () => 64 * 1024 * 1024,
-    help: "most bytes of a method's output kept for the reply",
+    help: "largest message or reply delivered (above the broker's max_payload it goes in chunks); a method's output past it is cut, with a marker",
   },
   { key: "logLevel", kind: "string", default: () => "info", help: "debug, info, warn or error" },
   {

@@ -14,7 +14,7 @@ import { chmodSync, mkdirSync, statSync } from "node:fs";
 import type { Server as HttpServer } from "node:http";
 import type { Server } from "node:net";
 import { availableParallelism } from "node:os";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { Batches } from "../delivery/batch.js";
 import { Inbox } from "../delivery/inbox.js";
 import { Outbox } from "../delivery/outbox.js";
@@ -162,6 +162,7 @@ export class StewardNode {
         },
       },
       config.maxMessageAge,
+      config.maxMessageSize,
     );
     this.batches = new Batches(this.store, this.outbox, this.log);
     this.central = new CentralReports({
@@ -187,6 +188,7 @@ export class StewardNode {
       dataFolder: resolve(config.subscribersDataFolder),
       allowedNodes: Object.fromEntries(METHOD_NAMES.map((m) => [m, parseAllowed(config[startSubKey(m)] ?? "*")])),
       maxOutput: config.maxMessageSize,
+      chunkFolder: join(resolve(config.databaseFolder), "chunks"),
       store: this.store,
       outbox: this.outbox,
       transport: this.transport,

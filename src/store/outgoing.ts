@@ -300,6 +300,11 @@ export class OutgoingTable {
     return this.move(id, "sent", MOVES_FROM.moveToSent, { attempt });
   }
 
+  /** How far a message sent in chunks has got ("chunk 12/50 ACKed"), in its reason while sent; null clears it. */
+  noteProgress(id: string, progress: string | null): void {
+    this.move(id, "sent", ["sent"], { reason: progress });
+  }
+
   /** The receiver ACKed it: stored there, its reply to come. */
   moveToAcked(id: string): void {
     this.move(id, "acked", MOVES_FROM.moveToAcked);

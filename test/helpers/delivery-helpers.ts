@@ -111,6 +111,7 @@ export async function startDeliveryNode(
     dataFolder: join(dir, "data"),
     allowedNodes: subscribers,
     maxOutput: 1024 * 1024,
+    chunkFolder: join(dir, "chunks"),
     store,
     outbox,
     transport,

@@ -1,0 +1,246 @@
+/**
+ * Messages larger than the broker's max_payload (docs/DELIVERY.md, "Size"): real nodes on a broker that takes
+ * 1 MB per message. A 50 MiB result comes back whole through a broker killed mid-transfer; a 20 MiB file
+ * request goes out whole; forged and garbage chunks come to nothing and are not kept beyond the bounds; past
+ * maxMessageSize the reply is cut with a marker, and a request is refused with a reason.
+ */
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { chunkSizeFor, type ChunkHead } from "../src/delivery/chunks.js";
+import { chunkSubject, methodSubject } from "../src/delivery/subjects.js";
+import { encode } from "../src/delivery/wire.js";
+import { Fleet, sleepUntil, type Peer } from "../src/harness/fleet.js";
+import { freePort } from "../src/harness/net.js";
+import { newId } from "../src/message/id.js";
+import { seal } from "../src/security/frame.js";
+import { Attacker, Metrics, nodeIdentity, openAnswer } from "./helpers/attack-helpers.js";
+import { envelope } from "./helpers/delivery-helpers.js";
+
+const MiB = 1024 * 1024;
+let fleet: Fleet;
+let ship1Metrics: Metrics;
+let markers = "";
+
+const sha256 = (bytes: Uint8Array | string): string => createHash("sha256").update(bytes).digest("hex");
+const ship1Key = () => nodeIdentity(fleet.node("ship1"));
+const chunkSets = (node: string, from: string): string[] => {
+  const dir = join(fleet.node(node).opts.dir, "var", "chunks", from);
+  return existsSync(dir) ? readdirSync(dir) : [];
+};
+
+before(async () => {
+  const conf = join(tmpdir(), `steward-chunks-${process.pid}.conf`);
+  writeFileSync(conf, "max_payload: 1MB\n");
+  const port = await freePort();
+  fleet = await Fleet.start("chunks", [], {}, { brokerArgs: ["-c", conf] });
+  await fleet.add("central", { maxInputBytes: 64 * MiB });
+  await fleet.add("ship1", { promHostAndPort: `127.0.0.1:${port}` });
+  await fleet.add("ship2", { maxMessageSize: 2 * MiB });
+  ship1Metrics = new Metrics(port);
+  await fleet.allowAll();
+  markers = join(fleet.dir, "markers");
+  mkdirSync(markers);
+});
+after(() => fleet?.close());
+
+test("a 50 MiB result comes back whole in chunks, through a broker killed and restarted mid-transfer", async () => {
+  const produced = join(fleet.node("ship1").dataFolder, "produced.txt");
+  // 37.5 MiB of random bytes in base64: 50 MiB of output, and a newline.
+  const script = `mkdir -p $(dirname ${produced}) && head -c 39321600 /dev/urandom | base64 -w0 > ${produced} && echo >> ${produced} && cat ${produced}`;
+  const [id] = await fleet.sendOk("central", {
+    toNode: "ship1",
+    method: "cliCommand",
+    methodArgs: ["bash", "-c", script],
+    replyMethod: "file",
+    directory: "results",
+    fileName: "big.txt",
+    ACKTimeout: 10,
+    retries: 3,
+    methodTimeout: 120,
+    replyACKTimeout: 3,
+    replyRetries: 30,
+    retryWait: 1,
+  });
+  // Some chunks of the reply are on central's disk, not all: the transfer is under way.
+  await sleepUntil(() => readdirSync(join(fleet.node("central").opts.dir, "var", "chunks")).length > 0, {
+    timeoutMs: 60_000,
+    intervalMs: 20,
+    what: "the first chunks of the reply on central",
+  });
+  await sleepUntil(
+    () => {
+      const [set] = chunkSets("central", "ship1");
+      const dir = join(fleet.node("central").opts.dir, "var", "chunks", "ship1", set ?? "none");
+      return existsSync(dir) && readdirSync(dir).filter((f) => /^\d+$/.test(f)).length >= 5;
+    },
+    { timeoutMs: 60_000, intervalMs: 20, what: "five chunks of the reply on central" },
+  );
+  await fleet.broker.kill();
+  await fleet.broker.restart();
+
+  const view = await fleet.waitState("central", id as string, undefined, 150_000);
+  assert.equal(view.state, "done", JSON.stringify({ ...view, result: undefined }));
+  const written = readFileSync(join(fleet.node("central").dataFolder, "results", "ship1", "big.txt"));
+  const original = readFileSync(produced);
+  assert.equal(original.length, 50 * MiB + 1, "the command wrote 50 MiB and a newline");
+  assert.equal(written.length, original.length, "the origin wrote all of it");
+  assert.equal(sha256(written), sha256(original), "byte for byte");
+  assert.equal(view.result?.truncated, undefined, "nothing cut");
+  await sleepUntil(() => chunkSets("central", "ship1").length === 0, { what: "central to delete the chunks" });
+});
+
+test("a 20 MiB file request is accepted and written whole on its target", async () => {
+  const data = randomBytes(15 * MiB).toString("base64");
+  assert.equal(data.length, 20 * MiB);
+  const [id] = await fleet.sendOk("central", {
+    toNode: "ship1",
+    method: "file",
+    directory: "in",
+    fileName: "big.b64",
+    data,
+    ACKTimeout: 10,
+    retries: 5,
+  });
+  const view = await fleet.waitState("central", id as string, undefined, 120_000);
+  assert.equal(view.state, "done", JSON.stringify(view));
+  const written = readFileSync(join(fleet.node("ship1").dataFolder, "in", "central", "big.b64"));
+  assert.equal(sha256(written), sha256(`${data}\n`));
+});
+
+/** The chunks of `whole` for ship1 as `from` would send them, `head` fields overridden. */
+function chunksOf(from: Peer, whole: Uint8Array, id: string, head: Partial<ChunkHead> = {}): Uint8Array[] {
+  const chunkSize = chunkSizeFor(MiB);
+  const count = Math.ceil(whole.length / chunkSize);
+  const subject = chunkSubject("ship1", from.name);
+  const deliverBy = Date.now() + 3_600_000;
+  return Array.from({ length: count }, (_, seq) => {
+    const h: ChunkHead = {
+      chunkOf: id,
+      method: "cliCommand",
+      seq,
+      count,
+      size: whole.length,
+      chunkSize,
+      sha256: sha256(whole),
+      deliverBy,
+      ...head,
+    };
+    const part = whole.subarray(seq * chunkSize, (seq + 1) * chunkSize);
+    return seal(from.identity, subject, Buffer.concat([Buffer.from(`${JSON.stringify(h)}\n`), part]));
+  });
+}
+
+test("forged and garbage chunks run nothing and are not kept beyond the bounds", async () => {
+  const attacker = await Attacker.connect(fleet.broker.url);
+  try {
+    const mallory = await fleet.peer("mallory");
+    const subject = chunkSubject("ship1", "mallory");
+    const marker = join(markers, "ran");
+    // A real request that would touch the marker, padded above max_payload.
+    const request = (to: string, id: string) =>
+      envelope({
+        id,
+        fromNode: "mallory",
+        toNode: to,
+        methodArgs: ["bash", "-c", `touch ${marker}`],
+        data: "x".repeat(2 * MiB),
+      });
+
+    // No key at all, and garbage signed by an admitted key.
+    await ship1Metrics.dropsDuring({ unsigned: 1, "bad chunk": 2 }, async () => {
+      await attacker.request(subject, randomBytes(1000));
+      await attacker.request(subject, seal(mallory.identity, subject, randomBytes(1000)));
+      await attacker.request(subject, seal(mallory.identity, subject, encode({ chunkOf: "x", seq: 0 })));
+    });
+
+    // A whole set whose bytes do not match its sha256: dropped once complete, its chunks deleted.
+    const id1 = newId();
+    const whole1 = seal(
+      mallory.identity,
+      methodSubject("ship1", "cliCommand", "mallory"),
+      encode(request("ship1", id1)),
+    );
+    const bad1 = chunksOf(mallory, whole1, id1, { sha256: sha256("something else") });
+    await ship1Metrics.dropsDuring({ "bad chunk": 1 }, async () => {
+      for (const c of bad1) await attacker.request(subject, c);
+    });
+
+    // A whole set that matches its sha256 but was signed for ship2's subject: the inbox's signature check drops it.
+    const id2 = newId();
+    const whole2 = seal(
+      mallory.identity,
+      methodSubject("ship2", "cliCommand", "mallory"),
+      encode(request("ship1", id2)),
+    );
+    await ship1Metrics.dropsDuring({ "bad signature": 1 }, async () => {
+      for (const c of chunksOf(mallory, whole2, id2)) await attacker.request(subject, c);
+    });
+
+    // More than maxMessageSize: refused, nothing written.
+    const [big] = chunksOf(mallory, whole1, newId(), {
+      size: 200 * MiB,
+      count: Math.ceil((200 * MiB) / chunkSizeFor(MiB)),
+    });
+    const refused = await attacker.answer(await attacker.request(subject, big as Uint8Array));
+    assert.match(String((openAnswer(refused, ship1Key()) as { refused?: string }).refused), /maxMessageSize/);
+    await sleepUntil(() => chunkSets("ship1", "mallory").length === 0, {
+      what: "nothing kept of the bad sets, nor of the one too large",
+    });
+
+    // Bounds: first chunks of many messages; only MAX_SETS_PER_SENDER are kept, the rest are told busy.
+    const answers: unknown[] = [];
+    for (let i = 0; i < 6; i++) {
+      const id = newId();
+      const whole = seal(
+        mallory.identity,
+        methodSubject("ship1", "cliCommand", "mallory"),
+        encode(request("ship1", id)),
+      );
+      const [first] = chunksOf(mallory, whole, id);
+      answers.push(openAnswer(await attacker.answer(await attacker.request(subject, first as Uint8Array)), ship1Key()));
+    }
+    assert.equal(
+      answers.filter((a) => (a as { chunk?: string }).chunk !== undefined).length,
+      4,
+      JSON.stringify(answers),
+    );
+    assert.equal(answers.filter((a) => typeof (a as { busy?: number }).busy === "number").length, 2);
+    assert.equal(chunkSets("ship1", "mallory").length, 4, "four incomplete sets on disk, no more");
+
+    // A legitimate message after all that still goes through; nothing of mallory's ran.
+    const [ok] = await fleet.sendOk("central", { toNode: "ship1", method: "cliCommand", methodArgs: ["true"] });
+    assert.equal((await fleet.waitState("central", ok as string)).state, "done");
+    assert.equal(existsSync(marker), false, "no forged command ran");
+  } finally {
+    await attacker.close();
+  }
+});
+
+test("past maxMessageSize a reply is cut with a marker, and a request is refused with the reason", async () => {
+  // ship2 keeps at most 2 MiB: its 3 MiB of output is cut, and the result says by how much.
+  const [id] = await fleet.sendOk("central", {
+    toNode: "ship2",
+    method: "cliCommand",
+    methodArgs: ["bash", "-c", "head -c 3145728 /dev/zero | tr '\\0' a"],
+    methodTimeout: 60,
+  });
+  const view = await fleet.waitState("central", id as string, undefined, 60_000);
+  assert.equal(view.state, "done");
+  assert.ok((view.result?.truncated ?? 0) >= MiB, JSON.stringify({ ...view.result, data: undefined }));
+
+  // A 3 MiB request for ship2, which takes no more than 2 MiB: failed, and the reason says why.
+  const [id2] = await fleet.sendOk("central", {
+    toNode: "ship2",
+    method: "file",
+    fileName: "big.txt",
+    data: "b".repeat(3 * MiB),
+    ACKTimeout: 10,
+  });
+  const failed = await fleet.waitState("central", id2 as string, undefined, 60_000);
+  assert.equal(failed.state, "failed");
+  assert.match(failed.reason ?? "", /maxMessageSize/);
+});
