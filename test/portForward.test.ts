@@ -1,0 +1,196 @@
+/**
+ * Port forwarding (portDst/portSrc): ship1's real TCP echo server and HTTP server, reached through a port
+ * central listens on, with real nodes on a real broker. Bytes arrive in order (a 5 MiB stream too) over
+ * several connections at once; either end's close reaches the other; methodTimeout ends the forward with
+ * a result; frames injected from a raw NATS client (forged, replayed, signed by a third node) are dropped
+ * and counted, and the stream is unchanged.
+ */
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { createServer as createHttpServer, get, type Server as HttpServer } from "node:http";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { portSubject } from "../src/delivery/subjects.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { freePort } from "../src/harness/net.js";
+import { Attacker, frameBody, Metrics } from "./helpers/attack-helpers.js";
+
+let fleet: Fleet;
+let echo: Server;
+let web: HttpServer;
+let attacker: Attacker;
+let centralMetrics: Metrics;
+let ship1Metrics: Metrics;
+/** ship1's side of every connection its echo server took. */
+const echoSockets: Socket[] = [];
+
+const portOf = (s: Server | HttpServer): number => {
+  const a = s.address();
+  return typeof a === "object" && a ? a.port : 0;
+};
+
+before(async () => {
+  const [prom1, prom2] = [await freePort(), await freePort()];
+  fleet = await Fleet.start("portForward");
+  await fleet.add("central", { promHostAndPort: `127.0.0.1:${prom1}` });
+  await fleet.add("ship1", { promHostAndPort: `127.0.0.1:${prom2}` });
+  centralMetrics = new Metrics(prom1);
+  ship1Metrics = new Metrics(prom2);
+  attacker = await Attacker.connect(fleet.broker.url);
+  echo = createServer((socket) => {
+    echoSockets.push(socket);
+    socket.pipe(socket);
+  });
+  web = createHttpServer((_req, res) => res.end("<html>served on ship1</html>"));
+  await Promise.all([
+    new Promise<void>((r) => echo.listen(0, "127.0.0.1", r)),
+    new Promise<void>((r) => web.listen(0, "127.0.0.1", r)),
+  ]);
+});
+
+after(async () => {
+  await attacker?.close();
+  for (const s of echoSockets) s.destroy();
+  web?.closeAllConnections();
+  await Promise.all([new Promise((r) => echo?.close(r)), new Promise((r) => web?.close(r))]);
+  await fleet?.close();
+});
+
+/** Ask central to forward its 127.0.0.1:<free port> to ship1's `target` port; resolves once it works. */
+async function forward(target: number, methodTimeout: number): Promise<{ id: string; port: number }> {
+  const port = await freePort();
+  const [id] = await fleet.sendOk("central", {
+    toNode: "central",
+    method: "portDst",
+    methodArgs: ["ship1", `127.0.0.1:${target}`, `127.0.0.1:${port}`],
+    methodTimeout,
+    replyMethod: "none",
+  });
+  await sleepUntil(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const s = connect(port, "127.0.0.1", () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on("error", () => resolve(false));
+      }),
+    { what: `central listening on ${port}` },
+  );
+  return { id: id as string, port };
+}
+
+/** A client connection through the forward that keeps what comes back. */
+function client(port: number): Promise<{ socket: Socket; received: () => Buffer; ended: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    const ended = new Promise<void>((r) => socket.once("end", r));
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.once("error", reject);
+    socket.once("connect", () => resolve({ socket, received: () => Buffer.concat(chunks), ended }));
+  });
+}
+
+async function echoed(port: number, bytes: Buffer): Promise<Buffer> {
+  const c = await client(port);
+  c.socket.write(bytes);
+  await sleepUntil(() => c.received().length >= bytes.length, { what: "the echo", timeoutMs: 60_000 });
+  c.socket.end();
+  await c.ended;
+  return c.received();
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("port forwarding", () => {
+  let echoForward: { id: string; port: number };
+
+  test("bytes round-trip in order: a 5 MiB stream and several connections at once", async () => {
+    echoForward = await forward(portOf(echo), 120);
+    const big = randomBytes(5 * 1024 * 1024);
+    const back = await echoed(echoForward.port, big);
+    assert.equal(back.length, big.length);
+    assert.equal(sha(back), sha(big));
+    const texts = Array.from({ length: 5 }, (_, i) => Buffer.from(`connection ${i}: ${"x".repeat(1000 * (i + 1))}`));
+    const backs = await Promise.all(texts.map((t) => echoed(echoForward.port, t)));
+    backs.forEach((b, i) => assert.equal(b.toString(), texts[i]?.toString()));
+  });
+
+  test("an HTTP GET through the forward returns the body", async () => {
+    const { port } = await forward(portOf(web), 120);
+    const body = await new Promise<string>((resolve, reject) => {
+      get(`http://127.0.0.1:${port}/`, (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString()));
+        res.on("end", () => resolve(text));
+      }).on("error", reject);
+    });
+    assert.equal(body, "<html>served on ship1</html>");
+  });
+
+  test("the client's close closes the far socket; the server's close reaches the client as EOF", async () => {
+    const before = echoSockets.length;
+    const c = await client(echoForward.port);
+    c.socket.write("one");
+    await sleepUntil(() => echoSockets.length > before && c.received().toString() === "one");
+    const far = echoSockets[before] as Socket;
+    const farClosed = new Promise<void>((r) => (far.closed ? r() : far.once("close", () => r())));
+    c.socket.end();
+    await farClosed;
+    await c.ended;
+
+    const d = await client(echoForward.port);
+    d.socket.write("two");
+    await sleepUntil(() => echoSockets.length > before + 1 && d.received().toString() === "two");
+    (echoSockets[before + 1] as Socket).end();
+    await d.ended;
+    assert.equal(d.received().toString(), "two");
+    d.socket.destroy();
+  });
+
+  test("frames injected into a session are dropped and the stream is unchanged", async () => {
+    const toShip1 = attacker.capture(portSubject("ship1", "central"));
+    const c = await client(echoForward.port);
+    c.socket.write("first;");
+    await sleepUntil(() => c.received().toString() === "first;");
+    const data = toShip1.frames.find((f) => frameBody(f.data).t === "data");
+    assert.ok(data, "a data frame was captured");
+    const body = frameBody(data.data);
+    const header = data.data.subarray(0, data.data.indexOf(10) + 1);
+    const ship2 = await fleet.peer("ship2");
+    // Replayed verbatim: a duplicate, ACKed again and never written twice (the later bytes show it).
+    await attacker.request(data.subject, data.data);
+    // Edited under central's signature: fails verification on ship1.
+    const edited = Buffer.concat([header, Buffer.from(JSON.stringify({ ...body, q: Number(body.q) + 1 }))]);
+    await ship1Metrics.dropsDuring({ "bad signature": 1 }, () => attacker.request(data.subject, edited));
+    // Signed by another admitted node, for this forwarding: not one of its two nodes.
+    const toCentral = portSubject("central", "ship2");
+    await centralMetrics.dropsDuring({ "port frame": 1 }, () =>
+      attacker.request(toCentral, ship2.seal(toCentral, { ...body, d: Buffer.from("forged").toString("base64") })),
+    );
+    c.socket.write("second");
+    await sleepUntil(() => c.received().length >= "first;second".length);
+    c.socket.end();
+    await c.ended;
+    assert.equal(c.received().toString(), "first;second");
+    toShip1.stop();
+    // The session is over: its open replayed starts no connection to the service.
+    const open = toShip1.frames.find((f) => frameBody(f.data).t === "open");
+    assert.ok(open);
+    const sockets = echoSockets.length;
+    await sleepUntil(() => echoSockets.every((s) => s.closed));
+    await ship1Metrics.dropsDuring({ "port frame": 1 }, () => attacker.request(open.subject, open.data));
+    assert.match(await echoed(echoForward.port, Buffer.from("third")).then(String), /^third$/);
+    assert.equal(echoSockets.length, sockets + 1, "only the legitimate connection reached the service");
+  });
+
+  test("methodTimeout ends the forward: the listener stops and the message is done with its counts", async () => {
+    const f = await forward(portOf(echo), 3);
+    assert.equal((await echoed(f.port, Buffer.from("short"))).toString(), "short");
+    const m = await fleet.waitState("central", f.id, "done");
+    // Two sessions: forward()'s probe that the port listens, and the echo.
+    assert.match(m.result?.data ?? "", /2 sessions, 5 bytes sent, 5 bytes received/);
+    await assert.rejects(client(f.port), /ECONNREFUSED/);
+  });
+});
