@@ -7,20 +7,27 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, get, type Server as HttpServer } from "node:http";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { query } from "../src/client/client.js";
 import { portSubject } from "../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
-import { freePort } from "../src/harness/net.js";
+import { freePort, TcpProxy } from "../src/harness/net.js";
 import { Attacker, frameBody, Metrics } from "./helpers/attack-helpers.js";
 
+const MAX_PAYLOAD = 32 * 1024;
 let fleet: Fleet;
 let echo: Server;
 let web: HttpServer;
 let attacker: Attacker;
 let centralMetrics: Metrics;
 let ship1Metrics: Metrics;
+/** ship1's link to the broker, to cut mid-stream. */
+let link: TcpProxy;
 /** ship1's side of every connection its echo server took. */
 const echoSockets: Socket[] = [];
 
@@ -31,9 +38,17 @@ const portOf = (s: Server | HttpServer): number => {
 
 before(async () => {
   const [prom1, prom2] = [await freePort(), await freePort()];
-  fleet = await Fleet.start("portForward");
+  // A small max_payload, so that the 5 MiB stream must be cut into many frames that each fit.
+  const conf = join(mkdtempSync(join(tmpdir(), "steward-port-broker-")), "broker.conf");
+  writeFileSync(conf, `max_payload: ${MAX_PAYLOAD}\n`);
+  fleet = await Fleet.start("portForward", [], {}, { brokerArgs: ["-c", conf] });
   await fleet.add("central", { promHostAndPort: `127.0.0.1:${prom1}` });
-  await fleet.add("ship1", { promHostAndPort: `127.0.0.1:${prom2}` });
+  link = await TcpProxy.start({ port: Number(new URL(fleet.broker.url).port) });
+  await fleet.add("ship1", {
+    promHostAndPort: `127.0.0.1:${prom2}`,
+    brokerAddress: link.url,
+    natsConnectRetryInterval: 1,
+  });
   centralMetrics = new Metrics(prom1);
   ship1Metrics = new Metrics(prom2);
   attacker = await Attacker.connect(fleet.broker.url);
@@ -54,6 +69,7 @@ after(async () => {
   web?.closeAllConnections();
   await Promise.all([new Promise((r) => echo?.close(r)), new Promise((r) => web?.close(r))]);
   await fleet?.close();
+  await link?.close();
 });
 
 /** Ask central to forward its 127.0.0.1:<free port> to ship1's `target` port; resolves once it works. */
@@ -108,13 +124,37 @@ describe("port forwarding", () => {
 
   test("bytes round-trip in order: a 5 MiB stream and several connections at once", async () => {
     echoForward = await forward(portOf(echo), 120);
+    const frames = attacker.capture(portSubject("ship1", "central"));
     const big = randomBytes(5 * 1024 * 1024);
     const back = await echoed(echoForward.port, big);
+    frames.stop();
     assert.equal(back.length, big.length);
     assert.equal(sha(back), sha(big));
+    assert.ok(frames.frames.length > big.length / MAX_PAYLOAD, `${frames.frames.length} frames`);
+    assert.ok(frames.frames.every((f) => f.data.length <= MAX_PAYLOAD));
     const texts = Array.from({ length: 5 }, (_, i) => Buffer.from(`connection ${i}: ${"x".repeat(1000 * (i + 1))}`));
     const backs = await Promise.all(texts.map((t) => echoed(echoForward.port, t)));
     backs.forEach((b, i) => assert.equal(b.toString(), texts[i]?.toString()));
+  });
+
+  test("frames lost while ship1's broker link is down are sent again: the stream arrives whole", async () => {
+    const [first, second] = [randomBytes(256 * 1024), randomBytes(1024 * 1024)];
+    const c = await client(echoForward.port);
+    c.socket.write(first);
+    await sleepUntil(() => c.received().length >= first.length, { what: "the first part back" });
+    link.cut("reset");
+    // Written while ship1 is off the broker: its frames are lost, and both ends send them again once it is back.
+    c.socket.write(second);
+    await sleepUntil(async () => (await query(fleet.node("ship1").socketPath, "health", {})).broker !== "up", {
+      what: "ship1 to see its broker link down",
+    });
+    link.restore();
+    const all = first.length + second.length;
+    await sleepUntil(() => c.received().length >= all, { what: "the whole stream back", timeoutMs: 60_000 });
+    c.socket.end();
+    await c.ended;
+    const big = Buffer.concat([first, second]);
+    assert.equal(sha(c.received()), sha(big));
   });
 
   test("an HTTP GET through the forward returns the body", async () => {
