@@ -233,4 +233,33 @@ describe("port forwarding", () => {
     assert.match(m.result?.data ?? "", /2 sessions, 5 bytes sent, 5 bytes received/);
     await assert.rejects(client(f.port), /ECONNREFUSED/);
   });
+
+  test("forwarding takes the rules' leave at both ends: portDst where it listens, portSrc where the service is", async () => {
+    const ask = async () => {
+      const [id] = await fleet.sendOk("ship1", {
+        toNode: "ship1",
+        method: "portDst",
+        methodArgs: ["central", `127.0.0.1:${portOf(echo)}`, `127.0.0.1:${await freePort()}`],
+        methodTimeout: 30,
+        replyMethod: "none",
+      });
+      return fleet.waitState("ship1", id as string, "failed");
+    };
+    // The default rules: only central forwards.
+    assert.match((await ask()).reason ?? "", /not allowed: ship1 may not call portDst on ship1/);
+    const { bundle } = await query(fleet.node("central").socketPath, "setAcl", {
+      acl: {
+        rules: [
+          { from: ["central"], methods: ["*"], to: ["*"] },
+          { from: ["ship1"], methods: ["portDst"], to: ["self"] },
+        ],
+      },
+    });
+    await fleet.waitBundle(bundle);
+    // ship1 may listen now, but central takes no portSrc from it: the forward fails with central's reason.
+    assert.match(
+      (await ask()).reason ?? "",
+      /central did not take the forwarding \(portSrc failed: not allowed: ship1 may not call portSrc on central/,
+    );
+  });
 });

@@ -528,9 +528,19 @@ export class Runner {
         },
         ...(emit && { emit }),
         ports: this.ports,
-        send: (fields) => {
+        send: (fields, onEnded) => {
           const envelope = newEnvelope(fields);
+          const stop = onEnded
+            ? opts.store.outgoing.onFinal((id) => {
+                if (id !== envelope.id) return;
+                stop?.();
+                const rec = opts.store.outgoing.get(id);
+                // Told outside the store's move, which calls this.
+                setImmediate(() => onEnded(rec?.state ?? "failed", rec?.reason ?? undefined));
+              })
+            : undefined;
           if (opts.store.outgoing.add(envelope)) opts.outbox.deliver({ envelope, attempt: 0 });
+          else stop?.();
           return envelope;
         },
       });

@@ -38,8 +38,11 @@ export interface MethodContext {
   onSpawn?: (pgid: number) => void;
   /** Port forwarding's frames to and from one other node (src/delivery/ports.ts). */
   ports?: PortLink;
-  /** Send a message of this node's own, stored and delivered like any other; returns it. */
-  send?: (fields: NewEnvelopeFields) => Envelope;
+  /**
+   * Send a message of this node's own, stored and delivered like any other; returns it. `onEnded` is told
+   * its final state (done, failed, expired, cancelled) and the reason, once.
+   */
+  send?: (fields: NewEnvelopeFields, onEnded?: (state: string, reason: string | undefined) => void) => Envelope;
 }
 
 /**

@@ -43,19 +43,27 @@ export async function portDst(ctx: MethodContext): Promise<MethodOutput> {
       instead: `listen on 127.0.0.1:${listen.port} unless other machines must connect`,
     });
 
-  const request = send({
-    toNode: srcNode,
-    fromNode: ctx.nodeName,
-    method: "portSrc",
-    methodArgs: [ctx.nodeName, source, where],
-    methodTimeout: message.methodTimeout,
-    ACKTimeout: message.ACKTimeout > 0 ? message.ACKTimeout : 10,
-    retries: message.retries,
-    retryWait: message.retryWait,
-    // Not worth delivering once this forwarding is over.
-    deliverBy: now() + (message.methodTimeout > 0 ? message.methodTimeout : 3600) * 1000,
-    replyMethod: "none",
-  });
+  let refused: ((reason: string) => void) | undefined;
+  const farEnd = new Promise<string>((resolve) => (refused = resolve));
+  const request = send(
+    {
+      toNode: srcNode,
+      fromNode: ctx.nodeName,
+      method: "portSrc",
+      methodArgs: [ctx.nodeName, source, where],
+      methodTimeout: message.methodTimeout,
+      ACKTimeout: message.ACKTimeout > 0 ? message.ACKTimeout : 10,
+      retries: message.retries,
+      retryWait: message.retryWait,
+      // Not worth delivering once this forwarding is over.
+      deliverBy: now() + (message.methodTimeout > 0 ? message.methodTimeout : 3600) * 1000,
+      replyMethod: "none",
+    },
+    // Refused there (its rules, its subscriber) or never delivered: this forwarding cannot work.
+    (state, reason) => {
+      if (state !== "done") refused?.(`${state}${reason ? `: ${reason}` : ""}`);
+    },
+  );
   // Only this side opens sessions: a frame for one it does not have is dropped.
   const sessions: PortSessions = new PortSessions(
     ports.attach(request.id, srcNode, (frame) => sessions.take(frame) || sessions.drop(frame, "no such session")),
@@ -70,8 +78,13 @@ export async function portDst(ctx: MethodContext): Promise<MethodOutput> {
   });
   ctx.log.info("port forwarding listens", { id: message.id, listen: where, srcNode, source, portSrc: request.id });
 
-  await untilAborted(ctx.signal);
+  const far = await Promise.race([untilAborted(ctx.signal).then(() => undefined), farEnd]);
   server.close();
   sessions.close();
-  return forwardingEnded(ctx, "portDst", sessions.summary(`${where} → ${srcNode} ${source}`));
+  const summary = sessions.summary(`${where} → ${srcNode} ${source}`);
+  if (far !== undefined)
+    throw new MethodError("portDst", `${srcNode} did not take the forwarding (portSrc ${far}); ${summary}`, {
+      output: { data: summary, exitCode: 1 },
+    });
+  return forwardingEnded(ctx, "portDst", summary);
 }
