@@ -13,7 +13,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { query } from "../src/client/client.js";
+import { cancelMessages, listMessages, query } from "../src/client/client.js";
 import { portSubject } from "../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
 import { freePort, TcpProxy } from "../src/harness/net.js";
@@ -234,6 +234,21 @@ describe("port forwarding", () => {
     await assert.rejects(client(f.port), /ECONNREFUSED/);
   });
 
+  test("a cancelled forward ends on both nodes at once: the service's node hears it and ends its side", async () => {
+    const before = (await listMessages(fleet.node("central").socketPath)).filter((v) => v.method === "portSrc");
+    const f = await forward(portOf(echo), 120);
+    const [outcome] = await cancelMessages(fleet.node("central").socketPath, { ids: [f.id], by: "test" });
+    assert.equal(outcome?.outcome, "cancelled", JSON.stringify(outcome));
+    await fleet.waitState("central", f.id, "cancelled");
+    await assert.rejects(client(f.port), /ECONNREFUSED/);
+    const portSrc = (await listMessages(fleet.node("central").socketPath)).find(
+      (v) => v.method === "portSrc" && !before.some((b) => b.id === v.id),
+    );
+    assert.ok(portSrc, "central sent ship1 a portSrc");
+    const m = await fleet.waitState("central", portSrc.id, "done");
+    assert.match(m.result?.data ?? "", /ended by central/);
+  });
+
   test("forwarding takes the rules' leave at both ends: portDst where it listens, portSrc where the service is", async () => {
     const ask = async () => {
       const [id] = await fleet.sendOk("ship1", {
@@ -259,7 +274,7 @@ describe("port forwarding", () => {
     // ship1 may listen now, but central takes no portSrc from it: the forward fails with central's reason.
     assert.match(
       (await ask()).reason ?? "",
-      /central did not take the forwarding \(portSrc failed: not allowed: ship1 may not call portSrc on central/,
+      /the forwarding ended on central \(portSrc failed: not allowed: ship1 may not call portSrc on central/,
     );
   });
 });

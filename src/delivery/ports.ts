@@ -19,6 +19,8 @@ const FRAME_OVERHEAD = 1024;
 /** Larger frames gain little and hold up the other sessions' frames on the same broker link. */
 const MAX_DATA = 64 * 1024;
 const TYPES: ReadonlySet<string> = new Set(["open", "data", "fin", "ack", "rst"]);
+/** Forwardings that ended here, remembered so that their peer's last frames in flight are not taken for attacks. */
+const ENDED_KEPT = 256;
 
 interface Attached {
   peer: string;
@@ -27,6 +29,8 @@ interface Attached {
 
 export class PortHub implements PortLink {
   private readonly forwardings = new Map<string, Attached>();
+  /** Forwarding id → its peer, for the last ENDED_KEPT that ended. */
+  private readonly ended = new Map<string, string>();
   private end: (() => void) | undefined;
 
   constructor(
@@ -56,6 +60,11 @@ export class PortHub implements PortLink {
         this.wire.drop(portSubject(this.wire.nodeName, peer), peer, "port frame", `${why} (session ${frame.s})`),
       close: () => {
         this.forwardings.delete(id);
+        this.ended.set(id, peer);
+        for (const old of this.ended.keys()) {
+          if (this.ended.size <= ENDED_KEPT) break;
+          this.ended.delete(old);
+        }
         if (this.forwardings.size === 0) {
           this.end?.();
           this.end = undefined;
@@ -73,6 +82,8 @@ export class PortHub implements PortLink {
       return;
     }
     const forwarding = this.forwardings.get(frame.f);
+    // Sent before the peer heard that the forwarding ended here: nothing to take, nothing to count.
+    if (!forwarding && this.ended.get(frame.f) === opened.signer) return;
     if (!forwarding || forwarding.peer !== opened.signer) {
       this.wire.drop(subject, opened.signer, "port frame", `no forwarding ${frame.f} with ${opened.signer} here`);
       return;

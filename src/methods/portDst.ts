@@ -13,7 +13,7 @@ import { isLoopback } from "../listen.js";
 import { portAddress } from "../message/methods.js";
 import { now } from "../security/clock.js";
 import type { MethodContext, MethodOutput } from "./method.js";
-import { forwardingEnded, PortSessions, untilAborted } from "./portSession.js";
+import { ALL, forwardingEnded, PortSessions, untilAborted } from "./portSession.js";
 
 /** Connections one forwarding holds at once: more are closed at once. */
 const MAX_SESSIONS = 64;
@@ -26,6 +26,9 @@ export async function portDst(ctx: MethodContext): Promise<MethodOutput> {
   const service = portAddress(source, "") ?? { host: "", port: 0 };
   const listen = portAddress(message.methodArgs[2] ?? String(service.port), "127.0.0.1") ?? service;
   const where = `${listen.host}:${listen.port}`;
+  // The other node's side ends at the same time, whatever happens to this one.
+  if (message.methodTimeout <= 0)
+    throw new MethodError("portDst", "a forwarding needs a time limit: give methodTimeout in seconds, e.g. 600");
   if (srcNode === ctx.nodeName)
     throw new MethodError("portDst", `${srcNode} is this node: a forwarding joins two nodes; name the other one`);
 
@@ -43,8 +46,8 @@ export async function portDst(ctx: MethodContext): Promise<MethodOutput> {
       instead: `listen on 127.0.0.1:${listen.port} unless other machines must connect`,
     });
 
-  let refused: ((reason: string) => void) | undefined;
-  const farEnd = new Promise<string>((resolve) => (refused = resolve));
+  let farEnded: ((reason: string) => void) | undefined;
+  const farEnd = new Promise<string>((resolve) => (farEnded = resolve));
   const request = send(
     {
       toNode: srcNode,
@@ -56,18 +59,21 @@ export async function portDst(ctx: MethodContext): Promise<MethodOutput> {
       retries: message.retries,
       retryWait: message.retryWait,
       // Not worth delivering once this forwarding is over.
-      deliverBy: now() + (message.methodTimeout > 0 ? message.methodTimeout : 3600) * 1000,
+      deliverBy: now() + message.methodTimeout * 1000,
       replyMethod: "none",
     },
     // Refused there (its rules, its subscriber) or never delivered: this forwarding cannot work.
     (state, reason) => {
-      if (state !== "done") refused?.(`${state}${reason ? `: ${reason}` : ""}`);
+      if (state !== "done") farEnded?.(`portSrc ${state}${reason ? `: ${reason}` : ""}`);
     },
   );
   // Only this side opens sessions: a frame for one it does not have is dropped.
   const sessions: PortSessions = new PortSessions(
-    ports.attach(request.id, srcNode, (frame) => sessions.take(frame) || sessions.drop(frame, "no such session")),
-    ports.maxData,
+    ports.attach(request.id, srcNode, (frame) => {
+      if (frame.s === ALL && frame.t === "rst") farEnded?.("portSrc ended there first");
+      else if (!sessions.take(frame)) sessions.drop(frame, "no such session");
+    }),
+    () => ports.maxData,
   );
   server.on("connection", (socket: Socket) => {
     if (sessions.size >= MAX_SESSIONS) {
@@ -80,10 +86,10 @@ export async function portDst(ctx: MethodContext): Promise<MethodOutput> {
 
   const far = await Promise.race([untilAborted(ctx.signal).then(() => undefined), farEnd]);
   server.close();
-  sessions.close();
+  sessions.close(far === undefined);
   const summary = sessions.summary(`${where} → ${srcNode} ${source}`);
   if (far !== undefined)
-    throw new MethodError("portDst", `${srcNode} did not take the forwarding (portSrc ${far}); ${summary}`, {
+    throw new MethodError("portDst", `the forwarding ended on ${srcNode} (${far}); ${summary}`, {
       output: { data: summary, exitCode: 1 },
     });
   return forwardingEnded(ctx, "portDst", summary);

@@ -19,6 +19,8 @@ import { MethodError } from "../errors.js";
 import { abortReason, type MethodContext, type MethodOutput, type PortChannel, type PortFrame } from "./method.js";
 
 const WINDOW = 16;
+/** The session name that means the whole forwarding: its rst ends the forwarding on the other node. */
+export const ALL = "*";
 const RETRANSMIT_MS = 1000;
 const MAX_RETRANSMITS = 15;
 
@@ -44,7 +46,8 @@ export class PortSession {
     readonly id: string,
     private readonly socket: Socket,
     private readonly channel: PortChannel,
-    private readonly maxData: number,
+    /** Asked at each read: the broker's max_payload is known once the link is up, and may change with it. */
+    private readonly maxData: () => number,
     role: "listener" | "connector",
     private readonly onOver: (session: PortSession) => void,
   ) {
@@ -55,8 +58,9 @@ export class PortSession {
       this.ack();
     }
     socket.on("data", (chunk: Buffer) => {
-      for (let at = 0; at < chunk.length; at += this.maxData) {
-        const piece = chunk.subarray(at, at + this.maxData);
+      const max = this.maxData();
+      for (let at = 0; at < chunk.length; at += max) {
+        const piece = chunk.subarray(at, at + max);
         this.bytesSent += piece.length;
         this.push({ s: id, t: "data", d: piece.toString("base64") });
       }
@@ -172,7 +176,7 @@ export class PortSessions {
 
   constructor(
     private readonly channel: PortChannel,
-    private readonly maxData: number,
+    private readonly maxData: () => number,
   ) {}
 
   get size(): number {
@@ -207,9 +211,14 @@ export class PortSessions {
     return false;
   }
 
-  /** The forwarding ends: reset every session still open. */
-  close(): void {
-    for (const session of [...this.open.values()]) session.reset(true);
+  /**
+   * The forwarding ends: reset every session still open, and tell the other node that the whole forwarding
+   * is over (session "*"), so that its side ends too when this one ends first (cancelled, stopped); not when
+   * the other node ended it, or never ran its side.
+   */
+  close(tellPeer: boolean): void {
+    for (const session of [...this.open.values()]) session.reset(tellPeer);
+    if (tellPeer) this.channel.send({ s: ALL, t: "rst" });
     this.channel.close();
   }
 

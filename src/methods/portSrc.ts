@@ -9,7 +9,7 @@ import { connect } from "node:net";
 import { MethodError } from "../errors.js";
 import { portAddress } from "../message/methods.js";
 import type { MethodContext, MethodOutput } from "./method.js";
-import { forwardingEnded, PortSessions, untilAborted } from "./portSession.js";
+import { ALL, forwardingEnded, PortSessions, untilAborted } from "./portSession.js";
 
 /** Sessions one forwarding holds at once: an open beyond them is reset. */
 const MAX_SESSIONS = 64;
@@ -25,17 +25,21 @@ export async function portSrc(ctx: MethodContext): Promise<MethodOutput> {
     );
   // The method's argument check (src/message/methods.ts) has made sure this parses.
   const service = portAddress(source, "") ?? { host: "", port: 0 };
+  let peerEnded: (() => void) | undefined;
+  const ended = new Promise<void>((resolve) => (peerEnded = resolve));
   const sessions: PortSessions = new PortSessions(
     ports.attach(message.id, dstNode, (frame) => {
+      if (frame.s === ALL && frame.t === "rst") return peerEnded?.();
       if (sessions.take(frame)) return;
       if (frame.t !== "open" || frame.q !== 0) return sessions.drop(frame, "no such session");
       if (sessions.size >= MAX_SESSIONS) return sessions.drop(frame, `more than ${MAX_SESSIONS} sessions`);
       sessions.add(frame.s, connect({ host: service.host, port: service.port, allowHalfOpen: true }), "connector");
     }),
-    ports.maxData,
+    () => ports.maxData,
   );
   ctx.log.info("port forwarding serves", { id: message.id, dstNode, source });
-  await untilAborted(ctx.signal);
-  sessions.close();
-  return forwardingEnded(ctx, "portSrc", sessions.summary(`${source} → ${dstNode} ${message.methodArgs[2] ?? ""}`));
+  const byPeer = await Promise.race([untilAborted(ctx.signal).then(() => false), ended.then(() => true)]);
+  sessions.close(!byPeer);
+  const summary = sessions.summary(`${source} → ${dstNode} ${message.methodArgs[2] ?? ""}`);
+  return byPeer ? { data: `${summary}; ended by ${dstNode}`, exitCode: 0 } : forwardingEnded(ctx, "portSrc", summary);
 }
