@@ -105,15 +105,7 @@ describe("ctrl forms, parsed", () => {
   });
 
   test("ctrl's methods this version does not have are refused as not supported, not as unknown", () => {
-    for (const name of [
-      "copySrc",
-      "REQCopySrc",
-      "copyDst",
-      "portSrc",
-      "httpGetScheduled",
-      "keysAllow",
-      "aclAddCommand",
-    ]) {
+    for (const name of ["copySrc", "REQCopySrc", "copyDst", "httpGetScheduled", "keysAllow", "aclAddCommand"]) {
       const r = refused({ toNode: "ship1", method: name });
       assert.equal(r.field, "method");
       assert.match(r.message, /not supported by this version/, r.message);

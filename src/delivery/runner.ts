@@ -29,6 +29,7 @@
  */
 import { errorText, MethodError, StoreError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { newEnvelope } from "../message/envelope.js";
 import type { Envelope, ErrorReport } from "../message/message.js";
 import { canonicalMethod, CATALOG, type MethodName, wantsReply } from "../message/methods.js";
 import { METHODS } from "../methods/index.js";
@@ -39,6 +40,7 @@ import { abortableSleep, MAX_TIMER_MS } from "../timers.js";
 import { buildReply, type RunOutcome } from "./buildReply.js";
 import { endLeftoverProcessGroup, processStartTime } from "./leftovers.js";
 import type { Outbox } from "./outbox.js";
+import { PortHub } from "./ports.js";
 import type { Replies } from "./replies.js";
 import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
@@ -179,9 +181,12 @@ export class Runner {
   /** Aborted when the node stops: no run starts any more, and schedules stop between their runs. */
   private readonly stopping = new AbortController();
   private readonly slots: RunSlots;
+  /** Port forwarding's frames, for portDst and portSrc. */
+  private readonly ports: PortHub;
 
   constructor(private readonly opts: RunnerOptions) {
     this.slots = new RunSlots(Math.max(1, opts.maxConcurrentRuns ?? Number.POSITIVE_INFINITY));
+    this.ports = new PortHub(opts.transport, opts.wire, opts.log);
   }
 
   /** Central's bundle changed: stop every running request whose sender may no longer have it run. */
@@ -522,6 +527,22 @@ export class Runner {
           }
         },
         ...(emit && { emit }),
+        ports: this.ports,
+        send: (fields, onEnded) => {
+          const envelope = newEnvelope(fields);
+          const stop = onEnded
+            ? opts.store.outgoing.onFinal((id) => {
+                if (id !== envelope.id) return;
+                stop?.();
+                const rec = opts.store.outgoing.get(id);
+                // Told outside the store's move, which calls this.
+                setImmediate(() => onEnded(rec?.state ?? "failed", rec?.reason ?? undefined));
+              })
+            : undefined;
+          if (opts.store.outgoing.add(envelope)) opts.outbox.deliver({ envelope, attempt: 0 });
+          else stop?.();
+          return envelope;
+        },
       });
       return { output, error: undefined };
     } catch (err) {

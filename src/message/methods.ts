@@ -81,6 +81,33 @@ const relativeDirectory =
         }
       : undefined;
 
+/**
+ * portDst's and portSrc's methodArgs, in ctrl's order: [the other node, the service's host:port on the
+ * source node, the address the destination node listens on]. The last may be left out (loopback, the
+ * service's port) or be a bare port (loopback).
+ */
+const portArgs =
+  (method: string) =>
+  (message: MethodArgs): ArgsProblem | undefined => {
+    const [node = "", source = "", listen] = message.methodArgs;
+    const example = `e.g. ["ship1", "127.0.0.1:8080", "127.0.0.1:18080"]`;
+    if (node === "") return { field: "methodArgs", reason: `${method} needs the other node first, ${example}` };
+    if (portAddress(source, "") === undefined || !/.:\d+$/.test(source))
+      return { field: "methodArgs", reason: `${method} needs the service's host:port second, ${example}` };
+    if (listen !== undefined && portAddress(listen, "") === undefined)
+      return { field: "methodArgs", reason: `${method}: the third element is the address to listen on, ${example}` };
+    return undefined;
+  };
+
+/** "host:port" or "port" (`defaultHost`) → its parts; undefined when it is neither. */
+export function portAddress(value: string, defaultHost: string): { host: string; port: number } | undefined {
+  const m = /^(?:(.*):)?(\d{1,5})$/.exec(value.trim());
+  const port = Number(m?.[2]);
+  if (!m || port < 1 || port > 65535) return undefined;
+  const host = (m[1] ?? "").replace(/^\[(.*)\]$/, "$1");
+  return { host: host === "" ? defaultHost : host, port };
+}
+
 const ENTRIES = {
   cliCommand: {
     seedName: "REQCliCommand",
@@ -141,6 +168,8 @@ const ENTRIES = {
         ? { field: "methodArgs", reason: `cancel needs the id of the message to cancel, e.g. ["01J…"]` }
         : undefined,
   },
+  portDst: { seedName: "REQPortDst", readsArgs: true, checkArgs: portArgs("portDst") },
+  portSrc: { seedName: "REQPortSrc", readsArgs: true, checkArgs: portArgs("portSrc") },
   opProcessList: { seedName: "REQOpProcessList", control: true },
   opProcessStart: { seedName: "REQOpProcessStart", readsArgs: true, control: true },
   opProcessStop: { seedName: "REQOpProcessStop", readsArgs: true, control: true },
@@ -209,8 +238,6 @@ const NOT_YET: Readonly<Record<string, string>> = {
   copydst: "copying a file between nodes",
   subcopysrc: "copying a file between nodes",
   subcopydst: "copying a file between nodes",
-  portsrc: "port forwarding",
-  portdst: "port forwarding",
   relay: "relaying through a node",
   relayinitial: "relaying through a node",
   httpgetscheduled: 'httpGetScheduled (use httpGet with "schedule": [interval, total])',

@@ -24,6 +24,8 @@ const LOADERS: Record<MethodName, () => Promise<MethodHandler>> = {
   hello: async () => (await import("./hello.js")).hello,
   errorLog: async () => (await import("./errorLog.js")).errorLog,
   cancel: async () => (await import("./cancel.js")).cancel,
+  portDst: async () => (await import("./portDst.js")).portDst,
+  portSrc: async () => (await import("./portSrc.js")).portSrc,
   opProcessList: async () => (await import("./opProcessList.js")).opProcessList,
   opProcessStart: async () => (await import("./opProcessStart.js")).opProcessStart,
   opProcessStop: async () => (await import("./opProcessStop.js")).opProcessStop,

@@ -6,6 +6,7 @@
  */
 import type { MethodOutput } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { NewEnvelopeFields } from "../message/envelope.js";
 import type { Envelope } from "../message/message.js";
 import type { MethodName } from "../message/methods.js";
 
@@ -35,6 +36,42 @@ export interface MethodContext {
   subscribers?: SubscriberControl;
   /** A method that starts a process group tells its id, so a restart after a crash can end it. */
   onSpawn?: (pgid: number) => void;
+  /** Port forwarding's frames to and from one other node (src/delivery/ports.ts). */
+  ports?: PortLink;
+  /**
+   * Send a message of this node's own, stored and delivered like any other; returns it. `onEnded` is told
+   * its final state (done, failed, expired, cancelled) and the reason, once.
+   */
+  send?: (fields: NewEnvelopeFields, onEnded?: (state: string, reason: string | undefined) => void) => Envelope;
+}
+
+/**
+ * One frame of a forwarded TCP session (src/methods/portSession.ts). `s` names the session; open, data
+ * and fin are numbered (`q`) in one sequence per direction and ACKed cumulatively (`a`: the last one
+ * taken in order); rst ends the session at once.
+ */
+export interface PortFrame {
+  s: string;
+  t: "open" | "data" | "fin" | "ack" | "rst";
+  q?: number;
+  a?: number;
+  /** data: the bytes, base64. */
+  d?: string;
+}
+
+/** The frames of one forwarding (a portSrc message's id) between this node and its peer. */
+export interface PortChannel {
+  send(frame: PortFrame): void;
+  /** Frames for a session this side does not know: counted and dropped. */
+  drop(frame: PortFrame, why: string): void;
+  close(): void;
+}
+
+export interface PortLink {
+  /** Most bytes of data in one frame: a frame never outgrows the broker's max_payload. */
+  readonly maxData: number;
+  /** Take the frames `peer` signs for forwarding `id`; frames from anyone else are dropped. */
+  attach(id: string, peer: string, onFrame: (frame: PortFrame) => void): PortChannel;
 }
 
 export type { MethodOutput };

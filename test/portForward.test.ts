@@ -1,0 +1,280 @@
+/**
+ * Port forwarding (portDst/portSrc): ship1's real TCP echo server and HTTP server, reached through a port
+ * central listens on, with real nodes on a real broker. Bytes arrive in order (a 5 MiB stream too) over
+ * several connections at once; either end's close reaches the other; methodTimeout ends the forward with
+ * a result; frames injected from a raw NATS client (forged, replayed, signed by a third node) are dropped
+ * and counted, and the stream is unchanged.
+ */
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer, get, type Server as HttpServer } from "node:http";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { cancelMessages, listMessages, query } from "../src/client/client.js";
+import { portSubject } from "../src/delivery/subjects.js";
+import { Fleet, sleepUntil } from "../src/harness/fleet.js";
+import { freePort, TcpProxy } from "../src/harness/net.js";
+import { Attacker, frameBody, Metrics } from "./helpers/attack-helpers.js";
+
+const MAX_PAYLOAD = 32 * 1024;
+let fleet: Fleet;
+let echo: Server;
+let web: HttpServer;
+let attacker: Attacker;
+let centralMetrics: Metrics;
+let ship1Metrics: Metrics;
+/** ship1's link to the broker, to cut mid-stream. */
+let link: TcpProxy;
+/** ship1's side of every connection its echo server took. */
+const echoSockets: Socket[] = [];
+
+const portOf = (s: Server | HttpServer): number => {
+  const a = s.address();
+  return typeof a === "object" && a ? a.port : 0;
+};
+
+before(async () => {
+  const [prom1, prom2] = [await freePort(), await freePort()];
+  // A small max_payload, so that the 5 MiB stream must be cut into many frames that each fit.
+  const conf = join(mkdtempSync(join(tmpdir(), "steward-port-broker-")), "broker.conf");
+  writeFileSync(conf, `max_payload: ${MAX_PAYLOAD}\n`);
+  fleet = await Fleet.start("portForward", [], {}, { brokerArgs: ["-c", conf] });
+  await fleet.add("central", { promHostAndPort: `127.0.0.1:${prom1}` });
+  link = await TcpProxy.start({ port: Number(new URL(fleet.broker.url).port) });
+  await fleet.add("ship1", {
+    promHostAndPort: `127.0.0.1:${prom2}`,
+    brokerAddress: link.url,
+    natsConnectRetryInterval: 1,
+  });
+  centralMetrics = new Metrics(prom1);
+  ship1Metrics = new Metrics(prom2);
+  attacker = await Attacker.connect(fleet.broker.url);
+  echo = createServer((socket) => {
+    echoSockets.push(socket);
+    socket.pipe(socket);
+  });
+  web = createHttpServer((_req, res) => res.end("<html>served on ship1</html>"));
+  await Promise.all([
+    new Promise<void>((r) => echo.listen(0, "127.0.0.1", r)),
+    new Promise<void>((r) => web.listen(0, "127.0.0.1", r)),
+  ]);
+});
+
+after(async () => {
+  await attacker?.close();
+  for (const s of echoSockets) s.destroy();
+  web?.closeAllConnections();
+  await Promise.all([new Promise((r) => echo?.close(r)), new Promise((r) => web?.close(r))]);
+  await fleet?.close();
+  await link?.close();
+});
+
+/** Ask central to forward its 127.0.0.1:<free port> to ship1's `target` port; resolves once it works. */
+async function forward(target: number, methodTimeout: number): Promise<{ id: string; port: number }> {
+  const port = await freePort();
+  const [id] = await fleet.sendOk("central", {
+    toNode: "central",
+    method: "portDst",
+    methodArgs: ["ship1", `127.0.0.1:${target}`, `127.0.0.1:${port}`],
+    methodTimeout,
+    replyMethod: "none",
+  });
+  await sleepUntil(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const s = connect(port, "127.0.0.1", () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on("error", () => resolve(false));
+      }),
+    { what: `central listening on ${port}` },
+  );
+  return { id: id as string, port };
+}
+
+/** A client connection through the forward that keeps what comes back. */
+function client(port: number): Promise<{ socket: Socket; received: () => Buffer; ended: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    const ended = new Promise<void>((r) => socket.once("end", r));
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.once("error", reject);
+    socket.once("connect", () => resolve({ socket, received: () => Buffer.concat(chunks), ended }));
+  });
+}
+
+async function echoed(port: number, bytes: Buffer): Promise<Buffer> {
+  const c = await client(port);
+  c.socket.write(bytes);
+  await sleepUntil(() => c.received().length >= bytes.length, { what: "the echo", timeoutMs: 60_000 });
+  c.socket.end();
+  await c.ended;
+  return c.received();
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("port forwarding", () => {
+  let echoForward: { id: string; port: number };
+
+  test("bytes round-trip in order: a 5 MiB stream and several connections at once", async () => {
+    echoForward = await forward(portOf(echo), 120);
+    const frames = attacker.capture(portSubject("ship1", "central"));
+    const big = randomBytes(5 * 1024 * 1024);
+    const back = await echoed(echoForward.port, big);
+    frames.stop();
+    assert.equal(back.length, big.length);
+    assert.equal(sha(back), sha(big));
+    assert.ok(frames.frames.length > big.length / MAX_PAYLOAD, `${frames.frames.length} frames`);
+    assert.ok(frames.frames.every((f) => f.data.length <= MAX_PAYLOAD));
+    const texts = Array.from({ length: 5 }, (_, i) => Buffer.from(`connection ${i}: ${"x".repeat(1000 * (i + 1))}`));
+    const backs = await Promise.all(texts.map((t) => echoed(echoForward.port, t)));
+    backs.forEach((b, i) => assert.equal(b.toString(), texts[i]?.toString()));
+  });
+
+  test("frames lost while ship1's broker link is down are sent again: the stream arrives whole", async () => {
+    const [first, second] = [randomBytes(256 * 1024), randomBytes(1024 * 1024)];
+    const c = await client(echoForward.port);
+    c.socket.write(first);
+    await sleepUntil(() => c.received().length >= first.length, { what: "the first part back" });
+    link.cut("reset");
+    // Written while ship1 is off the broker: its frames are lost, and both ends send them again once it is back.
+    c.socket.write(second);
+    await sleepUntil(async () => (await query(fleet.node("ship1").socketPath, "health", {})).broker !== "up", {
+      what: "ship1 to see its broker link down",
+    });
+    link.restore();
+    const all = first.length + second.length;
+    await sleepUntil(() => c.received().length >= all, { what: "the whole stream back", timeoutMs: 60_000 });
+    c.socket.end();
+    await c.ended;
+    const big = Buffer.concat([first, second]);
+    assert.equal(sha(c.received()), sha(big));
+  });
+
+  test("an HTTP GET through the forward returns the body", async () => {
+    const { port } = await forward(portOf(web), 120);
+    const body = await new Promise<string>((resolve, reject) => {
+      get(`http://127.0.0.1:${port}/`, (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString()));
+        res.on("end", () => resolve(text));
+      }).on("error", reject);
+    });
+    assert.equal(body, "<html>served on ship1</html>");
+  });
+
+  test("the client's close closes the far socket; the server's close reaches the client as EOF", async () => {
+    const before = echoSockets.length;
+    const c = await client(echoForward.port);
+    c.socket.write("one");
+    await sleepUntil(() => echoSockets.length > before && c.received().toString() === "one");
+    const far = echoSockets[before] as Socket;
+    const farClosed = new Promise<void>((r) => (far.closed ? r() : far.once("close", () => r())));
+    c.socket.end();
+    await farClosed;
+    await c.ended;
+
+    const d = await client(echoForward.port);
+    d.socket.write("two");
+    await sleepUntil(() => echoSockets.length > before + 1 && d.received().toString() === "two");
+    (echoSockets[before + 1] as Socket).end();
+    await d.ended;
+    assert.equal(d.received().toString(), "two");
+    d.socket.destroy();
+  });
+
+  test("frames injected into a session are dropped and the stream is unchanged", async () => {
+    const toShip1 = attacker.capture(portSubject("ship1", "central"));
+    const c = await client(echoForward.port);
+    c.socket.write("first;");
+    await sleepUntil(() => c.received().toString() === "first;");
+    const data = toShip1.frames.find((f) => frameBody(f.data).t === "data");
+    assert.ok(data, "a data frame was captured");
+    const body = frameBody(data.data);
+    const header = data.data.subarray(0, data.data.indexOf(10) + 1);
+    const ship2 = await fleet.peer("ship2");
+    // Replayed verbatim: a duplicate, ACKed again and never written twice (the later bytes show it).
+    await attacker.request(data.subject, data.data);
+    // Edited under central's signature: fails verification on ship1.
+    const edited = Buffer.concat([header, Buffer.from(JSON.stringify({ ...body, q: Number(body.q) + 1 }))]);
+    await ship1Metrics.dropsDuring({ "bad signature": 1 }, () => attacker.request(data.subject, edited));
+    // Signed by another admitted node, for this forwarding: not one of its two nodes.
+    const toCentral = portSubject("central", "ship2");
+    await centralMetrics.dropsDuring({ "port frame": 1 }, () =>
+      attacker.request(toCentral, ship2.seal(toCentral, { ...body, d: Buffer.from("forged").toString("base64") })),
+    );
+    c.socket.write("second");
+    await sleepUntil(() => c.received().length >= "first;second".length);
+    c.socket.end();
+    await c.ended;
+    assert.equal(c.received().toString(), "first;second");
+    toShip1.stop();
+    // The session is over: its open replayed starts no connection to the service.
+    const open = toShip1.frames.find((f) => frameBody(f.data).t === "open");
+    assert.ok(open);
+    const sockets = echoSockets.length;
+    await sleepUntil(() => echoSockets.every((s) => s.closed));
+    await ship1Metrics.dropsDuring({ "port frame": 1 }, () => attacker.request(open.subject, open.data));
+    assert.match(await echoed(echoForward.port, Buffer.from("third")).then(String), /^third$/);
+    assert.equal(echoSockets.length, sockets + 1, "only the legitimate connection reached the service");
+  });
+
+  test("methodTimeout ends the forward: the listener stops and the message is done with its counts", async () => {
+    const f = await forward(portOf(echo), 3);
+    assert.equal((await echoed(f.port, Buffer.from("short"))).toString(), "short");
+    const m = await fleet.waitState("central", f.id, "done");
+    // Two sessions: forward()'s probe that the port listens, and the echo.
+    assert.match(m.result?.data ?? "", /2 sessions, 5 bytes sent, 5 bytes received/);
+    await assert.rejects(client(f.port), /ECONNREFUSED/);
+  });
+
+  test("a cancelled forward ends on both nodes at once: the service's node hears it and ends its side", async () => {
+    const before = (await listMessages(fleet.node("central").socketPath)).filter((v) => v.method === "portSrc");
+    const f = await forward(portOf(echo), 120);
+    const [outcome] = await cancelMessages(fleet.node("central").socketPath, { ids: [f.id], by: "test" });
+    assert.equal(outcome?.outcome, "cancelled", JSON.stringify(outcome));
+    await fleet.waitState("central", f.id, "cancelled");
+    await assert.rejects(client(f.port), /ECONNREFUSED/);
+    const portSrc = (await listMessages(fleet.node("central").socketPath)).find(
+      (v) => v.method === "portSrc" && !before.some((b) => b.id === v.id),
+    );
+    assert.ok(portSrc, "central sent ship1 a portSrc");
+    const m = await fleet.waitState("central", portSrc.id, "done");
+    assert.match(m.result?.data ?? "", /ended by central/);
+  });
+
+  test("forwarding takes the rules' leave at both ends: portDst where it listens, portSrc where the service is", async () => {
+    const ask = async () => {
+      const [id] = await fleet.sendOk("ship1", {
+        toNode: "ship1",
+        method: "portDst",
+        methodArgs: ["central", `127.0.0.1:${portOf(echo)}`, `127.0.0.1:${await freePort()}`],
+        methodTimeout: 30,
+        replyMethod: "none",
+      });
+      return fleet.waitState("ship1", id as string, "failed");
+    };
+    // The default rules: only central forwards.
+    assert.match((await ask()).reason ?? "", /not allowed: ship1 may not call portDst on ship1/);
+    const { bundle } = await query(fleet.node("central").socketPath, "setAcl", {
+      acl: {
+        rules: [
+          { from: ["central"], methods: ["*"], to: ["*"] },
+          { from: ["ship1"], methods: ["portDst"], to: ["self"] },
+        ],
+      },
+    });
+    await fleet.waitBundle(bundle);
+    // ship1 may listen now, but central takes no portSrc from it: the forward fails with central's reason.
+    assert.match(
+      (await ask()).reason ?? "",
+      /the forwarding ended on central \(portSrc failed: not allowed: ship1 may not call portSrc on central/,
+    );
+  });
+});
