@@ -8,6 +8,7 @@
  *   <toNode>.<method>.<fromNode>   a message for a method on a node (request/reply carries the ACK)
  *   <toNode>._state.<fromNode>     best-effort progress notices, from the node running a message to its origin
  *   <toNode>._bundle.<central>     central's signed bundle, sent to one node (it said hello with an older one)
+ *   <toNode>._relay.<fromNode>     another node's signed message (or reply), carried one hop (relay.ts)
  *   _online.<node>                 a node announcing it is (back) on the broker: senders with messages
  *                                  waiting for it listen while they wait, and re-send at once
  *   _bundle.<central>              central's signed bundle, to every node at once
@@ -24,6 +25,8 @@ export const methodSubscription = (node: string, method: MethodName): string => 
 export const stateSubject = (toNode: string, fromNode: string): string => `${toNode}._state.${fromNode}`;
 export const stateSubscription = (node: string): string => `${node}._state.*`;
 export const bundleSubject = (node: string, central: string): string => `${node}._bundle.${central}`;
+export const relaySubject = (toNode: string, fromNode: string): string => `${toNode}._relay.${fromNode}`;
+export const relaySubscription = (node: string): string => `${node}._relay.*`;
 export const onlineSubject = (node: string): string => `_online.${node}`;
 export const bundleBroadcast = (central: string): string => `_bundle.${central}`;
 /** The prefix of a node's reply inboxes. */
