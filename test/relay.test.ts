@@ -76,7 +76,12 @@ after(async () => {
 describe("relay", () => {
   test("central runs a command on far through the relay; the result comes back the same way", async () => {
     const marker = join(far.dataFolder, "ran-1");
-    const [id] = await fleet.sendOk("central", relayed(marker));
+    const [id] = await fleet.sendOk(
+      "central",
+      relayed(marker, { methodArgs: ["sh", "-c", `sleep 2 && touch ${marker} && echo ran-on-far`] }),
+    );
+    // Far's notice that it runs comes through the relay too.
+    await fleet.waitState("central", id as string, "running");
     const view = await fleet.waitState("central", id as string);
     assert.equal(view.state, "done", JSON.stringify(view));
     assert.equal(view.exitCode, 0);

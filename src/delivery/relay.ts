@@ -17,7 +17,7 @@
 import type { Msg } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
 import type { Envelope } from "../message/message.js";
-import { canonicalMethod, type MethodName } from "../message/methods.js";
+import { canonicalMethod, CATALOG, type MethodName } from "../message/methods.js";
 import { wireMessageProblem } from "../message/parse.js";
 import { allows, notAllowed } from "../security/acl.js";
 import { now } from "../security/clock.js";
@@ -216,11 +216,14 @@ export class Relay {
     );
   }
 
-  /** A request is carried only when central's rules let its origin call that method on its target. */
+  /**
+   * A request is carried only when central's rules let its origin call that method on its target. A reply is
+   * checked by the origin (it answers a request of its own), a cancel by the target (its signer's own messages).
+   */
   private refusedByRules(message: Envelope): string | undefined {
-    if (message.requestId !== undefined) return undefined;
-    const { trust } = this.opts.wire;
     const method = canonicalMethod(message.method) as MethodName;
+    if (message.requestId !== undefined || CATALOG[method].cancels) return undefined;
+    const { trust } = this.opts.wire;
     return allows(trust.acl, trust.member(message.fromNode), method, trust.member(message.toNode), message.methodArgs)
       ? undefined
       : notAllowed(message.fromNode, method, message.toNode);
