@@ -4,7 +4,7 @@
  * ctrl's method names in any case, an empty `toNode` beside `toNodes`, every field of ctrl's message
  * written out with its empty value) — are handed UNCHANGED to a real node, by `steward send FILE` and
  * through its socket, and their results must arrive where they say. What this version does not have
- * (relaying, copying) is refused with a reason that says so, while the messages beside it go through.
+ * (ctrl's own relay hop fields, copying) is refused with a reason that says so, while the messages beside it go through.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -142,9 +142,9 @@ describe("ctrl forms, parsed", () => {
     const m = one({ toNode: "ship1", method: "ping", ...empty });
     assert.match(m.id, /^[0-9A-Z]{26}$/, "ctrl's empty id is not kept: Steward gives its own");
     for (const [field, value, reason] of [
-      ["relayViaNode", "ship1", /relaying through a node is not supported by this version/],
-      ["relayReplyMethod", "toConsole", /relaying through a node is not supported/],
-      ["relayOriginalViaNode", "ship1", /relaying through a node is not supported/],
+      ["relayOriginalViaNode", "ship1", /set by the relay node on its own hops in ctrl/],
+      ["relayToNode", "ship2", /Steward's relay needs only relayViaNode/],
+      ["relayReplyMethod", "toConsole", /name the relay node in relayViaNode/],
       ["jetstreamToNode", "ship1", /JetStream .* not supported by this version/],
       ["fromNode", "ship9", /set by the node that sends the message/],
       ["isReply", true, /set by the node that sends the message/],
@@ -155,6 +155,20 @@ describe("ctrl forms, parsed", () => {
       assert.match(r.message, reason);
     }
     assert.match(refused({ toNode: "ship1", method: "ping", useDetectedShell: true }).message, /unknown field/);
+  });
+
+  test("relayViaNode and relayReplyMethod are taken: the reply is handled at the origin with relayReplyMethod", () => {
+    const m = one({
+      toNode: "ship2",
+      relayViaNode: "ship1",
+      relayReplyMethod: "toConsole",
+      replyMethod: "none",
+      method: "cliCommand",
+      methodArgs: ["echo", "relayed"],
+    });
+    assert.equal(m.relayViaNode, "ship1");
+    assert.equal(m.replyMethod, "console");
+    assert.match(refused({ toNode: "ship1", relayViaNode: "ship1", method: "ping" }).message, /cannot relay to itself/);
   });
 });
 
@@ -249,12 +263,12 @@ describe("ctrl message files, unchanged, through a real node", () => {
     });
   });
 
-  test("relaying and copying are refused as not supported; an empty toNode alone is an error; the rest goes", async () => {
+  test("ctrl's own relay hop fields and copying are refused; an empty toNode alone is an error; the rest goes", async () => {
     const answers = await fleet.send("central", fixture("not-supported.json"));
     assert.equal(answers.length, 4, JSON.stringify(answers));
     const [relay, copy, empty, ping] = answers;
     assert.ok(relay && !relay.ok && relay.index === 0, JSON.stringify(relay));
-    assert.match(relay.error, /relayViaNode.*relaying through a node is not supported by this version/);
+    assert.match(relay.error, /relayToNode.*Steward's relay needs only relayViaNode/);
     assert.ok(copy && !copy.ok && copy.index === 1, JSON.stringify(copy));
     assert.match(copy.error, /copySrc: copying a file between nodes is not supported by this version/);
     assert.ok(empty && !empty.ok && empty.index === 2, JSON.stringify(empty));

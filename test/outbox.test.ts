@@ -122,4 +122,38 @@ describe("outbox", () => {
       ship1.stop();
     }
   });
+
+  test("a reply whose ACK wait ends after close() began does not hold the close for its parked wait", async () => {
+    // A node of its own: this test closes its outbox.
+    const node = await startDeliveryNode("ship2", { none: "*" });
+    try {
+      // A reply (retries spent after one attempt, then parked REPLY_PARKED_MS) to a node that stays silent.
+      const reply = envelope({
+        id: uid(),
+        fromNode: "ship2",
+        toNode: "ship1",
+        method: "none",
+        requestId: "some-request",
+        ACKTimeout: 1,
+        retries: 0,
+      });
+      let seen = false;
+      const sub = node.peer.subscribe(methodSubscription("ship1", "none"), {
+        callback: () => {
+          seen = true;
+        },
+      });
+      await node.peer.flush();
+      assert.equal(node.store.outgoing.add(reply), true);
+      node.outbox.deliver({ envelope: reply, attempt: 0 });
+      await sleepUntil(() => seen, { what: "the reply's first attempt, its ACK wait begun" });
+      sub.unsubscribe();
+      // Closing now (a graceful stop): the ACK wait ends without an ACK, and the task must end, not park.
+      const closed = node.outbox.close().then(() => "closed");
+      const parked = new Promise((resolve) => setTimeout(() => resolve("still parked"), 15_000).unref());
+      assert.equal(await Promise.race([closed, parked]), "closed");
+    } finally {
+      await node.close();
+    }
+  });
 });

@@ -58,6 +58,8 @@ export function buildReply(
     requestId: request.id,
     deliverBy: opts.deliverBy,
     result,
+    // The origin cannot be reached but through its relay: the reply goes back the way the request came.
+    ...(request.relayViaNode !== undefined && { relayViaNode: request.relayViaNode }),
     ...(output.data !== undefined && output.data !== "" && { data: output.data }),
   });
   return fitPayload(reply, opts.maxSize);

@@ -34,10 +34,11 @@ import { now } from "../security/clock.js";
 import type { CancelOutcome, Store } from "../store/store.js";
 import { ChunkInbox } from "./chunkInbox.js";
 import type { Busy, Outbox } from "./outbox.js";
+import { type Incoming, Relay, type RelayNotice } from "./relay.js";
 import { Replies } from "./replies.js";
 import { runByPassed, Runner, type RunnerOptions, type RunNotice } from "./runner.js";
 import { SenderLimit } from "./senderLimit.js";
-import { methodOf, stateSubscription } from "./subjects.js";
+import { methodOf, relaySubscription, stateSubscription } from "./subjects.js";
 import { Subscribers } from "./subscribers.js";
 import type { Transport } from "./transport.js";
 import { type Ack, envelopeProblem, type Wire } from "./wire.js";
@@ -83,6 +84,7 @@ export interface InboxOptions {
 
 export class Inbox {
   readonly subscribers: Subscribers;
+  readonly relay: Relay;
   private readonly replies: Replies;
   private readonly runner: Runner;
   private readonly limit: SenderLimit;
@@ -98,6 +100,12 @@ export class Inbox {
       maxMessageSize: opts.maxOutput,
       serves: (method) => this.subscribers.list().some((s) => s.method === method),
       deliver: (msg, method) => this.onMessage(msg, method),
+    });
+    this.relay = new Relay({
+      ...opts,
+      receive: (incoming, method, via) => this.receive(incoming, method, via),
+      notice: (incoming, via) => this.onNotice(incoming, via),
+      refuse: (incoming, signer, reason, value) => this.refuse(incoming, signer, reason, value),
     });
     this.runner = new Runner({
       ...opts,
@@ -115,6 +123,13 @@ export class Inbox {
     }
     transport.subscribe(stateSubscription(nodeName), (msg) => this.onNotice(msg));
     this.chunks.start();
+    transport.subscribe(relaySubscription(nodeName), (msg) => {
+      try {
+        this.relay.receive(msg);
+      } catch (err) {
+        this.opts.log.error("could not handle a relay hop", { subject: msg.subject, reason: errorText(err) });
+      }
+    });
   }
 
   /** Central's bundle changed: stop what a sender may no longer have run here (a key revoked, a rule removed). */
@@ -160,7 +175,8 @@ export class Inbox {
     }
   }
 
-  private receive(msg: Msg, method: MethodName): void {
+  /** `via`: the relay that carried it here (relay.ts); the message's origin must have named it. */
+  private receive(msg: Incoming, method: MethodName, via?: string): void {
     const { store, nodeName, log, wire } = this.opts;
     if (CATALOG[method].heartbeat) {
       // Hellos are heartbeats: recorded, never stored or run as messages. One sent as a message wants its ACK.
@@ -190,6 +206,10 @@ export class Inbox {
     const message = value as Envelope;
     if (message.fromNode !== signer) {
       wire.drop(msg.subject, signer, "wrong signer", `signed by ${signer} but claims to come from ${message.fromNode}`);
+      return;
+    }
+    if (via !== undefined && message.relayViaNode !== via) {
+      this.refuse(msg, signer, `${signer} did not ask ${via} to relay this message (relayViaNode)`, message);
       return;
     }
     const misaddressed =
@@ -279,7 +299,7 @@ export class Inbox {
   }
 
   /** `signer` cancels its own message methodArgs[0] here: applied, on disk, then ACKed. */
-  private cancel(msg: Msg, signer: string, message: Envelope): void {
+  private cancel(msg: Incoming, signer: string, message: Envelope): void {
     const { store, log, nodeName } = this.opts;
     if (!this.subscribers.allows("cancel", signer)) {
       this.refuse(msg, signer, `${signer} is not allowed to use cancel on ${nodeName} (allowedNodes)`, message);
@@ -310,12 +330,12 @@ export class Inbox {
   }
 
   /** The ACK, refusal or busy answer, signed for the sender's reply inbox (so it answers that one request only). */
-  private answer(msg: Msg, ack: Ack | Busy): void {
+  private answer(msg: Incoming, ack: Ack | Busy): void {
     if (msg.reply) msg.respond(this.opts.wire.seal(msg.reply, ack));
   }
 
   /** A verified sender over its share: nothing is kept; its outbox sends the message again in `ms`. */
-  private busy(msg: Msg, signer: string, value: unknown, ms: number): void {
+  private busy(msg: Incoming, signer: string, value: unknown, ms: number): void {
     const id = (value as Partial<Envelope> | null)?.id;
     this.opts.onBusy?.(signer);
     this.opts.log.debug("busy: a sender over maxMessagesPerSender is told to re-send later", { id, signer, ms });
@@ -323,7 +343,7 @@ export class Inbox {
   }
 
   /** Refuse a verified sender's message: it is answered (never retried), logged, audited and reported. */
-  private refuse(msg: Msg, signer: string, reason: string, value?: unknown): void {
+  private refuse(msg: Incoming, signer: string, reason: string, value?: unknown): void {
     const message = (value ?? {}) as Partial<Envelope>;
     const id = typeof message.id === "string" ? message.id : undefined;
     this.opts.log.warn("refused a message", { subject: msg.subject, id, signer, reason });
@@ -339,13 +359,19 @@ export class Inbox {
   }
 
   /** A node running one of our requests says it runs, or waits for a free run: believed only from that node. */
-  private onNotice(msg: Msg): void {
+  private onNotice(msg: Incoming, via?: string): void {
     const opened = this.opts.wire.open(msg.subject, msg.data);
     if (!opened) return;
-    const notice = opened.value as Partial<RunNotice> | null;
-    if ((notice?.state !== "running" && notice?.state !== "waiting") || typeof notice.id !== "string") return;
+    const notice = opened.value as Partial<RunNotice | RelayNotice> | null;
+    if (typeof notice?.id !== "string") return;
     const rec = this.opts.store.outgoing.get(notice.id);
     if (!rec) return;
+    // Its relay's word on its hop (relay.ts).
+    if (via === undefined && rec.toNode !== opened.signer && rec.envelope.relayViaNode === opened.signer) {
+      this.relay.onNotice(rec, opened.signer, notice as Partial<RelayNotice>);
+      return;
+    }
+    if (notice.state !== "running" && notice.state !== "waiting") return;
     if (rec.toNode !== opened.signer) {
       this.opts.wire.drop(msg.subject, opened.signer, "wrong signer", `notice for a message to ${rec.toNode}`);
       return;

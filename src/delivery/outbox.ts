@@ -37,6 +37,7 @@ import { now } from "../security/clock.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { MAX_TIMER_MS } from "../timers.js";
 import { type ChunkedMessage, chunkedMessage, FRAME_SLACK, sendChunks } from "./chunks.js";
+import { nextHop, sealHop } from "./relay.js";
 import { MAX_BUSY_MS } from "./senderLimit.js";
 import { methodSubject, onlineSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
@@ -165,6 +166,7 @@ export class Outbox {
       retryWait: message.retryWait,
       methodTimeout: message.methodTimeout,
       deliverBy: Math.max(now() + this.maxMessageAge * 1000, message.deliverBy ?? 0),
+      ...(message.relayViaNode !== undefined && { relayViaNode: message.relayViaNode }),
     });
   }
 
@@ -179,6 +181,9 @@ export class Outbox {
 
   private async sendUntilAcked(message: Envelope, attemptsSoFar: number): Promise<void> {
     const subject = methodSubject(message.toNode, message.method, this.wire.nodeName);
+    // Through a relay (relay.ts): each attempt goes to the next hop, which ACKs it once it has stored it.
+    const hop = nextHop(message, this.wire.nodeName);
+    const ackFrom = hop ?? message.toNode;
     const maxAttempts = 1 + message.retries;
     let attempt = attemptsSoFar;
     let lastReason = "no ACK";
@@ -198,7 +203,22 @@ export class Outbox {
         this.expire(message, `not delivered by ${by} (${parks ? "deliverBy" : "maxMessageAge"})`);
         return;
       }
-      let bytes = chunked?.whole ?? this.wire.seal(subject, { ...message, deliverBy, attempt: attempt + 1 });
+      const sending = { ...message, deliverBy, attempt: attempt + 1 };
+      const sealed = chunked
+        ? { subject, bytes: chunked.whole }
+        : hop === undefined
+          ? { subject, bytes: this.wire.seal(subject, sending) }
+          : sealHop(this.wire, sending, hop);
+      const sentOn = sealed.subject;
+      let bytes = sealed.bytes;
+      if (hop !== undefined && bytes.length > this.transport.maxPayload) {
+        // A relay hop carries its frame in one piece: chunks go only straight to their target.
+        this.fail(
+          message,
+          `message is ${bytes.length} bytes, more than the broker's max_payload of ${this.transport.maxPayload}: too large to relay; send less data per message`,
+        );
+        return;
+      }
       // A chunked frame says attempt 1 whatever the attempt: the same bytes after a restart of this node, so
       // the receiver keeps the chunks it has.
       if (!chunked && bytes.length > this.transport.maxPayload && attempt > 0)
@@ -216,7 +236,7 @@ export class Outbox {
       if (!this.store.outgoing.moveToSent(message.id, attempt)) return;
       if (message.ACKTimeout === 0 && !chunked) {
         // Fire and forget: the reply, if any, moves it on.
-        if (this.transport.publish(subject, bytes)) {
+        if (this.transport.publish(sentOn, bytes)) {
           this.hooks.onSent?.(message, attempt);
           return;
         }
@@ -233,10 +253,8 @@ export class Outbox {
           ? await sendChunks(this.transport, this.wire, chunked, Math.max(message.ACKTimeout, 10) * 1000, (n, count) =>
               this.store.outgoing.noteProgress(message.id, `chunk ${n}/${count} ACKed`),
             )
-          : await this.transport.request(subject, bytes, message.ACKTimeout * 1000, (answer) => {
-              const value = this.wire.open(answer.subject, answer.data, message.toNode)?.value as Partial<
-                Ack | Busy
-              > | null;
+          : await this.transport.request(sentOn, bytes, message.ACKTimeout * 1000, (answer) => {
+              const value = this.wire.open(answer.subject, answer.data, ackFrom)?.value as Partial<Ack | Busy> | null;
               return value &&
                 (("ack" in value && value.ack === message.id) ||
                   "refused" in value ||
@@ -248,10 +266,10 @@ export class Outbox {
           // Not stored there: wait as asked (a little more, so that senders told the same do not all come back
           // at once), then send it again. That attempt is brought forward: it spends no retry.
           broughtForward++;
-          lastReason = `${message.toNode} busy`;
+          lastReason = `${ackFrom} busy`;
           const asked = typeof ack.busy === "number" && ack.busy > 0 ? Math.min(ack.busy, MAX_BUSY_MS) : 1000;
           this.log.debug("receiver busy, will re-send", { id: message.id, toNode: message.toNode, waitMs: asked });
-          await this.sleep(message.toNode, message.id, asked * (1 + Math.random() / 2));
+          await this.sleep(ackFrom, message.id, asked * (1 + Math.random() / 2));
           const state = this.store.outgoing.get(message.id)?.state;
           if (state !== "queued" && state !== "sent") return;
           continue;
@@ -260,19 +278,25 @@ export class Outbox {
           this.hooks.onAcked?.(message);
           if (chunked) this.store.outgoing.noteProgress(message.id, null);
           // A reply, a hello or an error report gets no reply back: for them, delivered is done.
-          if (wantsReply(message.method) && message.requestId === undefined)
+          // A copy this node relays is done once the next node has it; its origin waits for the reply.
+          if (wantsReply(message.method) && message.requestId === undefined && message.relayFrame === undefined) {
             this.store.outgoing.moveToAcked(message.id);
-          else this.store.outgoing.moveToFinal(message.id, "done", { exitCode: 0 });
+            if (hop !== undefined)
+              this.store.outgoing.noteHop(
+                message.id,
+                `relayed by ${hop}: ${hop} has it, to deliver to ${message.toNode}`,
+              );
+          } else this.store.outgoing.moveToFinal(message.id, "done", { exitCode: 0 });
           return;
         }
         if ("refused" in ack && typeof ack.refused === "string") {
-          if (ack.refused.startsWith("expired:")) this.expire(message, `refused by ${message.toNode}: ${ack.refused}`);
+          if (ack.refused.startsWith("expired:")) this.expire(message, `refused by ${ackFrom}: ${ack.refused}`);
           // "not allowed: central may not call …" says it all, as the operator should read it.
           else if (ack.refused.startsWith("not allowed:")) this.fail(message, ack.refused);
-          else this.fail(message, `refused by ${message.toNode}: ${ack.refused}`);
+          else this.fail(message, `refused by ${ackFrom}: ${ack.refused}`);
           return;
         }
-        lastReason = `no valid ACK from ${message.toNode} (${JSON.stringify(ack).slice(0, 80)})`;
+        lastReason = `no valid ACK from ${ackFrom} (${JSON.stringify(ack).slice(0, 80)})`;
       } catch (err) {
         lastReason = (err as Error).message;
       }
@@ -298,7 +322,7 @@ export class Outbox {
       this.log.debug("no ACK, will re-send", { id: message.id, toNode: message.toNode, attempt, reason: lastReason });
       // A re-send brought forward by a wake (the node said it is back) does not count against retries: replayed
       // `_online` announcements, or a node that is back without this method's subscriber, cannot burn them.
-      if (await this.sleep(message.toNode, message.id, wait)) broughtForward++;
+      if (await this.sleep(ackFrom, message.id, wait)) broughtForward++;
       // The state may have moved on meanwhile (the reply came back though this ACK was lost): stop re-sending.
       const state = this.store.outgoing.get(message.id)?.state;
       if (state !== "queued" && state !== "sent") return;
@@ -335,6 +359,8 @@ export class Outbox {
 
   /** Wait `ms`, or less when woken (a node came back); true when woken. */
   private sleep(node: string, id: string, ms: number): Promise<boolean> {
+    // Closing: close() woke every waiter already; one that starts now would hold the close for its whole wait.
+    if (this.closed) return Promise.resolve(false);
     return new Promise((resolve) => {
       const end = (woken: boolean) => {
         clearTimeout(timer);

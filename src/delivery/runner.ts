@@ -41,8 +41,8 @@ import { buildReply, type RunOutcome } from "./buildReply.js";
 import { endLeftoverProcessGroup, processStartTime } from "./leftovers.js";
 import type { Outbox } from "./outbox.js";
 import { PortHub } from "./ports.js";
+import { publishNotice } from "./relay.js";
 import type { Replies } from "./replies.js";
-import { stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import type { Wire } from "./wire.js";
 
@@ -570,8 +570,8 @@ export class Runner {
 
   /** Tell the message's origin that its method waits or runs (best effort: the reply settles the state anyway). */
   private notice(message: Envelope, state: RunNotice["state"]): void {
-    const subject = stateSubject(message.fromNode, this.opts.wire.nodeName);
-    this.opts.transport.publish(subject, this.opts.wire.seal(subject, { id: message.id, state } satisfies RunNotice));
+    // A relayed message's origin hears it through the relay (relay.ts).
+    publishNotice(this.opts.transport, this.opts.wire, message, { id: message.id, state } satisfies RunNotice);
   }
 
   private deliverBy(): number {

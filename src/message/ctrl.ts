@@ -12,13 +12,12 @@
  */
 import { canonicalMethod, methodSpec } from "./methods.js";
 
-const RELAY = "relaying through a node is not supported by this version";
+// relayViaNode and relayReplyMethod are Steward's fields too (docs/MESSAGES.md); the rest ctrl sets on its own hops.
+const RELAY = "is set by the relay node on its own hops in ctrl; Steward's relay needs only relayViaNode; leave it out";
 const SET_BY_NODE = "is set by the node that sends the message, not by its file; leave it out";
 
 /** ctrl's fields that Steward has no use for: ignored when empty, refused with this reason when set. */
 const CTRL_ONLY: Readonly<Record<string, string>> = {
-  relayViaNode: RELAY,
-  relayReplyMethod: RELAY,
   relayOriginalViaNode: RELAY,
   relayFromNode: RELAY,
   relayToNode: RELAY,

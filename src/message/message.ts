@@ -33,6 +33,8 @@ export interface Message {
   deliverBy?: number;
   /** ms since the epoch: a message that reaches its target later, or has not started there by then, is not run. */
   runBy?: number;
+  /** The node that carries it to toNode, and the reply back (docs/DELIVERY.md, "Relay"): for a node only it can reach. */
+  relayViaNode?: string;
 }
 
 /** What travels on the wire: the message plus who sent it and, for a reply, what it answers. */
@@ -54,6 +56,11 @@ export interface Envelope extends Message {
   requestId?: string;
   /** Set on a reply: how the method went. */
   result?: MethodResult;
+  /**
+   * Set only on a relay node's own stored copy of a message it carries (never by the origin): the origin's signed
+   * frame (base64), forwarded as it is (src/delivery/relay.ts).
+   */
+  relayFrame?: string;
 }
 
 /** The outcome of running a method, carried back in the reply. */

@@ -84,6 +84,8 @@ const FIELDS = new Set([
   "runBy",
   "batch",
   "maxErrors",
+  "relayViaNode",
+  "relayReplyMethod",
 ]);
 
 /** Fields whose input form (a time or a duration) differs from their wire form (ms since the epoch). */
@@ -186,11 +188,22 @@ export function toMessages(
   const legacy = methodRaw === "REQOpCommand" ? legacyOpCommand(o.operation, fail) : undefined;
   const method = legacy?.method ?? canonicalMethod(methodRaw);
   if (!method) return fail("method", unknownMethodReason(methodRaw));
-  const replyRaw = str("replyMethod");
+  // Relay: ctrl's relayReplyMethod is the method the reply is handled with back at the origin; Steward carries
+  // the target's one signed reply there unchanged, so it stands for replyMethod (docs/MESSAGES.md, "Relay").
+  const relayViaNode = str("relayViaNode") || undefined;
+  const relayBad = relayViaNode === undefined ? undefined : badTokenReason(relayViaNode);
+  if (relayBad) fail("relayViaNode", `node name ${relayBad}`);
+  const relayReplyRaw = str("relayReplyMethod") || undefined;
+  if (relayReplyRaw !== undefined && relayViaNode === undefined)
+    fail("relayReplyMethod", "is the reply method of a relayed message; name the relay node in relayViaNode");
+  const replyRaw = relayReplyRaw ?? str("replyMethod");
   const replyMethod = replyRaw === undefined ? defaultReplyMethod(method) : canonicalMethod(replyRaw);
   if (!replyMethod) return fail("replyMethod", unknownMethodReason(replyRaw ?? ""));
   if (!REPLY_METHODS.includes(replyMethod)) {
-    fail("replyMethod", `"${replyRaw}" cannot handle a reply; use one of ${REPLY_METHODS.join(", ")}`);
+    fail(
+      relayReplyRaw === undefined ? "replyMethod" : "relayReplyMethod",
+      `"${replyRaw}" cannot handle a reply; use one of ${REPLY_METHODS.join(", ")}`,
+    );
   }
 
   const methodArgs = legacy?.methodArgs ?? strings("methodArgs");
@@ -265,7 +278,10 @@ export function toMessages(
     ...(schedule && { schedule }),
     ...(deliverBy !== undefined && { deliverBy }),
     ...(runBy !== undefined && { runBy }),
+    ...(relayViaNode !== undefined && { relayViaNode }),
   };
+  if (relayViaNode !== undefined && targets.includes(relayViaNode))
+    fail("relayViaNode", `is the node that carries the message to toNode; ${relayViaNode} cannot relay to itself`);
   return targets.map((node) => ({
     id: idRaw === undefined ? newId() : targets.length === 1 ? idRaw : `${idRaw}@${node}`,
     toNode: node,

@@ -52,6 +52,9 @@ export interface Config {
   rootCAPath: string;
   tlsCertFile: string;
   tlsKeyFile: string;
+  relayBrokerAddress: string;
+  relayNkeySeedFile: string;
+  relayNatsCredsFile: string;
   promHostAndPort: string;
   profilingPort: string;
   exposeDataFolder: string;
@@ -216,6 +219,24 @@ export const SETTINGS: Setting[] = [
   },
   { key: "tlsCertFile", kind: "string", default: () => "", help: "client certificate (PEM) for TLS to the broker" },
   { key: "tlsKeyFile", kind: "string", default: () => "", help: "key (PEM) of the client certificate" },
+  {
+    key: "relayBrokerAddress",
+    kind: "string",
+    default: () => "",
+    help: "a second broker this node also joins, to relay messages to the nodes only it reaches there (relayViaNode); empty = none",
+  },
+  {
+    key: "relayNkeySeedFile",
+    kind: "string",
+    default: () => "",
+    help: "nkey seed file for relayBrokerAddress; empty = none (the TLS settings serve both brokers)",
+  },
+  {
+    key: "relayNatsCredsFile",
+    kind: "string",
+    default: () => "",
+    help: "NATS user credentials file for relayBrokerAddress; empty = none",
+  },
   {
     key: "promHostAndPort",
     kind: "string",

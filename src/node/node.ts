@@ -21,6 +21,7 @@ import { Outbox } from "../delivery/outbox.js";
 import { Rejects } from "../delivery/rejects.js";
 import { parseAllowed } from "../delivery/subscribers.js";
 import { Transport } from "../delivery/transport.js";
+import { TwoBrokers } from "../delivery/twoBrokers.js";
 import { Wire } from "../delivery/wire.js";
 import { errorText } from "../errors.js";
 import { startHttpListener } from "../inputs/httpListener.js";
@@ -111,7 +112,7 @@ export class StewardNode {
       reportError: (e) => this.reportError(e),
     });
     this.wire = new Wire(this.trust, rejects);
-    this.transport = new Transport({
+    const link = {
       brokerAddress: config.brokerAddress,
       nodeName: config.nodeName,
       retryInterval: config.natsConnectRetryInterval,
@@ -121,7 +122,19 @@ export class StewardNode {
       rootCAPath: config.rootCAPath,
       tlsCertFile: config.tlsCertFile,
       tlsKeyFile: config.tlsKeyFile,
-    });
+    };
+    // A relay node joins a second broker too, and carries messages between the two (src/delivery/relay.ts).
+    this.transport = config.relayBrokerAddress
+      ? new TwoBrokers(
+          link,
+          new Transport({
+            ...link,
+            brokerAddress: config.relayBrokerAddress,
+            nkeySeedFile: config.relayNkeySeedFile,
+            credsFile: config.relayNatsCredsFile,
+          }),
+        )
+      : new Transport(link);
     this.trustLink = new TrustLink({
       trust: this.trust,
       wire: this.wire,
@@ -147,9 +160,13 @@ export class StewardNode {
       this.log,
       {
         onSent: (message, attempt) => this.metrics.sent(message, attempt),
-        onAcked: (message) => this.metrics.acked(message),
+        onAcked: (message) => {
+          this.metrics.acked(message);
+          this.inbox.relay.carried(message);
+        },
         onFailed: (message, reason) => {
           this.metrics.failed(message);
+          this.inbox.relay.carried(message, reason);
           // An error report that cannot be delivered is not reported again (no loops).
           if (!methodSpec(message.method)?.errorReport)
             this.reportError({

@@ -310,6 +310,12 @@ export class OutgoingTable {
     this.move(id, "acked", MOVES_FROM.moveToAcked);
   }
 
+  /** How a relayed message's hops went (src/delivery/relay.ts): kept in its reason while it has not ended. */
+  noteHop(id: string, note: string): void {
+    const state = this.get(id)?.state;
+    if (state !== undefined && !FINAL_STATES.includes(state)) this.move(id, state, [state], { reason: note });
+  }
+
   /** The receiver has it stored, and it waits there for a free run. */
   moveToWaiting(id: string): void {
     this.move(id, "waiting", MOVES_FROM.moveToWaiting);
