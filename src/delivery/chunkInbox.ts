@@ -5,9 +5,12 @@
  *   check      its head well formed, its bytes where the head says, the method ── else dropped (counted)
  *              served here; the whole within maxMessageSize, not past deliverBy ── else refused (signed)
  *   dedupe     the message already stored here: answered with its ACK
- *   bound      a sender has at most MAX_SETS_PER_SENDER incomplete messages here ── else busy (sent again later)
- *   store      written to <databaseFolder>/chunks/<sender>/<set>/<seq> (synced), then ACKed
- *   complete   the last chunk: the whole is read back into one buffer, its sha256 checked, and it goes to the
+ *   bound      a sender has at most MAX_SETS_PER_SENDER incomplete messages here, and all senders' together
+ *              claim at most DISK_BUDGET_SETS × maxMessageSize (each counted at its full size)  ── else busy
+ *   store      written to <databaseFolder>/chunks/<sender>/<set>/<seq> (synced, private), then ACKed
+ *   complete   the last chunk: at most MAX_ASSEMBLING messages are put back together at once (each in a buffer
+ *              of its whole size) ── else that chunk is answered busy, and its sender sends it again later.
+ *              The whole is read back into one buffer, its sha256 checked, and it goes to the
  *              inbox exactly as a message that came in one piece (its signature checked for its method's
  *              subject); the inbox's answer (ACK, refusal, busy) answers that last chunk. Then the set is deleted,
  *              unless the answer was busy (the sender sends a chunk again later, which completes it again).
@@ -39,8 +42,14 @@ export const MAX_SETS_PER_SENDER = 4;
 export const IDLE_MS = 60 * 60 * 1000;
 /** How often sets are checked for pruning. */
 const PRUNE_EVERY_MS = 60_000;
-/** What a sender over MAX_SETS_PER_SENDER is told to wait. */
+/** What a sender over MAX_SETS_PER_SENDER or the disk budget is told to wait. */
 const BUSY_MS = 5000;
+/** Incomplete messages of all senders together claim at most this many times maxMessageSize of disk. */
+export const DISK_BUDGET_SETS = 4;
+/** Messages put back together at once, each in a buffer of its whole size: the memory chunks may take. */
+export const MAX_ASSEMBLING = 2;
+/** What the sender of a last chunk is told to wait while MAX_ASSEMBLING others are being put together. */
+const ASSEMBLY_BUSY_MS = 1000;
 
 export interface ChunkInboxOptions {
   nodeName: string;
@@ -71,6 +80,8 @@ interface ChunkSet {
 
 export class ChunkInbox {
   private sets = new Map<string, ChunkSet>();
+  /** Sets being put back together now (at most MAX_ASSEMBLING). */
+  private assemblingNow = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ChunkInboxOptions) {}
@@ -163,6 +174,13 @@ export class ChunkInbox {
         this.answer(msg, { busy: BUSY_MS, id: h.chunkOf });
         return;
       }
+      // One set is always taken, however large, so that a message up to maxMessageSize can come in.
+      const claimed = [...this.sets.values()].reduce((sum, s) => sum + s.head.size, 0);
+      if (claimed > 0 && claimed + h.size > DISK_BUDGET_SETS * this.opts.maxMessageSize) {
+        this.opts.log.debug("busy: incomplete chunked messages take all the disk they may", { signer, claimed });
+        this.answer(msg, { busy: BUSY_MS, id: h.chunkOf });
+        return;
+      }
       set = this.create(signer, h);
     }
     set.touched = Date.now();
@@ -171,7 +189,7 @@ export class ChunkInbox {
       await s.ready;
       const tmp = join(s.dir, `${h.seq}.${randomBytes(4).toString("hex")}.tmp`);
       try {
-        const fh = await open(tmp, "w");
+        const fh = await open(tmp, "w", 0o600);
         try {
           await fh.writeFile(data);
           await fh.datasync();
@@ -199,7 +217,22 @@ export class ChunkInbox {
   private async complete(set: ChunkSet, msg: Msg, method: MethodName): Promise<void> {
     // Another chunk completed it a moment ago: its answer is the one the sender waits for.
     if (set.assembling) return;
+    if (this.assemblingNow >= MAX_ASSEMBLING) {
+      // Its chunk is on disk but not ACKed: the sender sends it again after the wait, which completes the set then.
+      this.opts.log.debug("busy: other chunked messages are being put back together", { id: set.head.chunkOf });
+      this.answer(msg, { busy: ASSEMBLY_BUSY_MS, id: set.head.chunkOf });
+      return;
+    }
     set.assembling = true;
+    this.assemblingNow++;
+    try {
+      await this.assemble(set, msg, method);
+    } finally {
+      this.assemblingNow--;
+    }
+  }
+
+  private async assemble(set: ChunkSet, msg: Msg, method: MethodName): Promise<void> {
     const { head } = set;
     let whole: Buffer;
     try {
@@ -252,7 +285,9 @@ export class ChunkInbox {
 
   private create(from: string, h: ChunkHead): ChunkSet {
     const { seq: _seq, ...head } = h;
-    const dir = join(this.opts.folder, from, createHash("sha256").update(h.chunkOf).digest("hex").slice(0, 32));
+    // A folder of its own for each set: one that replaces another of the same id never shares (nor loses) it.
+    const name = createHash("sha256").update(h.chunkOf).digest("hex").slice(0, 32);
+    const dir = join(this.opts.folder, from, `${name}-${randomBytes(8).toString("hex")}`);
     const set: ChunkSet = {
       from,
       dir,
@@ -261,9 +296,9 @@ export class ChunkInbox {
       touched: Date.now(),
       assembling: false,
       ready: (async () => {
-        await rm(dir, { recursive: true, force: true });
-        await mkdir(dir, { recursive: true });
-        await writeFile(join(dir, "head.json"), JSON.stringify(head));
+        // Modes given, not left to the umask: the runner briefly sets a looser one to start commands.
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        await writeFile(join(dir, "head.json"), JSON.stringify(head), { mode: 0o600 });
       })(),
     };
     set.ready.catch(() => undefined);

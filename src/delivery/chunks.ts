@@ -53,6 +53,13 @@ export interface ChunkHead {
 /** The receiver's "busy" (outbox.ts's Busy, which imports this file). */
 type Busy = { busy: number; id: string };
 
+/** sendChunks stopped early: the node is closing, or the message is no longer to be sent. */
+export class ChunksStopped extends Error {
+  constructor() {
+    super("chunks no longer sent: closing, or the message was cancelled");
+  }
+}
+
 /** The receiver has chunk `seq` of message `chunk` on disk. */
 export interface ChunkAck {
   chunk: string;
@@ -85,7 +92,8 @@ export const chunkSizeFor = (maxPayload: number): number => Math.max(MIN_CHUNK, 
 /**
  * Send the chunks of `m` not ACKed yet, WINDOW at a time, each waiting `timeoutMs` for its ACK. Returns the
  * whole message's answer; throws when a chunk got none (the caller re-sends as for any message).
- * `onProgress(acked, count)` after each chunk ACK.
+ * `onProgress(acked, count)` after each chunk ACK. `going()` false (the node is closing, or the message was
+ * cancelled): no further chunk is sent, and it throws ChunksStopped once those in flight are answered.
  */
 export async function sendChunks(
   transport: Transport,
@@ -93,6 +101,7 @@ export async function sendChunks(
   m: ChunkedMessage,
   timeoutMs: number,
   onProgress?: (acked: number, count: number) => void,
+  going: () => boolean = () => true,
 ): Promise<Ack | Busy> {
   const chunkSize = chunkSizeFor(transport.maxPayload);
   const count = Math.ceil(m.whole.length / chunkSize);
@@ -119,7 +128,7 @@ export async function sendChunks(
       return undefined;
     };
   const worker = async () => {
-    while (answer === undefined && failure === undefined && next < todo.length) {
+    while (answer === undefined && failure === undefined && next < todo.length && going()) {
       const seq = todo[next++] as number;
       const head: ChunkHead = {
         chunkOf: m.id,
@@ -149,5 +158,6 @@ export async function sendChunks(
   await Promise.all(Array.from({ length: WINDOW }, worker));
   if (answer) return answer;
   if (failure) throw failure;
+  if (next < todo.length) throw new ChunksStopped();
   throw new Error(`all ${count} chunks ACKed, but no answer for the whole message`);
 }

@@ -36,7 +36,7 @@ import { methodSpec, wantsReply } from "../message/methods.js";
 import { now } from "../security/clock.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
 import { MAX_TIMER_MS } from "../timers.js";
-import { type ChunkedMessage, chunkedMessage, FRAME_SLACK, sendChunks } from "./chunks.js";
+import { type ChunkedMessage, chunkedMessage, ChunksStopped, FRAME_SLACK, sendChunks } from "./chunks.js";
 import { nextHop, sealHop } from "./relay.js";
 import { MAX_BUSY_MS } from "./senderLimit.js";
 import { methodSubject, onlineSubject } from "./subjects.js";
@@ -250,8 +250,13 @@ export class Outbox {
         // else on the inbox is dropped and the wait goes on, so a forged answer that comes first costs nothing.
         // Chunks are ACKed one by one even when the message itself is fire and forget.
         const ack = chunked
-          ? await sendChunks(this.transport, this.wire, chunked, Math.max(message.ACKTimeout, 10) * 1000, (n, count) =>
-              this.store.outgoing.noteProgress(message.id, `chunk ${n}/${count} ACKed`),
+          ? await sendChunks(
+              this.transport,
+              this.wire,
+              chunked,
+              Math.max(message.ACKTimeout, 10) * 1000,
+              (n, count) => this.store.outgoing.noteProgress(message.id, `chunk ${n}/${count} ACKed`),
+              () => !this.closed && this.stillToSend(message.id),
             )
           : await this.transport.request(sentOn, bytes, message.ACKTimeout * 1000, (answer) => {
               const value = this.wire.open(answer.subject, answer.data, ackFrom)?.value as Partial<Ack | Busy> | null;
@@ -298,6 +303,8 @@ export class Outbox {
         }
         lastReason = `no valid ACK from ${ackFrom} (${JSON.stringify(ack).slice(0, 80)})`;
       } catch (err) {
+        // Cancelled, or closing: the rest of its chunks are not sent.
+        if (err instanceof ChunksStopped) return;
         lastReason = (err as Error).message;
       }
       // A "no subscriber" answer comes back at once: still wait out the ACK window, then retryWait.
@@ -332,6 +339,12 @@ export class Outbox {
       message,
       `max retries reached (${attempt} attempts, last: ${lastReason}), check if node is up and running and if it got a subscriber for the given method`,
     );
+  }
+
+  /** Is the message still queued or sent (not cancelled, not concluded by its reply)? */
+  private stillToSend(id: string): boolean {
+    const state = this.store.outgoing.get(id)?.state;
+    return state === "queued" || state === "sent";
   }
 
   private fail(message: Envelope, reason: string): void {
