@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -111,11 +111,17 @@ test("a 20 MiB file request is accepted and written whole on its target", async 
   assert.equal(sha256(written), sha256(`${data}\n`));
 });
 
-/** The chunks of `whole` for ship1 as `from` would send them, `head` fields overridden. */
-function chunksOf(from: Peer, whole: Uint8Array, id: string, head: Partial<ChunkHead> = {}): Uint8Array[] {
+/** The chunks of `whole` for `to` as `from` would send them, `head` fields overridden. */
+function chunksOf(
+  from: Peer,
+  whole: Uint8Array,
+  id: string,
+  head: Partial<ChunkHead> = {},
+  to = "ship1",
+): Uint8Array[] {
   const chunkSize = chunkSizeFor(MiB);
   const count = Math.ceil(whole.length / chunkSize);
-  const subject = chunkSubject("ship1", from.name);
+  const subject = chunkSubject(to, from.name);
   const deliverBy = Date.now() + 3_600_000;
   return Array.from({ length: count }, (_, seq) => {
     const h: ChunkHead = {
@@ -215,6 +221,61 @@ test("forged and garbage chunks run nothing and are not kept beyond the bounds",
     const [ok] = await fleet.sendOk("central", { toNode: "ship1", method: "cliCommand", methodArgs: ["true"] });
     assert.equal((await fleet.waitState("central", ok as string)).state, "done");
     assert.equal(existsSync(marker), false, "no forged command ran");
+  } finally {
+    await attacker.close();
+  }
+});
+
+test("partial sets of all senders stay within the disk budget, private, and a replacing set keeps its own folder", async () => {
+  // ship2 takes 2 MiB messages: its partial sets may claim 4 × 2 MiB. Each set here claims a little more than
+  // 2 MiB (three chunks), so a fourth from the same sender (which the per-sender bound would take) is busy.
+  const attacker = await Attacker.connect(fleet.broker.url);
+  try {
+    const trudy = await fleet.peer("trudy");
+    const eve = await fleet.peer("eve");
+    const ship2Key = nodeIdentity(fleet.node("ship2"));
+    const size = 2 * MiB + 32 * 1024;
+    const send = async (from: Peer, chunk: Uint8Array | undefined) =>
+      openAnswer(
+        await attacker.answer(await attacker.request(chunkSubject("ship2", from.name), chunk as Uint8Array)),
+        ship2Key,
+      ) as { chunk?: string; busy?: number };
+    const sets = Array.from({ length: 4 }, () => ({ id: newId(), whole: randomBytes(size) }));
+    // The second set's sha256 is wrong: completing it frees its share of the budget.
+    const chunks = sets.map((s, i) =>
+      chunksOf(trudy, s.whole, s.id, i === 1 ? { sha256: sha256("other") } : {}, "ship2"),
+    );
+    for (const c of chunks.slice(0, 3)) assert.equal((await send(trudy, c[0])).chunk !== undefined, true);
+    assert.equal(typeof (await send(trudy, chunks[3]?.[0])).busy, "number", "past the budget: busy");
+    const other = newId();
+    const eves = chunksOf(eve, randomBytes(size), other, {}, "ship2");
+    assert.equal(typeof (await send(eve, eves[0])).busy, "number", "the budget is the node's, not the sender's");
+    assert.equal(chunkSets("ship2", "trudy").length, 3);
+    assert.equal(chunkSets("ship2", "eve").length, 0, "nothing kept of a set told busy");
+
+    // Partial sets are private, whatever the umask of the moment.
+    const setDir = join(fleet.node("ship2").opts.dir, "var", "chunks", "trudy", chunkSets("ship2", "trudy")[0] ?? "");
+    assert.equal(statSync(setDir).mode & 0o777, 0o700);
+    for (const f of readdirSync(setDir)) assert.equal(statSync(join(setDir, f)).mode & 0o777, 0o600, f);
+
+    // Another version of the first message (the same id, other bytes) replaces it: all its chunks are
+    // stored and ACKed (none lost to the old set's deletion), in a folder of its own.
+    const first = sets[0] as { id: string };
+    const again = chunksOf(trudy, randomBytes(size), first.id, {}, "ship2");
+    for (const c of again.slice(0, 2)) assert.equal((await send(trudy, c)).chunk, first.id);
+    await sleepUntil(() => chunkSets("ship2", "trudy").length === 3, { what: "the replaced set deleted" });
+    const heads = chunkSets("ship2", "trudy").map((d) => {
+      const dir = join(fleet.node("ship2").opts.dir, "var", "chunks", "trudy", d);
+      return { head: JSON.parse(readFileSync(join(dir, "head.json"), "utf8")) as ChunkHead, files: readdirSync(dir) };
+    });
+    const replaced = heads.find((h) => h.head.chunkOf === first.id);
+    assert.ok(replaced, "the replacing set is on disk");
+    assert.deepEqual(replaced.files.filter((f) => /^\d+$/.test(f)).sort(), ["0", "1"]);
+
+    // The bad set completes and is dropped: its share is free again, and the set told busy is taken now.
+    for (const c of (chunks[1] ?? []).slice(1)) await attacker.request(chunkSubject("ship2", "trudy"), c);
+    await sleepUntil(() => chunkSets("ship2", "trudy").length === 2, { what: "the bad set deleted" });
+    assert.equal((await send(eve, eves[0])).chunk, other, "taken once the budget has room");
   } finally {
     await attacker.close();
   }
