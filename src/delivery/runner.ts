@@ -22,7 +22,7 @@
  *           aborted (their process trees ended) and moved to interrupted: at the next start each runs
  *           again, its result marked `interrupted`, and a schedule goes on at its next slot. A crash
  *           leaves a run `running` instead: it runs again marked `rerun`, once the process group it may
- *           have left is ended (leftovers.ts).
+ *           have left is ended (leftovers.ts). Port forwarding, told `resumed`, ends instead (portSession.ts).
  *   cancel  its origin cancelled it (inbox.ts): not run if it has not started (waiting included), its
  *           process tree ended if it runs, the way a timeout ends it; then it ends as usual, its reply
  *           saying `cancelled`. The mark is stored first, so a restart ends it the same way.
