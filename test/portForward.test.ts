@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, get, type Server as HttpServer } from "node:http";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -119,12 +119,29 @@ async function echoed(port: number, bytes: Buffer): Promise<Buffer> {
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
+/** The ids of the portSrc messages central has sent. */
+async function portSrcIds(): Promise<string[]> {
+  return (await listMessages(fleet.node("central").socketPath, 200))
+    .filter((v) => v.method === "portSrc")
+    .map((v) => v.id);
+}
+
+/** The portSrc central sends for a forward started after `before` was taken. */
+async function newPortSrc(before: string[]): Promise<string> {
+  let id: string | undefined;
+  await sleepUntil(async () => (id = (await portSrcIds()).find((i) => !before.includes(i))) !== undefined, {
+    what: "central to send ship1 a portSrc",
+  });
+  return id as string;
+}
+
 describe("port forwarding", () => {
   let echoForward: { id: string; port: number };
 
   test("bytes round-trip in order: a 5 MiB stream and several connections at once", async () => {
     echoForward = await forward(portOf(echo), 120);
     const frames = attacker.capture(portSubject("ship1", "central"));
+    await frames.ready;
     const big = randomBytes(5 * 1024 * 1024);
     const back = await echoed(echoForward.port, big);
     frames.stop();
@@ -191,6 +208,7 @@ describe("port forwarding", () => {
 
   test("frames injected into a session are dropped and the stream is unchanged", async () => {
     const toShip1 = attacker.capture(portSubject("ship1", "central"));
+    await toShip1.ready;
     const c = await client(echoForward.port);
     c.socket.write("first;");
     await sleepUntil(() => c.received().toString() === "first;");
@@ -235,17 +253,16 @@ describe("port forwarding", () => {
   });
 
   test("a cancelled forward ends on both nodes at once: the service's node hears it and ends its side", async () => {
-    const before = (await listMessages(fleet.node("central").socketPath)).filter((v) => v.method === "portSrc");
+    const before = await portSrcIds();
     const f = await forward(portOf(echo), 120);
+    const portSrc = await newPortSrc(before);
+    // Running on ship1: the forwarding's end reaches it as a frame (one not running yet is withdrawn instead).
+    await fleet.waitState("central", portSrc, "running");
     const [outcome] = await cancelMessages(fleet.node("central").socketPath, { ids: [f.id], by: "test" });
     assert.equal(outcome?.outcome, "cancelled", JSON.stringify(outcome));
     await fleet.waitState("central", f.id, "cancelled");
     await assert.rejects(client(f.port), /ECONNREFUSED/);
-    const portSrc = (await listMessages(fleet.node("central").socketPath)).find(
-      (v) => v.method === "portSrc" && !before.some((b) => b.id === v.id),
-    );
-    assert.ok(portSrc, "central sent ship1 a portSrc");
-    const m = await fleet.waitState("central", portSrc.id, "done");
+    const m = await fleet.waitState("central", portSrc, "done");
     assert.match(m.result?.data ?? "", /ended by central/);
   });
 
@@ -276,5 +293,54 @@ describe("port forwarding", () => {
       (await ask()).reason ?? "",
       /the forwarding ended on central \(portSrc failed: not allowed: ship1 may not call portSrc on central/,
     );
+  });
+
+  test("a forward cancelled while the service's node is away withdraws its portSrc: it never runs there", async () => {
+    const ship1 = fleet.node("ship1");
+    await ship1.stop();
+    const before = await portSrcIds();
+    const cancelsBefore = (await listMessages(fleet.node("central").socketPath, 200)).filter(
+      (v) => v.method === "cancel",
+    );
+    const f = await forward(portOf(echo), 120);
+    const portSrc = await newPortSrc(before);
+    // Sent at least once (no ACK: ship1 is away), so a signed cancel must follow it there.
+    await sleepUntil(async () => (await fleet.status("central", portSrc)).attempt >= 1, {
+      what: "central to send the portSrc once",
+    });
+    await cancelMessages(fleet.node("central").socketPath, { ids: [f.id], by: "test" });
+    await fleet.waitState("central", f.id, "cancelled");
+    assert.match((await fleet.waitState("central", portSrc, "cancelled")).reason ?? "", /portDst .* ended/);
+    await ship1.start();
+    // The positive signal: the cancel that followed the portSrc is ACKed by ship1 (it left a tombstone there),
+    // and a later message from central to ship1 has run.
+    const cancel = (await listMessages(fleet.node("central").socketPath, 200)).find(
+      (v) => v.method === "cancel" && !cancelsBefore.some((c) => c.id === v.id),
+    );
+    assert.ok(cancel, "a signed cancel followed the portSrc");
+    await fleet.waitState("central", cancel.id, "done", 60_000);
+    const [later] = await fleet.sendOk("central", {
+      toNode: "ship1",
+      method: "cliCommand",
+      methodArgs: ["echo", "later"],
+    });
+    await fleet.waitState("central", later as string, "done", 60_000);
+    assert.equal((await fleet.status("central", portSrc)).state, "cancelled", "no result came back from a run");
+    const served = readFileSync(ship1.logPath, "utf8")
+      .split("\n")
+      .filter((l) => l.includes("port forwarding serves") && l.includes(portSrc));
+    assert.deepEqual(served, [], "ship1 never ran the withdrawn portSrc");
+  });
+
+  test("a listening node stopped during a forward does not forward again at its next start: the result says why", async () => {
+    const central = fleet.node("central");
+    const f = await forward(portOf(echo), 120);
+    assert.equal((await echoed(f.port, Buffer.from("before the stop"))).toString(), "before the stop");
+    await central.stop();
+    await central.start();
+    const m = await fleet.waitState("central", f.id, "failed", 60_000);
+    assert.match(m.reason ?? "", /the forwarding ended when central stopped/);
+    assert.equal(m.interrupted, true);
+    await assert.rejects(client(f.port), /ECONNREFUSED/);
   });
 });

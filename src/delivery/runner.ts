@@ -22,7 +22,7 @@
  *           aborted (their process trees ended) and moved to interrupted: at the next start each runs
  *           again, its result marked `interrupted`, and a schedule goes on at its next slot. A crash
  *           leaves a run `running` instead: it runs again marked `rerun`, once the process group it may
- *           have left is ended (leftovers.ts).
+ *           have left is ended (leftovers.ts). Port forwarding, told `resumed`, ends instead (portSession.ts).
  *   cancel  its origin cancelled it (inbox.ts): not run if it has not started (waiting included), its
  *           process tree ended if it runs, the way a timeout ends it; then it ends as usual, its reply
  *           saying `cancelled`. The mark is stored first, so a restart ends it the same way.
@@ -30,7 +30,7 @@
 import { errorText, MethodError, StoreError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { newEnvelope } from "../message/envelope.js";
-import type { Envelope, ErrorReport } from "../message/message.js";
+import { type Envelope, type ErrorReport, isFinal } from "../message/message.js";
 import { canonicalMethod, CATALOG, type MethodName, wantsReply } from "../message/methods.js";
 import { METHODS } from "../methods/index.js";
 import type { MethodOutput, SubscriberControl } from "../methods/method.js";
@@ -304,7 +304,7 @@ export class Runner {
       !isReply && wantsReply(method)
         ? (data: string) => sendPart({ output: { data, exitCode: null }, error: undefined })
         : undefined;
-    const runOnce = () => this.runOnce(turn?.message ?? message, method, request, signal, emit);
+    const runOnce = () => this.runOnce(turn?.message ?? message, method, request, signal, emit, resumed);
     // A resumed request whose sender has lost its right meanwhile (or lost it while it waited) is not run:
     // it ends with the reason.
     // One whose runBy passed while it waited (or before a restart resumed it) is not run either: it expires.
@@ -495,6 +495,7 @@ export class Runner {
     request: Envelope | undefined,
     signal: AbortSignal,
     emit: ((data: string) => void) | undefined,
+    resumed: Resumed,
   ): Promise<RunOutcome> {
     const { opts } = this;
     const run = new AbortController();
@@ -527,6 +528,7 @@ export class Runner {
           }
         },
         ...(emit && { emit }),
+        ...(resumed && { resumed }),
         ports: this.ports,
         send: (fields, onEnded) => {
           const envelope = newEnvelope(fields);
@@ -542,6 +544,10 @@ export class Runner {
           if (opts.store.outgoing.add(envelope)) opts.outbox.deliver({ envelope, attempt: 0 });
           else stop?.();
           return envelope;
+        },
+        withdraw: (id, by, unless = []) => {
+          const rec = opts.store.outgoing.get(id);
+          return !!rec && !isFinal(rec.state) && !unless.includes(rec.state) && opts.outbox.cancel(rec, by);
         },
       });
       return { output, error: undefined };

@@ -43,6 +43,13 @@ export interface MethodContext {
    * its final state (done, failed, expired, cancelled) and the reason, once.
    */
   send?: (fields: NewEnvelopeFields, onEnded?: (state: string, reason: string | undefined) => void) => Envelope;
+  /**
+   * Withdraw a message `send` sent, the way `steward cancel` does (a signed cancel follows it when it may have
+   * reached its target), unless it has ended or its state is one of `unless`. True when it was withdrawn.
+   */
+  withdraw?: (id: string, by: string, unless?: readonly string[]) => boolean;
+  /** A crash (`rerun`) or a graceful stop (`interrupted`) cut this message's last run short: this run is its next. */
+  resumed?: "rerun" | "interrupted";
 }
 
 /**

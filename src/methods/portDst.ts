@@ -13,7 +13,7 @@ import { isLoopback } from "../listen.js";
 import { portAddress } from "../message/methods.js";
 import { now } from "../security/clock.js";
 import type { MethodContext, MethodOutput } from "./method.js";
-import { ALL, forwardingEnded, PortSessions, untilAborted } from "./portSession.js";
+import { ALL, forwardingEnded, PortSessions, refuseResumed, untilAborted } from "./portSession.js";
 
 /** Connections one forwarding holds at once: more are closed at once. */
 const MAX_SESSIONS = 64;
@@ -21,6 +21,7 @@ const MAX_SESSIONS = 64;
 export async function portDst(ctx: MethodContext): Promise<MethodOutput> {
   const { ports, send, message } = ctx;
   if (!ports || !send) throw new MethodError("portDst", "port forwarding is not available on this node");
+  refuseResumed(ctx, "portDst");
   // The method's argument check (src/message/methods.ts) has made sure these parse.
   const [srcNode = "", source = ""] = message.methodArgs;
   const service = portAddress(source, "") ?? { host: "", port: 0 };
@@ -67,30 +68,37 @@ export async function portDst(ctx: MethodContext): Promise<MethodOutput> {
       if (state !== "done") farEnded?.(`portSrc ${state}${reason ? `: ${reason}` : ""}`);
     },
   );
-  // Only this side opens sessions: a frame for one it does not have is dropped.
-  const sessions: PortSessions = new PortSessions(
-    ports.attach(request.id, srcNode, (frame) => {
-      if (frame.s === ALL && frame.t === "rst") farEnded?.("portSrc ended there first");
-      else if (!sessions.take(frame)) sessions.drop(frame, "no such session");
-    }),
-    () => ports.maxData,
-  );
-  server.on("connection", (socket: Socket) => {
-    if (sessions.size >= MAX_SESSIONS) {
-      socket.destroy();
-      return;
-    }
-    sessions.add(randomBytes(8).toString("hex"), socket, "listener");
-  });
-  ctx.log.info("port forwarding listens", { id: message.id, listen: where, srcNode, source, portSrc: request.id });
-
-  const far = await Promise.race([untilAborted(ctx.signal).then(() => undefined), farEnd]);
-  server.close();
-  sessions.close(far === undefined);
-  const summary = sessions.summary(`${where} → ${srcNode} ${source}`);
-  if (far !== undefined)
-    throw new MethodError("portDst", `the forwarding ended on ${srcNode} (${far}); ${summary}`, {
-      output: { data: summary, exitCode: 1 },
+  try {
+    // Only this side opens sessions: a frame for one it does not have is dropped.
+    const sessions: PortSessions = new PortSessions(
+      ports.attach(request.id, srcNode, (frame) => {
+        if (frame.s === ALL && frame.t === "rst") farEnded?.("portSrc ended there first");
+        else if (!sessions.take(frame)) sessions.drop(frame, "no such session");
+      }),
+      () => ports.maxData,
+    );
+    server.on("connection", (socket: Socket) => {
+      if (sessions.size >= MAX_SESSIONS) {
+        socket.destroy();
+        return;
+      }
+      sessions.add(randomBytes(8).toString("hex"), socket, "listener");
     });
-  return forwardingEnded(ctx, "portDst", summary);
+    ctx.log.info("port forwarding listens", { id: message.id, listen: where, srcNode, source, portSrc: request.id });
+
+    const far = await Promise.race([untilAborted(ctx.signal).then(() => undefined), farEnd]);
+    server.close();
+    sessions.close(far === undefined);
+    const summary = sessions.summary(`${where} → ${srcNode} ${source}`);
+    if (far !== undefined)
+      throw new MethodError("portDst", `the forwarding ended on ${srcNode} (${far}); ${summary}`, {
+        output: { data: summary, exitCode: 1 },
+      });
+    return forwardingEnded(ctx, "portDst", summary);
+  } finally {
+    server.close();
+    // A portSrc not delivered yet (the other node away) would otherwise arrive later and hold a run there for
+    // its whole methodTimeout: it is withdrawn. One that runs there has been told by the rst frame above.
+    ctx.withdraw?.(request.id, `${ctx.nodeName} (portDst ${message.id} ended)`, ["running"]);
+  }
 }

@@ -240,3 +240,16 @@ export function forwardingEnded(ctx: MethodContext, method: string, summary: str
   if (/methodTimeout/.test(reason)) return output;
   throw new MethodError(method, `${summary}; ended early: ${reason}`, { output });
 }
+
+/**
+ * A forwarding ends with its node's stop or crash, and does not run again at the next start (a fresh
+ * methodTimeout would outlive what was asked, and its sessions are gone anyway): a resumed run ends at once.
+ */
+export function refuseResumed(ctx: MethodContext, method: string): void {
+  if (!ctx.resumed) return;
+  const how = ctx.resumed === "rerun" ? "crashed" : "stopped";
+  throw new MethodError(
+    method,
+    `the forwarding ended when ${ctx.nodeName} ${how}: a forwarding does not run again after a restart; send portDst again to forward anew`,
+  );
+}

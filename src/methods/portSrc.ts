@@ -9,7 +9,7 @@ import { connect } from "node:net";
 import { MethodError } from "../errors.js";
 import { portAddress } from "../message/methods.js";
 import type { MethodContext, MethodOutput } from "./method.js";
-import { ALL, forwardingEnded, PortSessions, untilAborted } from "./portSession.js";
+import { ALL, forwardingEnded, PortSessions, refuseResumed, untilAborted } from "./portSession.js";
 
 /** Sessions one forwarding holds at once: an open beyond them is reset. */
 const MAX_SESSIONS = 64;
@@ -17,6 +17,7 @@ const MAX_SESSIONS = 64;
 export async function portSrc(ctx: MethodContext): Promise<MethodOutput> {
   const { ports, message } = ctx;
   if (!ports) throw new MethodError("portSrc", "port forwarding is not available on this node");
+  refuseResumed(ctx, "portSrc");
   const [dstNode = "", source = ""] = message.methodArgs;
   if (dstNode !== message.fromNode)
     throw new MethodError(

@@ -66,14 +66,15 @@ export class Attacker {
   }
 
   /** Keep every frame published on `subject` (a wildcard) until the returned stop is called. */
-  capture(subject: string): { frames: Captured[]; stop: () => void } {
+  /** `ready` resolves once the broker has the subscription: frames sent after it are captured. */
+  capture(subject: string): { frames: Captured[]; stop: () => void; ready: Promise<void> } {
     const frames: Captured[] = [];
     const sub = this.nc.subscribe(subject, {
       callback: (_err, msg) => {
         frames.push({ subject: msg.subject, data: msg.data, reply: msg.reply ?? "" });
       },
     });
-    return { frames, stop: () => sub.unsubscribe() };
+    return { frames, stop: () => sub.unsubscribe(), ready: this.nc.flush() };
   }
 
   async close(): Promise<void> {
