@@ -262,7 +262,7 @@ describe("relay", () => {
         fromNode: "far",
         toNode: "relay",
         method: "none",
-        requestId: id as string,
+        requestId: id,
         result: { exitCode: 0 },
       });
       const replySubject = methodSubject("relay", "none", "far");
