@@ -6,10 +6,11 @@
  */
 import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { query } from "../src/client/client.js";
+import { health, query } from "../src/client/client.js";
 import type { RelayHop } from "../src/delivery/relay.js";
 import { methodSubject, relaySubject } from "../src/delivery/subjects.js";
 import { Fleet, frameBody, sleepUntil } from "../src/harness/fleet.js";
@@ -27,6 +28,9 @@ let brokerB: LocalNatsServer;
 let far: NodeProcess;
 let farMetrics: Metrics;
 
+/** Both brokers take small payloads, so that a reply larger than one hop is quick to make. */
+const MAX_PAYLOAD = 64 * 1024;
+
 /** A cliCommand from central to far through the relay node; `extra` overrides. */
 function relayed(marker: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -41,9 +45,21 @@ function relayed(marker: string, extra: Record<string, unknown> = {}): Record<st
   };
 }
 
+/** A broker configuration file with MAX_PAYLOAD. */
+function brokerConf(name: string): string {
+  const dir = join(tmpdir(), `steward-${name}-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const conf = join(dir, "nats.conf");
+  writeFileSync(conf, `max_payload: ${MAX_PAYLOAD}\n`);
+  return conf;
+}
+
 before(async () => {
-  fleet = await Fleet.start("relay", ["central"]);
-  brokerB = await LocalNatsServer.start({ dir: join(fleet.dir, "brokerB") });
+  fleet = await Fleet.start("relay", ["central"], {}, { brokerArgs: ["-c", brokerConf("relay-brokerA")] });
+  brokerB = await LocalNatsServer.start({
+    dir: join(fleet.dir, "brokerB"),
+    args: ["-c", brokerConf("relay-brokerB")],
+  });
   await fleet.add("relay", { relayBrokerAddress: brokerB.url });
   // Far's key, admitted at central before far ever starts: it cannot say hello to central.
   const farEtc = join(fleet.dir, "far", "etc");
@@ -194,5 +210,108 @@ describe("relay", () => {
     await sleepUntil(async () => (await fleet.status("relay", id as string)).state === "done", {
       what: "the relay's copy to be done",
     });
+  });
+
+  test("a relayed command's output larger than max_payload comes back cut to one hop, marked truncated", async () => {
+    const [id] = await fleet.sendOk(
+      "central",
+      relayed("", { methodArgs: ["sh", "-c", `head -c ${3 * MAX_PAYLOAD} /dev/zero | tr '\\0' a`] }),
+    );
+    const view = await fleet.waitState("central", id as string, undefined, 30_000);
+    assert.equal(view.state, "done", JSON.stringify({ ...view, result: undefined }));
+    const data = view.result?.data ?? "";
+    assert.match(data, /^a+$/);
+    assert.ok(data.length < MAX_PAYLOAD, `${data.length} bytes came back`);
+    assert.equal(data.length + (view.result?.truncated ?? 0), 3 * MAX_PAYLOAD);
+  });
+
+  test("a message sent fire and forget (ACKTimeout 0) is done on the relay once far ACKs it", async () => {
+    const marker = join(far.dataFolder, "fire-and-forget");
+    const [id] = await fleet.sendOk("central", relayed(marker, { ACKTimeout: 0 }));
+    assert.equal((await fleet.waitState("central", id as string)).state, "done");
+    assert.ok(existsSync(marker));
+    // Its copy waited for far's ACK: done, not left "sent" to go again at the relay's next start.
+    const hop = await fleet.waitState("relay", id as string);
+    assert.equal(hop.state, "done", JSON.stringify(hop));
+  });
+
+  test("another origin's hop under an id the relay holds is refused; a reply to the relay's copy is refused", async () => {
+    const [id] = await fleet.sendOk("central", relayed(join(far.dataFolder, "ran-held")));
+    await fleet.waitState("central", id as string);
+    await fleet.waitState("relay", id as string);
+    const farPeer = fleet.as("far");
+    const nc = await connect({ servers: brokerB.url });
+    try {
+      // Far (which central's rules let ping central) sends a message of its own under central's id.
+      const inner = envelope({
+        id: id as string,
+        fromNode: "far",
+        toNode: "central",
+        method: "ping",
+        relayViaNode: "relay",
+      });
+      const innerSubject = methodSubject("central", "ping", "far");
+      const frame = Buffer.from(farPeer.seal(innerSubject, inner)).toString("base64");
+      const subject = relaySubject("relay", "far");
+      const hop: RelayHop = { id: inner.id, fromNode: "far", toNode: "relay", subject: innerSubject, frame };
+      const answer = await nc.request(subject, farPeer.seal(subject, hop), { timeout: 5000 });
+      assert.match((frameBody(answer.data) as { refused?: string }).refused ?? "", /already used here/);
+      // Far answers the relay's copy straight to the relay: the relay sent no such request of its own.
+      const reply = envelope({
+        id: newId(),
+        fromNode: "far",
+        toNode: "relay",
+        method: "none",
+        requestId: id,
+        result: { exitCode: 0 },
+      });
+      const replySubject = methodSubject("relay", "none", "far");
+      const refused = await nc.request(replySubject, farPeer.seal(replySubject, reply), { timeout: 5000 });
+      assert.match((frameBody(refused.data) as { refused?: string }).refused ?? "", /answers no none request of relay/);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  test("the relay applies maxMessagesPerSender to the hops it stores: busy, then carried all the same", async () => {
+    const relay = fleet.node("relay");
+    await relay.stop();
+    Object.assign(relay.opts.settings ?? {}, { maxMessagesPerSender: 1, maxMessagesPerSenderBurst: 1 });
+    await relay.start();
+    await sleepUntil(async () => (await health(relay.socketPath)).broker === "up", { what: "the relay on the broker" });
+    const central = fleet.as("central");
+    const nc = await connect({ servers: fleet.broker.url });
+    const answers: unknown[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const inner = envelope({
+          id: newId(),
+          fromNode: "central",
+          toNode: "far",
+          relayViaNode: "relay",
+          methodArgs: ["true"],
+        });
+        const innerSubject = methodSubject("far", "cliCommand", "central");
+        const frame = Buffer.from(central.seal(innerSubject, inner)).toString("base64");
+        const subject = relaySubject("relay", "central");
+        const hop: RelayHop = { id: inner.id, fromNode: "central", toNode: "relay", subject: innerSubject, frame };
+        const answer = await nc.request(subject, central.seal(subject, hop), { timeout: 5000 });
+        answers.push({ id: inner.id, body: frameBody(answer.data) });
+      }
+    } finally {
+      await nc.close();
+    }
+    const busy = answers.filter((a) => {
+      const { id, body } = a as { id: string; body: { busy?: number; id?: string } };
+      return typeof body.busy === "number" && body.busy > 0 && body.id === id;
+    });
+    assert.ok(busy.length >= 1, JSON.stringify(answers));
+    // Central's own outbox waits as told and sends again: nothing is lost.
+    const ids = await fleet.sendOk(
+      "central",
+      [1, 2, 3].map((n) => relayed(join(far.dataFolder, `limited-${n}`))),
+    );
+    for (const id of ids) assert.equal((await fleet.waitState("central", id, undefined, 30_000)).state, "done");
+    for (const n of [1, 2, 3]) assert.ok(existsSync(join(far.dataFolder, `limited-${n}`)));
   });
 });

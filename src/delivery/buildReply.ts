@@ -29,6 +29,8 @@ export function buildReply(
     interrupted?: boolean;
     /** The largest reply sent (maxMessageSize); above the broker's max_payload it goes in chunks. */
     maxSize: number;
+    /** The broker's max_payload: a reply that goes back through a relay must fit one hop (relayedReplyRoom). */
+    maxPayload: number;
     deliverBy: number;
     part?: { seq: number; partial: boolean };
   },
@@ -62,7 +64,18 @@ export function buildReply(
     ...(request.relayViaNode !== undefined && { relayViaNode: request.relayViaNode }),
     ...(output.data !== undefined && output.data !== "" && { data: output.data }),
   });
-  return fitPayload(reply, opts.maxSize);
+  const maxSize =
+    request.relayViaNode !== undefined ? Math.min(opts.maxSize, relayedReplyRoom(opts.maxPayload)) : opts.maxSize;
+  return fitPayload(reply, maxSize);
+}
+
+/**
+ * The largest reply that goes back through a relay: a hop carries its frame in one piece, never in chunks
+ * (relay.ts), base64 (4 bytes for 3) inside the relay's own signed hop, so the reply's frame must fit in
+ * about 3/4 of max_payload, less room for the hop's envelope and signature.
+ */
+export function relayedReplyRoom(maxPayload: number): number {
+  return Math.floor(((maxPayload - 4096) * 3) / 4);
 }
 
 /** Cut a reply's data so that it fits `maxSize` bytes, and say how much was dropped. */

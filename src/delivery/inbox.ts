@@ -106,6 +106,8 @@ export class Inbox {
       receive: (incoming, method, via) => this.receive(incoming, method, via),
       notice: (incoming, via) => this.onNotice(incoming, via),
       refuse: (incoming, signer, reason, value) => this.refuse(incoming, signer, reason, value),
+      limit: this.limit,
+      busy: (incoming, signer, value, ms) => this.busy(incoming, signer, value, ms),
     });
     this.runner = new Runner({
       ...opts,

@@ -22,6 +22,7 @@ import { wireMessageProblem } from "../message/parse.js";
 import { allows, notAllowed } from "../security/acl.js";
 import { now } from "../security/clock.js";
 import type { OutgoingRecord, Store } from "../store/store.js";
+import type { SenderLimit } from "./senderLimit.js";
 import { methodSubject, relaySubject, senderOf, stateSubject } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import { type Ack, envelopeProblem, type Wire } from "./wire.js";
@@ -110,6 +111,10 @@ export interface RelayOptions {
   notice(incoming: Incoming, via: string): void;
   /** Refuse a verified sender's hop: answered, logged and reported. */
   refuse(incoming: Incoming, signer: string, reason: string, value?: unknown): void;
+  /** The inbox's share per signer (maxMessagesPerSender): what a relay stores counts as for its inbox. */
+  limit: SenderLimit;
+  /** A verified sender over its share: answered busy, nothing stored (its outbox sends it again later). */
+  busy(incoming: Incoming, signer: string, value: unknown, ms: number): void;
 }
 
 export class Relay {
@@ -172,6 +177,12 @@ export class Relay {
   /** A message for a node beyond this one: checked, stored as one of this node's own, ACKed, then carried. */
   private carry(msg: Incoming, hop: RelayHop, data: Uint8Array, signer: string): void {
     const { wire, store, nodeName, log } = this.opts;
+    // Stored here as the inbox would store it: within the hop's signer's share, or it is told to come back later.
+    const busyMs = this.opts.limit.take(signer);
+    if (busyMs !== undefined) {
+      this.opts.busy(msg, signer, { id: hop.id }, busyMs);
+      return;
+    }
     // The origin's signature on the subject it signed for: a frame changed on the way is dropped here.
     const inner = wire.open(hop.subject, data);
     if (!inner) return;
@@ -191,7 +202,13 @@ export class Relay {
       this.opts.refuse(msg, signer, refused, message);
       return;
     }
-    const copy: Envelope = { ...message, relayFrame: hop.frame };
+    // Hop 2 always waits for the target's ACK (10 s when the origin sent it fire and forget): a copy sent
+    // without one would stay "sent" here, and be sent again at every start of this node until it expired.
+    const copy: Envelope = {
+      ...message,
+      relayFrame: hop.frame,
+      ...(message.ACKTimeout <= 0 && { ACKTimeout: 10 }),
+    };
     let fresh: boolean;
     try {
       fresh = store.outgoing.add(copy);
@@ -199,7 +216,26 @@ export class Relay {
       log.error("cannot store a message to relay; not ACKing it", { id: message.id, reason: (err as Error).message });
       return;
     }
-    if (!fresh) log.debug("a message relayed already, ACKed again", { id: message.id, fromNode: signer });
+    if (!fresh) {
+      // Copies share this node's outgoing ids with its own messages: only a re-send of the copy stored is
+      // ACKed again; an id another message holds here (this node's own, another origin's) is never carried.
+      const stored = store.outgoing.get(message.id)?.envelope;
+      if (
+        stored?.relayFrame === undefined ||
+        stored.fromNode !== message.fromNode ||
+        stored.toNode !== message.toNode ||
+        stored.method !== message.method
+      ) {
+        this.opts.refuse(
+          msg,
+          signer,
+          `id ${message.id} already used here by another message; send it with a new id`,
+          message,
+        );
+        return;
+      }
+      log.debug("a message relayed already, ACKed again", { id: message.id, fromNode: signer });
+    }
     store.durable().then(
       () => {
         if (msg.reply) msg.respond(wire.seal(msg.reply, { ack: message.id } satisfies Ack));

@@ -179,6 +179,8 @@ export class Replies {
     const stored = this.opts.store.outgoing.get(reply.requestId as string);
     if (
       !stored ||
+      // Sent by this node: a copy it relays for another origin (relay.ts) is answered at that origin only.
+      stored.envelope.fromNode !== this.opts.nodeName ||
       stored.requestId !== null ||
       stored.toNode !== reply.fromNode ||
       canonicalMethod(stored.envelope.replyMethod) !== method

@@ -358,6 +358,7 @@ export class Runner {
           rerun,
           interrupted: resumed === "interrupted",
           maxSize: this.opts.maxOutput,
+          maxPayload: this.opts.transport.maxPayload,
           deliverBy: this.deliverBy(),
           ...(parts > 0 && { part: { seq: parts + 1, partial: false } }),
         })
@@ -591,6 +592,7 @@ export class Runner {
       rerun: resumed === "rerun",
       interrupted: resumed === "interrupted",
       maxSize: this.opts.maxOutput,
+      maxPayload: this.opts.transport.maxPayload,
       deliverBy: this.deliverBy(),
       part: { seq, partial: true },
     });

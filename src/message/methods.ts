@@ -238,8 +238,6 @@ const NOT_YET: Readonly<Record<string, string>> = {
   copydst: "copying a file between nodes",
   subcopysrc: "copying a file between nodes",
   subcopydst: "copying a file between nodes",
-  relay: "relaying through a node",
-  relayinitial: "relaying through a node",
   httpgetscheduled: 'httpGetScheduled (use httpGet with "schedule": [interval, total])',
   publickey: "ctrl's key exchange (keys are managed with steward keys)",
   keysrequestupdate: "ctrl's key exchange (keys are managed with steward keys)",
@@ -252,6 +250,8 @@ const NOT_YET: Readonly<Record<string, string>> = {
 export function unknownMethodReason(name: string): string {
   const ctrlOnly = NOT_YET[name.toLowerCase().replace(/^req/, "")];
   if (ctrlOnly !== undefined) return `${name}: ${ctrlOnly} is not supported by this version`;
+  if (/^(req)?relay(initial)?$/i.test(name))
+    return `${name}: ctrl's internal relay step, not a method to send; name the relay node in relayViaNode on the message`;
   if (/^(req)?acl/i.test(name))
     return `${name}: ctrl's ACL methods are not supported by this version (central's rules are managed with steward acl)`;
   return `unknown method "${name}"; known methods: ${METHOD_NAMES.join(", ")} (seed REQ… and ctrl names work too)`;
