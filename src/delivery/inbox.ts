@@ -31,6 +31,7 @@ import type { AllowedNodes } from "../methods/method.js";
 import { allows, allowsNoTimeLimit, notAllowed, notAllowedUnlimited } from "../security/acl.js";
 import { now } from "../security/clock.js";
 import type { CancelOutcome, Store } from "../store/store.js";
+import { grantProblem } from "./copyGrant.js";
 import type { Busy, Outbox } from "./outbox.js";
 import { Replies } from "./replies.js";
 import { runByPassed, Runner, type RunnerOptions, type RunNotice } from "./runner.js";
@@ -115,6 +116,8 @@ export class Inbox {
     const { nodeName } = this.opts;
     if (!trust.admitted(message.fromNode)) return `not allowed: ${message.fromNode} is no longer admitted by central`;
     const method = canonicalMethod(message.method) as MethodName;
+    // Let in for the copy its operator asked for, by what that operator may do here (copyGrant.ts).
+    if (CATALOG[method].granted) return grantProblem(trust, message, nodeName, this.opts.centralNodeName);
     const caller = trust.member(message.fromNode);
     if (!allows(trust.acl, caller, method, trust.member(nodeName), message.methodArgs))
       return notAllowed(message.fromNode, method, nodeName);
@@ -239,7 +242,7 @@ export class Inbox {
     // Store.
     let fresh: boolean;
     try {
-      fresh = store.incoming.add(message);
+      fresh = store.incoming.add(message, CATALOG[method].keepsFrame ? msg.data : undefined);
     } catch (err) {
       // Not stored, so no ACK: the sender will re-send, and we may have disk space by then.
       log.error("cannot store a received message; not ACKing it", { id: message.id, reason: errorText(err) });

@@ -38,6 +38,7 @@ import type { Store } from "../store/store.js";
 import { abortableSleep, MAX_TIMER_MS } from "../timers.js";
 import { buildReply, type RunOutcome } from "./buildReply.js";
 import { endLeftoverProcessGroup, processStartTime } from "./leftovers.js";
+import { MethodMessages } from "./methodMessages.js";
 import type { Outbox } from "./outbox.js";
 import type { Replies } from "./replies.js";
 import { stateSubject } from "./subjects.js";
@@ -179,9 +180,11 @@ export class Runner {
   /** Aborted when the node stops: no run starts any more, and schedules stop between their runs. */
   private readonly stopping = new AbortController();
   private readonly slots: RunSlots;
+  private readonly messages: MethodMessages;
 
   constructor(private readonly opts: RunnerOptions) {
     this.slots = new RunSlots(Math.max(1, opts.maxConcurrentRuns ?? Number.POSITIVE_INFINITY));
+    this.messages = new MethodMessages(opts.store, opts.outbox);
   }
 
   /** Central's bundle changed: stop every running request whose sender may no longer have it run. */
@@ -502,6 +505,7 @@ export class Runner {
             message.methodTimeout * 1000,
           )
         : undefined;
+    const frame = CATALOG[method].keepsFrame ? opts.store.incoming.frame(message.fromNode, message.id) : undefined;
     try {
       const output = await METHODS[method]({
         nodeName: opts.nodeName,
@@ -522,6 +526,8 @@ export class Runner {
           }
         },
         ...(emit && { emit }),
+        ...(frame && { frame }),
+        ...(!request && { messages: this.messages }),
       });
       return { output, error: undefined };
     } catch (err) {

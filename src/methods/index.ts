@@ -24,6 +24,8 @@ const LOADERS: Record<MethodName, () => Promise<MethodHandler>> = {
   hello: async () => (await import("./hello.js")).hello,
   errorLog: async () => (await import("./errorLog.js")).errorLog,
   cancel: async () => (await import("./cancel.js")).cancel,
+  copySrc: async () => (await import("./copySrc.js")).copySrc,
+  copyDst: async () => (await import("./copyDst.js")).copyDst,
   opProcessList: async () => (await import("./opProcessList.js")).opProcessList,
   opProcessStart: async () => (await import("./opProcessStart.js")).opProcessStart,
   opProcessStop: async () => (await import("./opProcessStop.js")).opProcessStop,
