@@ -19,6 +19,8 @@ export interface CopyOptions {
   /** Bytes of the file. */
   size?: number;
   chunkSize?: number;
+  /** Measure the resume after a SIGKILL too (default true). */
+  resume?: boolean;
 }
 
 export async function copy(opts: CopyOptions = {}): Promise<Row[]> {
@@ -67,13 +69,14 @@ export async function copy(opts: CopyOptions = {}): Promise<Row[]> {
     let heldAtKill = 0;
     let restarted = now();
     const dstFolder = ship.dataFolder;
-    await copyTo("copy2.bin", async () => {
-      const deadline = Date.now() + 600_000;
-      while ((heldAtKill = held(dstFolder)) < count / 2 && Date.now() < deadline) await sleep(20);
-      await ship.kill();
-      restarted = now();
-      await ship.start();
-    });
+    if (opts.resume !== false)
+      await copyTo("copy2.bin", async () => {
+        const deadline = Date.now() + 600_000;
+        while ((heldAtKill = held(dstFolder)) < count / 2 && Date.now() < deadline) await sleep(20);
+        await ship.kill();
+        restarted = now();
+        await ship.start();
+      });
     const resumeMs = msSince(restarted);
 
     const rate = (ms: number) => size / MiB / (ms / 1000);

@@ -1,17 +1,17 @@
 /**
  * The messages a method sends itself (copySrc's chunks): each stored in the outbox table and delivered by the
  * outbox like an operator's message, so it is signed, ACKed, retried and deduplicated by the same machinery.
- * One listener on the store's final moves serves every wait.
+ * One listener on the store's final moves serves every wait; it reads a message's outcome, never its envelope.
  */
 import { errorText } from "../errors.js";
 import type { Envelope } from "../message/message.js";
 import { isFinal } from "../message/message.js";
 import type { MessageSender, SentOutcome } from "../methods/method.js";
-import type { OutgoingRecord, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import type { Outbox } from "./outbox.js";
 
 export class MethodMessages implements MessageSender {
-  private readonly waiting = new Map<string, Set<(rec: OutgoingRecord) => void>>();
+  private readonly waiting = new Map<string, Set<(rec: SentOutcome) => void>>();
 
   constructor(
     private readonly store: Store,
@@ -20,7 +20,7 @@ export class MethodMessages implements MessageSender {
     store.outgoing.onFinal((id) => {
       const waiters = this.waiting.get(id);
       if (!waiters) return;
-      const rec = store.outgoing.get(id);
+      const rec = store.outgoing.outcome(id);
       if (!rec) return;
       this.waiting.delete(id);
       for (const wake of waiters) wake(rec);
@@ -39,9 +39,9 @@ export class MethodMessages implements MessageSender {
 
   outcome(id: string, signal: AbortSignal): Promise<SentOutcome> {
     return new Promise((resolve, reject) => {
-      const done = (rec: OutgoingRecord) => {
+      const done = (rec: SentOutcome) => {
         signal.removeEventListener("abort", onAbort);
-        resolve({ state: rec.state, reason: rec.reason, result: rec.result });
+        resolve(rec);
       };
       const onAbort = () => {
         this.waiting.get(id)?.delete(done);
@@ -53,7 +53,7 @@ export class MethodMessages implements MessageSender {
       if (!waiters) this.waiting.set(id, (waiters = new Set()));
       waiters.add(done);
       // Ended before the wait began (or before a restart): no move will come.
-      const rec = this.store.outgoing.get(id);
+      const rec = this.store.outgoing.outcome(id);
       if (rec && isFinal(rec.state)) {
         waiters.delete(done);
         if (waiters.size === 0) this.waiting.delete(id);

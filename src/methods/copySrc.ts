@@ -26,7 +26,7 @@ import type { MessageSender, MethodContext, MethodOutput } from "./method.js";
 /** Bytes per chunk when the operator names none. */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 /** Chunks in flight at once: enough to keep the link and both stores busy, not so many that a retry storms. */
-export const WINDOW = 32;
+export const WINDOW = 16;
 /** Room in a message for everything but the chunk: the envelope, the grant, the signature. */
 const ENVELOPE_ROOM = 16 * 1024;
 const PROGRESS_MS = 1000;
