@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import { methodSubject } from "../src/delivery/subjects.js";
 import { encode } from "../src/delivery/wire.js";
 import { Fleet, frameBody, sleepUntil } from "../src/harness/fleet.js";
+import { parseMessages } from "../src/message/parse.js";
 import { runCli } from "./helpers/cli-helpers.js";
 
 let fleet: Fleet;
@@ -210,6 +211,19 @@ describe("copy", () => {
     }
     const forged = join(fleet.node("ship1").dataFolder, "forged");
     assert.deepEqual(readdirSync(forged), ["e.bin"]);
+  });
+
+  test("ctrl's copySrc without a methodTimeout runs for its maxTime", () => {
+    const [m] = parseMessages(
+      JSON.stringify({
+        toNode: "ship1",
+        method: "REQCopySrc",
+        methodArgs: ["/etc/hosts", "ship2", "hosts", "", "120", ""],
+      }),
+      { ACKTimeout: 5, retries: 1, methodTimeout: 10 },
+    );
+    assert.ok(m && "messages" in m, JSON.stringify(m));
+    assert.equal(m.messages[0]?.methodTimeout, 120);
   });
 
   test('a dstPath with ".." is refused at input', async () => {

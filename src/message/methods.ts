@@ -65,6 +65,8 @@ export interface MethodSpec<Name extends string = string> {
    * copyDst is let in only for a copy an allowed operator asked for (docs/SECURITY.md, "Copy").
    */
   readonly granted?: boolean;
+  /** The methodTimeout of a message that names none, from its arguments (copySrc: its maxTime); else the default. */
+  readonly timeoutFromArgs?: (methodArgs: readonly string[]) => number | undefined;
   /** Checks a request's arguments; run when a message is accepted and again before it runs. */
   readonly checkArgs?: (message: MethodArgs) => ArgsProblem | undefined;
 }
@@ -181,7 +183,14 @@ const ENTRIES = {
         ? { field: "methodArgs", reason: `cancel needs the id of the message to cancel, e.g. ["01J…"]` }
         : undefined,
   },
-  copySrc: { seedName: "REQCopySrc", readsArgs: true, keepsFrame: true, checkArgs: copySrcArgsProblem },
+  copySrc: {
+    seedName: "REQCopySrc",
+    readsArgs: true,
+    keepsFrame: true,
+    // ctrl's copy runs for its maxTime: a file written for ctrl gives no methodTimeout of its own.
+    timeoutFromArgs: (args) => (/^[1-9][0-9]{0,8}$/.test(args[4] ?? "") ? Number(args[4]) : undefined),
+    checkArgs: copySrcArgsProblem,
+  },
   copyDst: { seedName: "REQCopyDst", granted: true, checkArgs: copyDstArgsProblem },
   opProcessList: { seedName: "REQOpProcessList", control: true },
   opProcessStart: { seedName: "REQOpProcessStart", readsArgs: true, control: true },
