@@ -113,6 +113,10 @@ describe("copy", () => {
     });
     await fleet.node("ship1").kill();
     const heldAtKill = chunksHeld("ship1", "killed/c.bin");
+    // While it waits for ship1, its state on the origin says how far it is.
+    const waiting = await fleet.status("central", id as string);
+    assert.equal(waiting.state, "running");
+    assert.match(waiting.result?.data ?? "", /copying .* MiB \(\d+%\)/);
     await fleet.node("ship1").start();
     await fleet.waitState("central", id as string, "done", 120_000);
     assert.equal(sha256(join(fleet.node("ship1").dataFolder, "killed", "c.bin")), sha256(src));

@@ -171,7 +171,11 @@ async function finish(
   const done = { exitCode: 0, data: target };
   const state = await load(part, size, chunkSize);
   const count = Math.ceil(size / chunkSize);
-  if (state.have.size === 0 && count > 0 && (await fileSum(target)) === sum) return done; // A re-sent finish.
+  // A re-sent finish, the file in place already: the same answer, and no state left behind.
+  if (state.have.size === 0 && count > 0 && (await fileSum(target)) === sum) {
+    await forget(part);
+    return done;
+  }
   const missing = count - [...state.have.keys()].filter((i) => i < count).length;
   if (missing > 0) throw new MethodError("copyDst", `${target}: ${missing} of ${count} chunks have not arrived`);
   if (count === 0) await appendFile(part, "");

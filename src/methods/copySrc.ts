@@ -86,6 +86,8 @@ export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
     let copied = [...held].filter((i) => i < count).reduce((n, i) => n + Math.min(chunkSize, size - i * chunkSize), 0);
     let sent = 0;
     let told = Date.now();
+    // At once, how much the destination holds already (a resumed copy), then about once a second.
+    ctx.emit?.(`copying ${path} to ${copy.dstNode}:${copy.dstPath}: ${progress(copied, size)}\n`);
     for (let index = 0; index < count && failure === undefined; index++) {
       const { bytesRead } = await fh.read(buf, 0, Math.min(chunkSize, size - index * chunkSize), index * chunkSize);
       const bytes = buf.subarray(0, bytesRead);
