@@ -11,6 +11,7 @@
 import { writeFileSync } from "node:fs";
 import { ansible } from "./ansible.js";
 import { commands } from "./commands.js";
+import { copy } from "./copy.js";
 import { fanout } from "./fanout.js";
 import { footprint } from "./footprint.js";
 import { fmt, machine, msSince, now, type Row } from "./lib/common.js";
@@ -27,6 +28,7 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   footprint: () => footprint(),
   ansible: () => ansible(),
   signing: () => signing(),
+  copy: () => copy(),
   soak: () => {
     const count = (name: string, min: number) => {
       const v = option(process.argv.slice(2), name);

@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BROKER_CONFIG_HELP } from "../src/cli/brokerConfig.js";
 import { CANCEL_HELP } from "../src/cli/cancel.js";
+import { COPY_HELP } from "../src/cli/copy.js";
 import { DEMO_HELP } from "../src/cli/demo.js";
 import { ACL_HELP, KEYS_HELP } from "../src/cli/keys.js";
 import { SEND_HELP } from "../src/cli/send.js";
@@ -101,6 +102,7 @@ function cliPage(): string {
     ["steward send --help", SEND_HELP],
     ["steward status --help", STATUS_HELP],
     ["steward cancel --help", CANCEL_HELP],
+    ["steward copy --help", COPY_HELP],
     ["steward nodes --help", NODES_HELP],
     ["steward keys --help", KEYS_HELP],
     ["steward acl --help", ACL_HELP],

@@ -4,7 +4,7 @@
  * ctrl's method names in any case, an empty `toNode` beside `toNodes`, every field of ctrl's message
  * written out with its empty value) — are handed UNCHANGED to a real node, by `steward send FILE` and
  * through its socket, and their results must arrive where they say. What this version does not have
- * (ctrl's own relay hop fields, copying) is refused with a reason that says so, while the messages beside it go through.
+ * (ctrl's own relay hop fields) is refused with a reason that says so, while the messages beside it go through.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -105,7 +105,7 @@ describe("ctrl forms, parsed", () => {
   });
 
   test("ctrl's methods this version does not have are refused as not supported, not as unknown", () => {
-    for (const name of ["copySrc", "REQCopySrc", "copyDst", "httpGetScheduled", "keysAllow", "aclAddCommand"]) {
+    for (const name of ["subCopySrc", "httpGetScheduled", "keysAllow", "aclAddCommand"]) {
       const r = refused({ toNode: "ship1", method: name });
       assert.equal(r.field, "method");
       assert.match(r.message, /not supported by this version/, r.message);
@@ -263,14 +263,15 @@ describe("ctrl message files, unchanged, through a real node", () => {
     });
   });
 
-  test("ctrl's own relay hop fields and copying are refused; an empty toNode alone is an error; the rest goes", async () => {
+  test("ctrl's own relay hop fields are refused; an empty toNode alone is an error; the rest goes (a copy too)", async () => {
     const answers = await fleet.send("central", fixture("not-supported.json"));
     assert.equal(answers.length, 4, JSON.stringify(answers));
     const [relay, copy, empty, ping] = answers;
     assert.ok(relay && !relay.ok && relay.index === 0, JSON.stringify(relay));
     assert.match(relay.error, /relayToNode.*Steward's relay needs only relayViaNode/);
-    assert.ok(copy && !copy.ok && copy.index === 1, JSON.stringify(copy));
-    assert.match(copy.error, /copySrc: copying a file between nodes is not supported by this version/);
+    // ctrl's copySrc with its three arguments (no chunk size, time or mode): copied.
+    assert.ok(copy?.ok, JSON.stringify(copy));
+    assert.equal((await fleet.waitState("central", copy.id)).state, "done");
     assert.ok(empty && !empty.ok && empty.index === 2, JSON.stringify(empty));
     assert.match(empty.error, /toNode.*empty/);
     assert.ok(ping?.ok, JSON.stringify(ping));

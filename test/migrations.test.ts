@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { StoreError } from "../src/errors.js";
-import { SCHEMA_VERSION } from "../src/store/migrations.js";
+import { MIGRATIONS, SCHEMA_VERSION } from "../src/store/migrations.js";
 import { Store } from "../src/store/store.js";
 import { envelope } from "./helpers/delivery-helpers.js";
 
@@ -88,6 +88,14 @@ function userVersion(path: string): number {
 }
 
 describe("store: schema migrations", () => {
+  test("the steps are numbered 1, 2, 3… with no gap: a store at version N runs every step above N", () => {
+    assert.deepEqual(
+      MIGRATIONS.map((m) => m.version),
+      MIGRATIONS.map((_, i) => i + 1),
+    );
+    assert.equal(SCHEMA_VERSION, MIGRATIONS.length);
+  });
+
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), "steward-test-migrations-"));

@@ -17,6 +17,7 @@ Commands:
   send      hand messages to the local node; --wait prints the results
   status    message states, or one message in full: steward status [ID]
   cancel    withdraw messages: steward cancel ID..., or by --to, --state, --method
+  copy      copy a file between nodes: steward copy [NODE:]PATH NODE:PATH
   nodes     known nodes: last seen, pending messages
   keys      on central: list, approve and revoke node keys
   acl       on central: show and set who may call what on which nodes
@@ -37,6 +38,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./status.js")).statusCommand(rest);
     case "cancel":
       return (await import("./cancel.js")).cancelCommand(rest);
+    case "copy":
+      return (await import("./copy.js")).copyCommand(rest);
     case "nodes":
       return (await import("./status.js")).nodesCommand(rest);
     case "keys":

@@ -33,6 +33,7 @@ import { allows, allowsNoTimeLimit, notAllowed, notAllowedUnlimited } from "../s
 import { now } from "../security/clock.js";
 import type { CancelOutcome, Store } from "../store/store.js";
 import { ChunkInbox } from "./chunkInbox.js";
+import { grantProblem } from "./copyGrant.js";
 import type { Busy, Outbox } from "./outbox.js";
 import { type Incoming, Relay, type RelayNotice } from "./relay.js";
 import { Replies } from "./replies.js";
@@ -145,6 +146,8 @@ export class Inbox {
     const { nodeName } = this.opts;
     if (!trust.admitted(message.fromNode)) return `not allowed: ${message.fromNode} is no longer admitted by central`;
     const method = canonicalMethod(message.method) as MethodName;
+    // Let in for the copy its operator asked for, by what that operator may do here (copyGrant.ts).
+    if (CATALOG[method].granted) return grantProblem(trust, message, nodeName, this.opts.centralNodeName);
     const caller = trust.member(message.fromNode);
     if (!allows(trust.acl, caller, method, trust.member(nodeName), message.methodArgs))
       return notAllowed(message.fromNode, method, nodeName);
@@ -274,7 +277,7 @@ export class Inbox {
     // Store.
     let fresh: boolean;
     try {
-      fresh = store.incoming.add(message);
+      fresh = store.incoming.add(message, CATALOG[method].keepsFrame ? msg.data : undefined);
     } catch (err) {
       // Not stored, so no ACK: the sender will re-send, and we may have disk space by then.
       log.error("cannot store a received message; not ACKing it", { id: message.id, reason: errorText(err) });

@@ -39,6 +39,7 @@ import type { Store } from "../store/store.js";
 import { abortableSleep, MAX_TIMER_MS } from "../timers.js";
 import { buildReply, type RunOutcome } from "./buildReply.js";
 import { endLeftoverProcessGroup, processStartTime } from "./leftovers.js";
+import { MethodMessages } from "./methodMessages.js";
 import type { Outbox } from "./outbox.js";
 import { PortHub } from "./ports.js";
 import { publishNotice } from "./relay.js";
@@ -183,10 +184,12 @@ export class Runner {
   private readonly slots: RunSlots;
   /** Port forwarding's frames, for portDst and portSrc. */
   private readonly ports: PortHub;
+  private readonly messages: MethodMessages;
 
   constructor(private readonly opts: RunnerOptions) {
     this.slots = new RunSlots(Math.max(1, opts.maxConcurrentRuns ?? Number.POSITIVE_INFINITY));
     this.ports = new PortHub(opts.transport, opts.wire, opts.log);
+    this.messages = new MethodMessages(opts.store, opts.outbox);
   }
 
   /** Central's bundle changed: stop every running request whose sender may no longer have it run. */
@@ -509,6 +512,7 @@ export class Runner {
             message.methodTimeout * 1000,
           )
         : undefined;
+    const frame = CATALOG[method].keepsFrame ? opts.store.incoming.frame(message.fromNode, message.id) : undefined;
     try {
       const output = await METHODS[method]({
         nodeName: opts.nodeName,
@@ -550,6 +554,8 @@ export class Runner {
           const rec = opts.store.outgoing.get(id);
           return !!rec && !isFinal(rec.state) && !unless.includes(rec.state) && opts.outbox.cancel(rec, by);
         },
+        ...(frame && { frame }),
+        ...(!request && { messages: this.messages }),
       });
       return { output, error: undefined };
     } catch (err) {

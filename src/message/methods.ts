@@ -6,6 +6,7 @@
  * (src/methods/index.ts). Adding a method: its file there, one entry here and
  * one line in that index.
  */
+import { badTokenReason, directoryProblem } from "./names.js";
 
 /** The fields of a message an argument check looks at. */
 export interface MethodArgs {
@@ -54,6 +55,18 @@ export interface MethodSpec<Name extends string = string> {
    * and the request's state shows it once.
    */
   readonly runTwiceHarmless?: boolean;
+  /**
+   * The signed frame it arrived in is stored with it, for its method to hand on: copySrc's chunks carry the
+   * operator's request as the proof that the operator asked for the copy (docs/SECURITY.md, "Copy").
+   */
+  readonly keepsFrame?: boolean;
+  /**
+   * Authorised by the operator's request it carries (a grant), not by central's rules for its sender:
+   * copyDst is let in only for a copy an allowed operator asked for (docs/SECURITY.md, "Copy").
+   */
+  readonly granted?: boolean;
+  /** The methodTimeout of a message that names none, from its arguments (copySrc: its maxTime); else the default. */
+  readonly timeoutFromArgs?: (methodArgs: readonly string[]) => number | undefined;
   /** Checks a request's arguments; run when a message is accepted and again before it runs. */
   readonly checkArgs?: (message: MethodArgs) => ArgsProblem | undefined;
 }
@@ -106,6 +119,35 @@ export function portAddress(value: string, defaultHost: string): { host: string;
   if (!m || port < 1 || port > 65535) return undefined;
   const host = (m[1] ?? "").replace(/^\[(.*)\]$/, "$1");
   return { host: host === "" ? defaultHost : host, port };
+}
+
+/**
+ * copySrc: [srcPath, dstNode, dstPath, chunkSize, maxTime, mode], ctrl's order; the last three may be empty
+ * (a default chunk size, the message's methodTimeout, the source file's mode).
+ */
+function copySrcArgsProblem(message: MethodArgs): ArgsProblem | undefined {
+  const [src = "", dstNode = "", dstPath = "", chunkSize = "", maxTime = "", mode = ""] = message.methodArgs;
+  const problem = (reason: string): ArgsProblem => ({ field: "methodArgs", reason: `copySrc ${reason}` });
+  if (src === "" || dstNode === "" || dstPath === "")
+    return problem(
+      `needs [srcPath, dstNode, dstPath, chunkSize, maxTime, mode], e.g. ["/etc/hosts", "ship1", "hosts", "", "", ""]`,
+    );
+  const badNode = badTokenReason(dstNode);
+  if (badNode) return problem(`dstNode ${badNode}`);
+  if (directoryProblem(dstPath) || dstPath.endsWith("/"))
+    return problem(`dstPath "${dstPath}" must name a file, with no ".." (a copy never climbs above its folder)`);
+  if (chunkSize !== "" && !/^[1-9][0-9]{0,9}$/.test(chunkSize)) return problem(`chunkSize "${chunkSize}" is not bytes`);
+  if (maxTime !== "" && !/^[0-9]{1,9}$/.test(maxTime)) return problem(`maxTime "${maxTime}" is not seconds`);
+  if (mode !== "" && !/^0?[0-7]{3,4}$/.test(mode)) return problem(`mode "${mode}" is not octal, e.g. "0644"`);
+  return undefined;
+}
+
+/** copyDst: [step, grant, …] (src/methods/copyDst.ts); what the grant allows is checked by the inbox. */
+function copyDstArgsProblem(message: MethodArgs): ArgsProblem | undefined {
+  const [step = "", grant = ""] = message.methodArgs;
+  if (!["status", "chunk", "finish"].includes(step) || grant === "")
+    return { field: "methodArgs", reason: `copyDst is sent by copySrc, with its step and grant` };
+  return undefined;
 }
 
 const ENTRIES = {
@@ -170,6 +212,15 @@ const ENTRIES = {
   },
   portDst: { seedName: "REQPortDst", readsArgs: true, checkArgs: portArgs("portDst") },
   portSrc: { seedName: "REQPortSrc", readsArgs: true, checkArgs: portArgs("portSrc") },
+  copySrc: {
+    seedName: "REQCopySrc",
+    readsArgs: true,
+    keepsFrame: true,
+    // ctrl's copy runs for its maxTime: a file written for ctrl gives no methodTimeout of its own.
+    timeoutFromArgs: (args) => (/^[1-9][0-9]{0,8}$/.test(args[4] ?? "") ? Number(args[4]) : undefined),
+    checkArgs: copySrcArgsProblem,
+  },
+  copyDst: { seedName: "REQCopyDst", granted: true, checkArgs: copyDstArgsProblem },
   opProcessList: { seedName: "REQOpProcessList", control: true },
   opProcessStart: { seedName: "REQOpProcessStart", readsArgs: true, control: true },
   opProcessStop: { seedName: "REQOpProcessStop", readsArgs: true, control: true },
@@ -234,10 +285,8 @@ export function wantsReply(method: string): boolean {
  * file written for ctrl that names one is told so plainly, not that the name is unknown.
  */
 const NOT_YET: Readonly<Record<string, string>> = {
-  copysrc: "copying a file between nodes",
-  copydst: "copying a file between nodes",
-  subcopysrc: "copying a file between nodes",
-  subcopydst: "copying a file between nodes",
+  subcopysrc: "ctrl's internal step of a copy (use copySrc)",
+  subcopydst: "ctrl's internal step of a copy (use copySrc)",
   httpgetscheduled: 'httpGetScheduled (use httpGet with "schedule": [interval, total])',
   publickey: "ctrl's key exchange (keys are managed with steward keys)",
   keysrequestupdate: "ctrl's key exchange (keys are managed with steward keys)",

@@ -15,6 +15,7 @@ import type { Envelope, Message } from "./message.js";
 import {
   argsProblem,
   canonicalMethod,
+  CATALOG,
   defaultReplyMethod,
   type MethodName,
   REPLY_METHODS,
@@ -257,7 +258,11 @@ export function toMessages(
 
   const ACKTimeout = int("ACKTimeout", defaults.ACKTimeout);
   const retries = int("retries", defaults.retries);
-  const methodTimeout = int("methodTimeout", defaults.methodTimeout, -1);
+  const methodTimeout = int(
+    "methodTimeout",
+    CATALOG[method].timeoutFromArgs?.(methodArgs) ?? defaults.methodTimeout,
+    -1,
+  );
   const base = {
     method,
     methodArgs,

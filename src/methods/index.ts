@@ -26,6 +26,8 @@ const LOADERS: Record<MethodName, () => Promise<MethodHandler>> = {
   cancel: async () => (await import("./cancel.js")).cancel,
   portDst: async () => (await import("./portDst.js")).portDst,
   portSrc: async () => (await import("./portSrc.js")).portSrc,
+  copySrc: async () => (await import("./copySrc.js")).copySrc,
+  copyDst: async () => (await import("./copyDst.js")).copyDst,
   opProcessList: async () => (await import("./opProcessList.js")).opProcessList,
   opProcessStart: async () => (await import("./opProcessStart.js")).opProcessStart,
   opProcessStop: async () => (await import("./opProcessStop.js")).opProcessStop,

@@ -7,7 +7,7 @@
 import type { MethodOutput } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { NewEnvelopeFields } from "../message/envelope.js";
-import type { Envelope } from "../message/message.js";
+import type { Envelope, MessageState, MethodResult } from "../message/message.js";
 import type { MethodName } from "../message/methods.js";
 
 export interface MethodContext {
@@ -50,6 +50,10 @@ export interface MethodContext {
   withdraw?: (id: string, by: string, unless?: readonly string[]) => boolean;
   /** A crash (`rerun`) or a graceful stop (`interrupted`) cut this message's last run short: this run is its next. */
   resumed?: "rerun" | "interrupted";
+  /** The signed frame the message arrived in, for a method that keeps it (keepsFrame in src/message/methods.ts). */
+  frame?: Uint8Array;
+  /** Messages of its own a method sends (copySrc's chunks), for a request. */
+  messages?: MessageSender;
 }
 
 /**
@@ -79,6 +83,20 @@ export interface PortLink {
   readonly maxData: number;
   /** Take the frames `peer` signs for forwarding `id`; frames from anyone else are dropped. */
   attach(id: string, peer: string, onFrame: (frame: PortFrame) => void): PortChannel;
+}
+
+/** What a method may send itself: stored and delivered like any message of this node, with the same guarantees. */
+export interface MessageSender {
+  /** Store it as this node's message and start its delivery; false when its id was stored already (a re-run's). */
+  send(envelope: Envelope): Promise<boolean>;
+  /** How the message ended (done, failed, expired, cancelled), once it has; rejects when `signal` aborts. */
+  outcome(id: string, signal: AbortSignal): Promise<SentOutcome>;
+}
+
+export interface SentOutcome {
+  state: MessageState;
+  reason: string | null;
+  result: (MethodResult & { data?: string }) | null;
 }
 
 export type { MethodOutput };

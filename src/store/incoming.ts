@@ -55,6 +55,8 @@ export class IncomingTable {
          VALUES (?, ?, 'received', 0, ?, ?, ?)`,
       ),
       get: db.prepare(`SELECT * FROM inbox WHERE from_node = ? AND id = ?`),
+      setFrame: db.prepare(`UPDATE inbox SET frame = ? WHERE from_node = ? AND id = ? AND frame IS NULL`),
+      frame: db.prepare(`SELECT frame FROM inbox WHERE from_node = ? AND id = ?`).pluck(),
       pruned: db.prepare(`SELECT 1 FROM dedupe WHERE from_node = ? AND id = ?`).pluck(),
       moveToRunning: db.prepare(
         `UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`,
@@ -80,12 +82,20 @@ export class IncomingTable {
    * Store a received message. False when it was already there, or was pruned before its deliverBy
    * (src/store/retention.ts): a re-send or a replay, ACK again, do not run again.
    */
-  add(message: Envelope): boolean {
+  add(message: Envelope, frame?: Uint8Array): boolean {
     return this.commits.write(() => {
       if (this.stmts.pruned.get(message.fromNode, message.id) !== undefined) return false;
       const now = Date.now();
-      return this.stmts.insert.run(message.fromNode, message.id, now, now, JSON.stringify(message)).changes === 1;
+      const fresh =
+        this.stmts.insert.run(message.fromNode, message.id, now, now, JSON.stringify(message)).changes === 1;
+      if (fresh && frame) this.stmts.setFrame.run(Buffer.from(frame), message.fromNode, message.id);
+      return fresh;
     });
+  }
+
+  /** The signed frame a message arrived in, when it was stored with it (keepsFrame). */
+  frame(fromNode: string, id: string): Buffer | undefined {
+    return (this.stmts.frame.get(fromNode, id) as Buffer | null | undefined) ?? undefined;
   }
 
   get(fromNode: string, id: string): IncomingRecord | undefined {

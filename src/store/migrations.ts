@@ -170,6 +170,15 @@ CREATE INDEX outbox_by_batch ON outbox(batch_id, wave) WHERE batch_id IS NOT NUL
 ALTER TABLE inbox ADD COLUMN cancelled TEXT;
 `,
   },
+  {
+    version: 7,
+    what: "inbox: the signed frame a copySrc arrived in",
+    sql: `
+-- Kept for the methods that hand it on (keepsFrame in src/message/methods.ts): copySrc's chunks carry it as the
+-- operator's grant, also after a restart.
+ALTER TABLE inbox ADD COLUMN frame BLOB;
+`,
+  },
 ];
 
 /** The schema version this code writes and reads: the last step's (steps are numbered 1, 2, 3… with no gap: a store at version N runs every step above N). */

@@ -157,6 +157,7 @@ export class OutgoingTable {
       keepPart: db.prepare(
         `UPDATE outbox SET result = ?, updated_at = ? WHERE id = ? AND state IN ('cancelled', 'failed', 'expired')`,
       ),
+      outcome: db.prepare(`SELECT state, reason, result FROM outbox WHERE id = ?`),
       pending: db.prepare(`SELECT * FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),
       list: db.prepare(`SELECT * FROM outbox WHERE request_id IS NULL ORDER BY id DESC LIMIT ?`),
       unfinished: db.prepare(
@@ -253,6 +254,18 @@ export class OutgoingTable {
   get(id: string): OutgoingRecord | undefined {
     const row = this.stmts.get.get(id) as OutboxRow | undefined;
     return row && toRecord(row);
+  }
+
+  /** A message's state, reason and result, without its envelope (a chunk's is large, and not needed to know its end). */
+  outcome(id: string): Pick<OutgoingRecord, "state" | "reason" | "result"> | undefined {
+    const row = this.stmts.outcome.get(id) as Pick<OutboxRow, "state" | "reason" | "result"> | undefined;
+    return (
+      row && {
+        state: row.state,
+        reason: row.reason,
+        result: row.result === null ? null : (JSON.parse(row.result) as OutgoingRecord["result"]),
+      }
+    );
   }
 
   /** Messages still to deliver: queued, or sent without an ACK yet. */

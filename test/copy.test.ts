@@ -1,0 +1,238 @@
+/**
+ * Copying a file between real nodes (copySrc/copyDst, `steward copy`; docs/METHODS.md, "Copy"): the bytes and
+ * mode arrive, a SIGKILL of either end mid-copy goes on from the chunks already at the destination, and only
+ * a copy central's operator asked for is written (docs/SECURITY.md, "Copy"). Central's default rules stay: only
+ * central calls copySrc, and the destination lets chunks in only with central's grant.
+ */
+import { connect } from "@nats-io/transport-node";
+import Database from "better-sqlite3";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { methodSubject } from "../src/delivery/subjects.js";
+import { encode } from "../src/delivery/wire.js";
+import { Fleet, frameBody, sleepUntil } from "../src/harness/fleet.js";
+import { parseMessages } from "../src/message/parse.js";
+import { runCli } from "./helpers/cli-helpers.js";
+
+let fleet: Fleet;
+before(async () => {
+  fleet = await Fleet.start("copy", ["central", "ship1", "ship2"]);
+});
+after(() => fleet.close());
+
+const MiB = 1024 * 1024;
+const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+
+/** A file of random bytes in `node`'s data folder; its path. */
+function randomFile(node: string, name: string, size: number, mode = 0o644): string {
+  const path = join(fleet.node(node).dataFolder, "src", name);
+  writeFileSync(path, randomBytes(size), { flag: "w" });
+  chmodSync(path, mode);
+  return path;
+}
+
+/** The copySrc message central's operator hands in. */
+function copyMessage(src: string, srcPath: string, dst: string, dstPath: string, chunkSize = "", mode = "") {
+  return {
+    toNode: src,
+    method: "copySrc",
+    methodArgs: [srcPath, dst, dstPath, chunkSize, "300", mode],
+    methodTimeout: 300,
+  };
+}
+
+/** Lines of `node`'s chunks file for a copy to `dstPath` (how many chunks it holds). */
+function chunksHeld(node: string, dstPath: string): number {
+  const dir = dirname(join(fleet.node(node).dataFolder, dstPath));
+  if (!existsSync(dir)) return 0;
+  const file = readdirSync(dir).find((f) => f.endsWith(".part.chunks"));
+  if (!file) return 0;
+  return readFileSync(join(dir, file), "utf8").split("\n").length - 2;
+}
+
+function query<T>(node: string, sql: string): T {
+  const db = new Database(join(fleet.node(node).opts.dir, "var", `${node}.sqlite`), { readonly: true });
+  try {
+    return db.prepare(sql).pluck().get() as T;
+  } finally {
+    db.close();
+  }
+}
+
+describe("copy", () => {
+  before(() => {
+    for (const n of ["central", "ship1"]) {
+      const dir = join(fleet.node(n).dataFolder, "src");
+      mkdirSync(dir, { recursive: true });
+    }
+  });
+
+  test("a 20 MiB file from central to ship1: same sha256, mode kept", async () => {
+    const src = randomFile("central", "a.bin", 20 * MiB, 0o640);
+    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "copied/a.bin"));
+    const m = await fleet.waitState("central", id as string, "done", 120_000);
+    const dst = join(fleet.node("ship1").dataFolder, "copied", "a.bin");
+    assert.equal(sha256(dst), sha256(src));
+    assert.equal(statSync(dst).mode & 0o777, 0o640);
+    assert.match(m.result?.data ?? "", new RegExp(`${20 * MiB} bytes, sha256 ${sha256(src)}`));
+    // Nothing left beside it: the part file and its chunks file are gone.
+    assert.deepEqual(readdirSync(dirname(dst)), ["a.bin"]);
+  });
+
+  test("steward copy ship1 → ship2 from central, with --wait", async () => {
+    const src = randomFile("ship1", "b.bin", 3 * MiB + 17);
+    const r = await runCli(
+      [
+        "copy",
+        `ship1:${src}`,
+        "ship2:copied/b.bin",
+        "--mode",
+        "0600",
+        "--wait",
+        "--socket-folder",
+        dirname(fleet.node("central").socketPath),
+      ],
+      { timeoutMs: 120_000 },
+    );
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const dst = join(fleet.node("ship2").dataFolder, "copied", "b.bin");
+    assert.equal(sha256(dst), sha256(src));
+    assert.equal(statSync(dst).mode & 0o777, 0o600);
+    assert.match(r.stdout, new RegExp(`sha256 ${sha256(src)}`));
+  });
+
+  test("SIGKILL of the destination mid-copy: it completes, and only chunks in flight are sent again", async () => {
+    const src = randomFile("central", "c.bin", 20 * MiB);
+    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "killed/c.bin", String(64 * 1024)));
+    const count = (20 * MiB) / (64 * 1024);
+    await sleepUntil(() => chunksHeld("ship1", "killed/c.bin") >= count / 4, {
+      what: "a quarter of the chunks at ship1",
+    });
+    await fleet.node("ship1").kill();
+    const heldAtKill = chunksHeld("ship1", "killed/c.bin");
+    // While it waits for ship1, its state on the origin says how far it is.
+    const waiting = await fleet.status("central", id as string);
+    assert.equal(waiting.state, "running");
+    assert.match(waiting.result?.data ?? "", /copying .* MiB \(\d+%\)/);
+    await fleet.node("ship1").start();
+    await fleet.waitState("central", id as string, "done", 120_000);
+    assert.equal(sha256(join(fleet.node("ship1").dataFolder, "killed", "c.bin")), sha256(src));
+    // Each chunk is one message; those ACKed before the kill were never sent again: at most a window's worth was.
+    const again = query<number>(
+      "central",
+      "SELECT COUNT(*) FROM outbox WHERE method = 'copyDst' AND attempt > 1 AND id LIKE 'copy.%'",
+    );
+    assert.ok(heldAtKill > 32, `held ${heldAtKill} at the kill`);
+    assert.ok(again <= 32, `${again} chunks sent more than once`);
+  });
+
+  test("SIGKILL of the source mid-copy: its run starts again and sends only what the destination lacks", async () => {
+    const src = randomFile("ship1", "d.bin", 20 * MiB);
+    const [id] = await fleet.sendOk("central", copyMessage("ship1", src, "ship2", "killed/d.bin", String(64 * 1024)));
+    const count = (20 * MiB) / (64 * 1024);
+    await sleepUntil(() => chunksHeld("ship2", "killed/d.bin") >= count / 4, {
+      what: "a quarter of the chunks at ship2",
+    });
+    await fleet.node("ship1").kill();
+    await fleet.node("ship1").start();
+    const m = await fleet.waitState("central", id as string, "done", 120_000);
+    assert.equal(sha256(join(fleet.node("ship2").dataFolder, "killed", "d.bin")), sha256(src));
+    assert.equal(m.rerun, true);
+    // The run after the restart found chunks there and sent fewer than all.
+    const log = readFileSync(fleet.node("ship1").logPath, "utf8");
+    const sent = [...log.matchAll(/copy: chunks sent.* sent=(\d+) held=(\d+)/g)].at(-1);
+    assert.ok(sent, "the copy's log line");
+    assert.ok(Number(sent[2]) >= count / 4 - 32, log.slice(-2000));
+    assert.equal(Number(sent[1]) + Number(sent[2]), count);
+  });
+
+  test("a forged copyDst (no key, another node's grant, an unauthorised operator) writes nothing", async () => {
+    // A legitimate copy's grant: the copySrc frame central sent to central itself.
+    const src = randomFile("central", "e.bin", 4096);
+    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "forged/e.bin"));
+    await fleet.waitState("central", id as string, "done");
+    const rogue = await fleet.peer("rogue");
+    const nc = await connect({ servers: fleet.broker.url });
+    try {
+      const chunk = (from: string, grant: Uint8Array, path: string) => ({
+        id: `forged-${path.replace(/\W/g, "")}`,
+        fromNode: from,
+        toNode: "ship1",
+        method: "copyDst",
+        methodArgs: [
+          "chunk",
+          Buffer.from(grant).toString("base64"),
+          "5",
+          "4096",
+          "0",
+          createHash("sha256").update("owned").digest("hex"),
+        ],
+        data: Buffer.from("owned").toString("base64"),
+        dataEncoding: "base64",
+        replyMethod: "none",
+        replyMethodArgs: [],
+        ACKTimeout: 5,
+        retries: 0,
+        retryWait: 0,
+        replyACKTimeout: 0,
+        replyRetries: 0,
+        methodTimeout: 5,
+        replyMethodTimeout: 5,
+        attempt: 1,
+        deliverBy: Date.now() + 3_600_000,
+      });
+      // The rogue node as operator of its own copy: central's rules do not let it write on ship1.
+      const ownGrantSubject = methodSubject("rogue", "copySrc", "rogue");
+      const ownGrant = rogue.seal(ownGrantSubject, {
+        ...chunk("rogue", new Uint8Array(), "x"),
+        id: "G1",
+        toNode: "rogue",
+        method: "copySrc",
+        methodArgs: ["/etc/passwd", "ship1", "forged/own.bin", "", "", ""],
+      });
+      const subject = methodSubject("ship1", "copyDst", "rogue");
+      const own = frameBody(
+        (await nc.request(subject, rogue.seal(subject, chunk("rogue", ownGrant, "own")), { timeout: 5000 })).data,
+      );
+      assert.match(JSON.stringify(own), /refused.*not allowed: rogue may not call copyDst on ship1/);
+      // Central's real grant, replayed by the rogue node: it was central's copy to central, not the rogue's.
+      const row = query<Buffer>("central", `SELECT frame FROM inbox WHERE id = '${id}'`);
+      const replayed = frameBody(
+        (await nc.request(subject, rogue.seal(subject, chunk("rogue", row, "replay")), { timeout: 5000 })).data,
+      );
+      assert.match(JSON.stringify(replayed), /refused.*grant of this copyDst does not verify/);
+      // No key at all: dropped unanswered, counted.
+      const unsigned = methodSubject("ship1", "copyDst", "central");
+      nc.publish(unsigned, encode(chunk("central", row, "unsigned")));
+      await sleepUntil(() => readFileSync(fleet.node("ship1").logPath, "utf8").includes("not a signed frame"), {
+        what: "ship1 dropped the unsigned chunk",
+      });
+    } finally {
+      await nc.close();
+    }
+    const forged = join(fleet.node("ship1").dataFolder, "forged");
+    assert.deepEqual(readdirSync(forged), ["e.bin"]);
+  });
+
+  test("ctrl's copySrc without a methodTimeout runs for its maxTime", () => {
+    const [m] = parseMessages(
+      JSON.stringify({
+        toNode: "ship1",
+        method: "REQCopySrc",
+        methodArgs: ["/etc/hosts", "ship2", "hosts", "", "120", ""],
+      }),
+      { ACKTimeout: 5, retries: 1, methodTimeout: 10 },
+    );
+    assert.ok(m && "messages" in m, JSON.stringify(m));
+    assert.equal(m.messages[0]?.methodTimeout, 120);
+  });
+
+  test('a dstPath with ".." is refused at input', async () => {
+    const answers = await fleet.send("central", copyMessage("central", "/etc/hosts", "ship1", "../outside"));
+    assert.equal(answers[0]?.ok, false);
+    assert.match(JSON.stringify(answers[0]), /dstPath .*\.\./);
+  });
+});
