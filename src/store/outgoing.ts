@@ -15,6 +15,9 @@ import { MESSAGE_STATES, type MessageFilter } from "../message/filter.js";
 import { type Envelope, FINAL_STATES, type MessageState, type MethodResult } from "../message/message.js";
 import type { GroupCommit } from "./groupCommit.js";
 
+/** A message as lists show it: everything but its envelope, which they do not read (a chunk's is large). */
+export type OutgoingSummary = Omit<OutgoingRecord, "envelope">;
+
 export interface OutgoingRecord {
   id: string;
   toNode: string;
@@ -118,6 +121,8 @@ interface OutboxRow {
  */
 const WITH_ENVELOPE = `*, (SELECT envelope FROM outbox_envelopes WHERE outbox_envelopes.id = outbox.id) AS envelope`;
 
+type SummaryRow = Omit<OutboxRow, "envelope">;
+
 interface BatchRow {
   id: string;
   waves: number;
@@ -166,7 +171,7 @@ export class OutgoingTable {
       ),
       outcome: db.prepare(`SELECT state, reason, result FROM outbox WHERE id = ?`),
       pending: db.prepare(`SELECT ${WITH_ENVELOPE} FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),
-      list: db.prepare(`SELECT ${WITH_ENVELOPE} FROM outbox WHERE request_id IS NULL ORDER BY id DESC LIMIT ?`),
+      list: db.prepare(`SELECT * FROM outbox WHERE request_id IS NULL ORDER BY id DESC LIMIT ?`),
       unfinished: db.prepare(
         `SELECT ${WITH_ENVELOPE} FROM outbox WHERE state IN ('pending', 'queued', 'sent', 'acked', 'waiting', 'running') AND request_id IS NULL ORDER BY id`,
       ),
@@ -282,11 +287,11 @@ export class OutgoingTable {
   }
 
   /** The newest operator messages (not the replies this node produced for others), `filter` narrowing them. */
-  list(limit = 50, filter: MessageFilter = {}): OutgoingRecord[] {
+  list(limit = 50, filter: MessageFilter = {}): OutgoingSummary[] {
     const where = filterSql(filter);
-    if (!where.sql) return (this.stmts.list.all(limit) as OutboxRow[]).map(toRecord);
-    const sql = `SELECT ${WITH_ENVELOPE} FROM outbox WHERE request_id IS NULL${where.sql} ORDER BY id DESC LIMIT ?`;
-    return (this.prepared(sql).all(...where.params, limit) as OutboxRow[]).map(toRecord);
+    if (!where.sql) return (this.stmts.list.all(limit) as SummaryRow[]).map(toSummary);
+    const sql = `SELECT * FROM outbox WHERE request_id IS NULL${where.sql} ORDER BY id DESC LIMIT ?`;
+    return (this.prepared(sql).all(...where.params, limit) as SummaryRow[]).map(toSummary);
   }
 
   /**
@@ -294,12 +299,12 @@ export class OutgoingTable {
    * two changes in the same millisecond are both seen), oldest change first: `steward status --watch` asks
    * again from the last one it got. The (state, updated_at) index keeps it to the rows changed since.
    */
-  changes(after: { updatedAt: number; id: string }, limit: number, filter: MessageFilter = {}): OutgoingRecord[] {
+  changes(after: { updatedAt: number; id: string }, limit: number, filter: MessageFilter = {}): OutgoingSummary[] {
     const where = filterSql({ ...filter, since: Math.max(filter.since ?? after.updatedAt, after.updatedAt) });
     const sql =
-      `SELECT ${WITH_ENVELOPE} FROM outbox WHERE request_id IS NULL${where.sql} AND (updated_at > ? OR id > ?)` +
+      `SELECT * FROM outbox WHERE request_id IS NULL${where.sql} AND (updated_at > ? OR id > ?)` +
       ` ORDER BY updated_at, id LIMIT ?`;
-    return (this.prepared(sql).all(...where.params, after.updatedAt, after.id, limit) as OutboxRow[]).map(toRecord);
+    return (this.prepared(sql).all(...where.params, after.updatedAt, after.id, limit) as SummaryRow[]).map(toSummary);
   }
 
   private prepared(sql: string): Database.Statement {
@@ -440,6 +445,10 @@ function filterSql(filter: MessageFilter): { sql: string; params: unknown[] } {
 }
 
 function toRecord(row: OutboxRow): OutgoingRecord {
+  return { ...toSummary(row), envelope: JSON.parse(row.envelope) as Envelope };
+}
+
+function toSummary(row: SummaryRow): OutgoingSummary {
   return {
     id: row.id,
     toNode: row.to_node,
@@ -451,7 +460,6 @@ function toRecord(row: OutboxRow): OutgoingRecord {
     requestId: row.request_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
-    envelope: JSON.parse(row.envelope) as Envelope,
     result: row.result === null ? null : (JSON.parse(row.result) as OutgoingRecord["result"]),
     batchId: row.batch_id ?? null,
     wave: row.wave ?? null,
