@@ -199,7 +199,7 @@ describe("copy", () => {
       );
       assert.match(JSON.stringify(own), /refused.*not allowed: rogue may not call copyDst on ship1/);
       // Central's real grant, replayed by the rogue node: it was central's copy to central, not the rogue's.
-      const row = query<Buffer>("central", `SELECT frame FROM inbox WHERE id = '${id}'`);
+      const row = query<Buffer>("central", `SELECT frame FROM inbox_envelopes WHERE id = '${id}'`);
       const replayed = frameBody(
         (await nc.request(subject, rogue.seal(subject, chunk("rogue", row, "replay")), { timeout: 5000 })).data,
       );

@@ -146,6 +146,80 @@ describe("store: schema migrations", () => {
     }
   });
 
+  test("a store at version 7 moves its envelopes and frames to their own tables: every row reads back whole", async () => {
+    const folder = join(dir, "v7");
+    mkdirSync(folder, { recursive: true });
+    const path = join(folder, "central.sqlite");
+    const db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    for (const step of MIGRATIONS.filter((m) => m.version <= 7)) {
+      step.before?.(db);
+      db.exec(step.sql);
+    }
+    db.pragma("user_version = 7");
+    const sent = [message("v7-queued", "central", "ship1"), message("v7-done", "central", "ship1")];
+    const insertOut = db.prepare(
+      `INSERT INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope, result)
+       VALUES (?, 'ship1', 'cliCommand', ?, 1, NULL, 1, 2, ?, ?)`,
+    );
+    insertOut.run("v7-queued", "queued", JSON.stringify(sent[0]), null);
+    insertOut.run("v7-done", "done", JSON.stringify(sent[1]), JSON.stringify({ exitCode: 0, data: "hi" }));
+    const received = message("v7-received", "ship2", "central");
+    const frame = Buffer.from([1, 2, 3, 250]);
+    db.prepare(
+      `INSERT INTO inbox (from_node, id, state, runs, received_at, updated_at, envelope, frame)
+       VALUES ('ship2', ?, 'running', 1, 5, 6, ?, ?)`,
+    ).run(received.id, JSON.stringify(received), frame);
+    db.close();
+
+    const store = new Store(folder, "central");
+    try {
+      assert.equal(userVersion(path), 8);
+      assert.deepEqual(store.outgoing.get("v7-queued")?.envelope, sent[0]);
+      assert.deepEqual(store.outgoing.get("v7-done")?.envelope, sent[1]);
+      assert.deepEqual(store.outgoing.get("v7-done")?.result, { exitCode: 0, data: "hi" });
+      assert.deepEqual(
+        store.outgoing.pending().map((r) => r.envelope),
+        [sent[0]],
+      );
+      assert.deepEqual(
+        store.outgoing.list().map((r) => [r.id, r.state, r.attempt]),
+        [
+          ["v7-queued", "queued", 1],
+          ["v7-done", "done", 1],
+        ],
+      );
+      const row = store.incoming.get("ship2", "v7-received");
+      assert.deepEqual([row?.state, row?.runs, row?.envelope], ["running", 1, received]);
+      assert.deepEqual(store.incoming.frame("ship2", "v7-received"), frame);
+      assert.deepEqual(
+        store.incoming.unfinished().map((r) => r.envelope),
+        [received],
+      );
+      // A state move leaves the envelope as it was.
+      store.outgoing.moveToSent("v7-queued", 2);
+      await store.durable();
+      assert.deepEqual(store.outgoing.get("v7-queued")?.envelope, sent[0]);
+    } finally {
+      store.close();
+    }
+    // The envelopes left the rows: the rows themselves are small now. Deleting a row deletes its envelope.
+    const upgraded = new Database(path);
+    try {
+      const columns = (table: string) =>
+        (upgraded.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[]).filter((c) =>
+          ["envelope", "frame"].includes(c),
+        );
+      assert.deepEqual([columns("outbox"), columns("inbox")], [[], []]);
+      upgraded.prepare(`DELETE FROM outbox WHERE id = 'v7-done'`).run();
+      upgraded.prepare(`DELETE FROM inbox WHERE id = 'v7-received'`).run();
+      assert.deepEqual(upgraded.prepare(`SELECT id FROM outbox_envelopes`).pluck().all(), ["v7-queued"]);
+      assert.equal(upgraded.prepare(`SELECT COUNT(*) FROM inbox_envelopes`).pluck().get(), 0);
+    } finally {
+      upgraded.close();
+    }
+  });
+
   test("a store from a newer Steward is refused, untouched, with what to do", () => {
     const folder = join(dir, "newer");
     const path = writeUnversionedStore(folder, "central");

@@ -39,9 +39,19 @@ function traces(origin: NodeProcess, receiver: NodeProcess, id: string): Record<
   const count = (node: NodeProcess, sql: string) => rows(node, sql, { id }).length;
   return {
     "origin outbox": count(origin, `SELECT 1 FROM outbox WHERE id = @id OR request_id = @id`),
-    "origin inbox (the reply)": count(origin, `SELECT 1 FROM inbox WHERE json_extract(envelope, '$.requestId') = @id`),
+    "origin outbox envelope": count(origin, `SELECT 1 FROM outbox_envelopes WHERE id = @id`),
+    // The reply's envelope; its inbox row goes with it (a trigger deletes the envelope when the row goes).
+    "origin inbox (the reply)": count(
+      origin,
+      `SELECT 1 FROM inbox_envelopes WHERE json_extract(envelope, '$.requestId') = @id`,
+    ),
     "receiver inbox": count(receiver, `SELECT 1 FROM inbox WHERE id = @id`),
+    "receiver inbox envelope": count(receiver, `SELECT 1 FROM inbox_envelopes WHERE id = @id`),
     "receiver outbox (the reply)": count(receiver, `SELECT 1 FROM outbox WHERE request_id = @id`),
+    "receiver outbox envelope (the reply)": count(
+      receiver,
+      `SELECT 1 FROM outbox_envelopes WHERE json_extract(envelope, '$.requestId') = @id`,
+    ),
   };
 }
 

@@ -17,7 +17,7 @@ import { isFinal } from "../message/message.js";
 import { canonicalMethod, methodSpec } from "../message/methods.js";
 import { badTokenReason } from "../message/names.js";
 import { parsePublicKey } from "../security/identity.js";
-import type { OutgoingRecord, Store } from "../store/store.js";
+import type { OutgoingRecord, OutgoingSummary, Store } from "../store/store.js";
 import type { Admission } from "./admission.js";
 
 /** The longest a `wait` query holds its connection open. */
@@ -244,7 +244,7 @@ function listLimit(limit: number): number {
   return Number.isInteger(limit) && limit > 0 ? Math.min(limit, MAX_LIST) : 50;
 }
 
-function messageList(records: OutgoingRecord[], limit: number, store: Store): QueryAnswer<"list"> {
+function messageList(records: OutgoingSummary[], limit: number, store: Store): QueryAnswer<"list"> {
   return {
     messages: records.slice(0, limit).map((rec) => messageView(rec, false, store)),
     more: records.length > limit,
@@ -252,12 +252,12 @@ function messageList(records: OutgoingRecord[], limit: number, store: Store): Qu
 }
 
 /** A pending message whose rollout ended: no wave will release it. */
-function heldForGood(rec: OutgoingRecord, store: Store): boolean {
+function heldForGood(rec: OutgoingSummary, store: Store): boolean {
   return rec.batchId !== null && store.outgoing.batch(rec.batchId)?.state !== "running";
 }
 
 /** A stored message as clients see it; `withResult` adds the reply's data and outcome, `store` its rollout. */
-export function messageView(rec: OutgoingRecord, withResult: boolean, store: Store): MessageView {
+export function messageView(rec: OutgoingSummary, withResult: boolean, store: Store): MessageView {
   const result = rec.result;
   const batch = rec.batchId !== null && rec.wave !== null ? store.outgoing.batch(rec.batchId) : undefined;
   return {

@@ -42,6 +42,12 @@ interface InboxRow {
   cancelled: string | null;
 }
 
+/**
+ * A row with its envelope, which lives in inbox_envelopes with the frame (written once at insert, deleted with
+ * its row by a trigger): state moves rewrite only the small inbox row (src/store/migrations.ts, step 8).
+ */
+const WITH_ENVELOPE = `*, (SELECT envelope FROM inbox_envelopes AS e WHERE e.from_node = inbox.from_node AND e.id = inbox.id) AS envelope`;
+
 export class IncomingTable {
   private readonly stmts;
 
@@ -51,12 +57,14 @@ export class IncomingTable {
   ) {
     this.stmts = {
       insert: db.prepare(
-        `INSERT OR IGNORE INTO inbox (from_node, id, state, runs, received_at, updated_at, envelope)
-         VALUES (?, ?, 'received', 0, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO inbox (from_node, id, state, runs, received_at, updated_at)
+         VALUES (?, ?, 'received', 0, ?, ?)`,
       ),
-      get: db.prepare(`SELECT * FROM inbox WHERE from_node = ? AND id = ?`),
-      setFrame: db.prepare(`UPDATE inbox SET frame = ? WHERE from_node = ? AND id = ? AND frame IS NULL`),
-      frame: db.prepare(`SELECT frame FROM inbox WHERE from_node = ? AND id = ?`).pluck(),
+      insertEnvelope: db.prepare(
+        `INSERT OR REPLACE INTO inbox_envelopes (from_node, id, envelope, frame) VALUES (?, ?, ?, ?)`,
+      ),
+      get: db.prepare(`SELECT ${WITH_ENVELOPE} FROM inbox WHERE from_node = ? AND id = ?`),
+      frame: db.prepare(`SELECT frame FROM inbox_envelopes WHERE from_node = ? AND id = ?`).pluck(),
       pruned: db.prepare(`SELECT 1 FROM dedupe WHERE from_node = ? AND id = ?`).pluck(),
       moveToRunning: db.prepare(
         `UPDATE inbox SET state = 'running', runs = runs + 1, updated_at = ? WHERE from_node = ? AND id = ?`,
@@ -73,7 +81,7 @@ export class IncomingTable {
       exists: db.prepare(`SELECT 1 FROM inbox WHERE from_node = ? AND id = ?`).pluck(),
       tombstone: db.prepare(`INSERT OR IGNORE INTO dedupe (from_node, id, deliver_by) VALUES (?, ?, ?)`),
       unfinished: db.prepare(
-        `SELECT * FROM inbox WHERE state IN ('received', 'running', 'interrupted') ORDER BY received_at`,
+        `SELECT ${WITH_ENVELOPE} FROM inbox WHERE state IN ('received', 'running', 'interrupted') ORDER BY received_at`,
       ),
     };
   }
@@ -86,9 +94,11 @@ export class IncomingTable {
     return this.commits.write(() => {
       if (this.stmts.pruned.get(message.fromNode, message.id) !== undefined) return false;
       const now = Date.now();
-      const fresh =
-        this.stmts.insert.run(message.fromNode, message.id, now, now, JSON.stringify(message)).changes === 1;
-      if (fresh && frame) this.stmts.setFrame.run(Buffer.from(frame), message.fromNode, message.id);
+      const fresh = this.stmts.insert.run(message.fromNode, message.id, now, now).changes === 1;
+      if (fresh) {
+        const kept = frame ? Buffer.from(frame) : null;
+        this.stmts.insertEnvelope.run(message.fromNode, message.id, JSON.stringify(message), kept);
+      }
       return fresh;
     });
   }

@@ -15,6 +15,9 @@ import { MESSAGE_STATES, type MessageFilter } from "../message/filter.js";
 import { type Envelope, FINAL_STATES, type MessageState, type MethodResult } from "../message/message.js";
 import type { GroupCommit } from "./groupCommit.js";
 
+/** A message as lists show it: everything but its envelope, which they do not read (a chunk's is large). */
+export type OutgoingSummary = Omit<OutgoingRecord, "envelope">;
+
 export interface OutgoingRecord {
   id: string;
   toNode: string;
@@ -112,6 +115,14 @@ interface OutboxRow {
   wave: number | null;
 }
 
+/**
+ * A row with its envelope, which lives in outbox_envelopes (written once at insert, deleted with its row by a
+ * trigger): state moves rewrite only the small outbox row (src/store/migrations.ts, step 8).
+ */
+const WITH_ENVELOPE = `*, (SELECT envelope FROM outbox_envelopes WHERE outbox_envelopes.id = outbox.id) AS envelope`;
+
+type SummaryRow = Omit<OutboxRow, "envelope">;
+
 interface BatchRow {
   id: string;
   waves: number;
@@ -134,10 +145,11 @@ export class OutgoingTable {
   ) {
     this.stmts = {
       insert: db.prepare(
-        `INSERT OR IGNORE INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, envelope, batch_id, wave)
-         SELECT @id, @toNode, @method, @state, 0, @requestId, @now, @now, @envelope, @batchId, @wave
+        `INSERT OR IGNORE INTO outbox (id, to_node, method, state, attempt, request_id, created_at, updated_at, batch_id, wave)
+         SELECT @id, @toNode, @method, @state, 0, @requestId, @now, @now, @batchId, @wave
          WHERE NOT EXISTS (SELECT 1 FROM given_ids WHERE id = @id)`,
       ),
+      insertEnvelope: db.prepare(`INSERT OR REPLACE INTO outbox_envelopes (id, envelope) VALUES (?, ?)`),
       insertBatch: db.prepare(
         `INSERT OR IGNORE INTO batches (id, waves, max_errors, wave, state, created_at, updated_at)
          VALUES (@batchId, @waves, @maxErrors, 1, 'running', @now, @now)`,
@@ -150,18 +162,18 @@ export class OutgoingTable {
       ),
       release: db.prepare(
         `UPDATE outbox SET state = 'queued', updated_at = @now
-         WHERE batch_id = @batchId AND wave <= @wave AND state = 'pending' RETURNING *`,
+         WHERE batch_id = @batchId AND wave <= @wave AND state = 'pending' RETURNING id`,
       ),
       setBatch: db.prepare(`UPDATE batches SET wave = @wave, state = @state, updated_at = @now WHERE id = @batchId`),
-      get: db.prepare(`SELECT * FROM outbox WHERE id = ?`),
+      get: db.prepare(`SELECT ${WITH_ENVELOPE} FROM outbox WHERE id = ?`),
       keepPart: db.prepare(
         `UPDATE outbox SET result = ?, updated_at = ? WHERE id = ? AND state IN ('cancelled', 'failed', 'expired')`,
       ),
       outcome: db.prepare(`SELECT state, reason, result FROM outbox WHERE id = ?`),
-      pending: db.prepare(`SELECT * FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),
+      pending: db.prepare(`SELECT ${WITH_ENVELOPE} FROM outbox WHERE state IN ('queued', 'sent') ORDER BY id`),
       list: db.prepare(`SELECT * FROM outbox WHERE request_id IS NULL ORDER BY id DESC LIMIT ?`),
       unfinished: db.prepare(
-        `SELECT * FROM outbox WHERE state IN ('pending', 'queued', 'sent', 'acked', 'waiting', 'running') AND request_id IS NULL ORDER BY id`,
+        `SELECT ${WITH_ENVELOPE} FROM outbox WHERE state IN ('pending', 'queued', 'sent', 'acked', 'waiting', 'running') AND request_id IS NULL ORDER BY id`,
       ),
     };
   }
@@ -180,10 +192,10 @@ export class OutgoingTable {
         state: placement && placement.wave > 1 ? "pending" : "queued",
         requestId: message.requestId ?? null,
         now,
-        envelope: JSON.stringify(message),
         batchId: placement?.batchId ?? null,
         wave: placement?.wave ?? null,
       });
+      if (info.changes === 1) this.stmts.insertEnvelope.run(message.id, JSON.stringify(message));
       // A rollout whose messages were all stored before (the same ids handed in again) gets no row.
       if (placement && info.changes === 1) this.stmts.insertBatch.run({ ...placement, now });
       return info.changes === 1;
@@ -232,7 +244,8 @@ export class OutgoingTable {
       this.commits.atomically(() => {
         const now = Date.now();
         this.stmts.setBatch.run({ batchId, wave, state: "running", now });
-        return (this.stmts.release.all({ batchId, wave, now }) as OutboxRow[]).map(toRecord);
+        const ids = this.stmts.release.all({ batchId, wave, now }) as { id: string }[];
+        return ids.flatMap(({ id }) => this.get(id) ?? []);
       }),
     );
   }
@@ -274,11 +287,11 @@ export class OutgoingTable {
   }
 
   /** The newest operator messages (not the replies this node produced for others), `filter` narrowing them. */
-  list(limit = 50, filter: MessageFilter = {}): OutgoingRecord[] {
+  list(limit = 50, filter: MessageFilter = {}): OutgoingSummary[] {
     const where = filterSql(filter);
-    if (!where.sql) return (this.stmts.list.all(limit) as OutboxRow[]).map(toRecord);
+    if (!where.sql) return (this.stmts.list.all(limit) as SummaryRow[]).map(toSummary);
     const sql = `SELECT * FROM outbox WHERE request_id IS NULL${where.sql} ORDER BY id DESC LIMIT ?`;
-    return (this.prepared(sql).all(...where.params, limit) as OutboxRow[]).map(toRecord);
+    return (this.prepared(sql).all(...where.params, limit) as SummaryRow[]).map(toSummary);
   }
 
   /**
@@ -286,12 +299,12 @@ export class OutgoingTable {
    * two changes in the same millisecond are both seen), oldest change first: `steward status --watch` asks
    * again from the last one it got. The (state, updated_at) index keeps it to the rows changed since.
    */
-  changes(after: { updatedAt: number; id: string }, limit: number, filter: MessageFilter = {}): OutgoingRecord[] {
+  changes(after: { updatedAt: number; id: string }, limit: number, filter: MessageFilter = {}): OutgoingSummary[] {
     const where = filterSql({ ...filter, since: Math.max(filter.since ?? after.updatedAt, after.updatedAt) });
     const sql =
       `SELECT * FROM outbox WHERE request_id IS NULL${where.sql} AND (updated_at > ? OR id > ?)` +
       ` ORDER BY updated_at, id LIMIT ?`;
-    return (this.prepared(sql).all(...where.params, after.updatedAt, after.id, limit) as OutboxRow[]).map(toRecord);
+    return (this.prepared(sql).all(...where.params, after.updatedAt, after.id, limit) as SummaryRow[]).map(toSummary);
   }
 
   private prepared(sql: string): Database.Statement {
@@ -432,6 +445,10 @@ function filterSql(filter: MessageFilter): { sql: string; params: unknown[] } {
 }
 
 function toRecord(row: OutboxRow): OutgoingRecord {
+  return { ...toSummary(row), envelope: JSON.parse(row.envelope) as Envelope };
+}
+
+function toSummary(row: SummaryRow): OutgoingSummary {
   return {
     id: row.id,
     toNode: row.to_node,
@@ -443,7 +460,6 @@ function toRecord(row: OutboxRow): OutgoingRecord {
     requestId: row.request_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
-    envelope: JSON.parse(row.envelope) as Envelope,
     result: row.result === null ? null : (JSON.parse(row.result) as OutgoingRecord["result"]),
     batchId: row.batch_id ?? null,
     wave: row.wave ?? null,

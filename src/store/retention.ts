@@ -68,7 +68,9 @@ export class Retention {
       outboxDelete: db.prepare(`DELETE FROM outbox WHERE rowid = ?`),
       keepGiven: db.prepare(`INSERT OR IGNORE INTO given_ids (id) VALUES (?)`),
       inboxDone: db.prepare(
-        `SELECT rowid, from_node, id, json_extract(envelope, '$.deliverBy') AS deliver_by
+        `SELECT rowid, from_node, id,
+           (SELECT json_extract(envelope, '$.deliverBy') FROM inbox_envelopes AS e
+            WHERE e.from_node = inbox.from_node AND e.id = inbox.id) AS deliver_by
          FROM inbox WHERE state = 'done' AND updated_at < ? LIMIT ${BATCH}`,
       ),
       inboxDelete: db.prepare(`DELETE FROM inbox WHERE rowid = ?`),

@@ -30,7 +30,7 @@ import { type Pruned, Retention } from "./retention.js";
 export type { CancelOutcome, IncomingRecord } from "./incoming.js";
 export type { KeyRecord, KeyState } from "./keys.js";
 export type { NodeRecord } from "./nodes.js";
-export type { BatchRecord, BatchState, OutgoingRecord, WavePlacement } from "./outgoing.js";
+export type { BatchRecord, BatchState, OutgoingRecord, OutgoingSummary, WavePlacement } from "./outgoing.js";
 export type { Pruned } from "./retention.js";
 
 export class Store {
