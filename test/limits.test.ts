@@ -93,8 +93,9 @@ test("more runs than maxConcurrentRuns: two run at once, the others wait (shown 
   const go = join(fleet.dir, "go");
   const ids: string[] = [];
   for (let n = 1; n <= 5; n++) {
-    // Each run writes its start and end; the first two hold their runs until the test says go.
-    const script = `echo start ${n} >> ${log}; while [ ! -e ${go} ]; do sleep 0.05; done; echo end ${n} >> ${log}`;
+    // Each run writes its start and end, and holds its run until the test says go to it: one run ends at a
+    // time, so that one slot frees at a time and the run that takes it is the only one to start then.
+    const script = `echo start ${n} >> ${log}; while [ ! -e ${go}-${n} ]; do sleep 0.05; done; echo end ${n} >> ${log}`;
     const [id] = await fleet.sendOk("central", {
       toNode: "ship1",
       method: "cliCommand",
@@ -121,7 +122,11 @@ test("more runs than maxConcurrentRuns: two run at once, the others wait (shown 
   await sleepUntil(() => existsSync(log) && starts().length === 2, { what: "the first two runs to start" });
   assert.deepEqual(starts(), ["start 1", "start 2"], "only the first two run while the others wait");
 
-  writeFileSync(go, "");
+  // Run 1 ends: its slot goes to the first that arrived of those waiting (3), and so on.
+  for (let n = 1; n <= 5; n++) {
+    writeFileSync(`${go}-${n}`, "");
+    if (n <= 3) await sleepUntil(() => starts().length === n + 2, { what: `a run to start once run ${n} has ended` });
+  }
   for (const id of ids) assert.equal((await fleet.waitState("central", id)).state, "done");
 
   const lines = readFileSync(log, "utf8").trim().split("\n");
