@@ -1,17 +1,18 @@
 /**
  * Copy: a 200 MiB file from node "central" to node "ship" (each its own process) through a local broker, with
  * copySrc/copyDst, against the same bytes published raw on the same broker (a plain nats.js publisher and
- * subscriber, chunk for chunk, then a flush) and against `cp` on the same disk. Then the same copy again with a
- * SIGKILL of the destination half way: the time from its restart to the copy done.
+ * subscriber, chunk for chunk, then a flush) and against `cp` on the same disk, in alternating rounds (the
+ * machine's speed drifts; the medians are compared). Then the same copy again with a SIGKILL of the
+ * destination half way: the time from its restart to the copy done.
  */
 import { connect } from "@nats-io/transport-node";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readdirSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { submit, waitForFinal } from "../src/client/client.js";
 import { DEFAULT_CHUNK_SIZE, WINDOW } from "../src/methods/copySrc.js";
-import { Bench, fmt, msSince, now, type Row } from "./lib/common.js";
+import { Bench, fmt, median, msSince, now, type Row } from "./lib/common.js";
 
 const MiB = 1024 * 1024;
 
@@ -21,6 +22,8 @@ export interface CopyOptions {
   chunkSize?: number;
   /** Measure the resume after a SIGKILL too (default true). */
   resume?: boolean;
+  /** Alternating rounds of the Steward copy and the raw publish (default 3). */
+  rounds?: number;
 }
 
 export async function copy(opts: CopyOptions = {}): Promise<Row[]> {
@@ -53,10 +56,16 @@ export async function copy(opts: CopyOptions = {}): Promise<Row[]> {
       if (m?.state !== "done") throw new Error(`the copy ended ${m?.state}: ${m?.reason ?? m?.result?.error ?? ""}`);
       return msSince(t0);
     };
-    const stewardMs = await copyTo("copy1.bin");
-
     // Raw NATS: the same chunks published on the same broker, received by a plain subscriber.
-    const rawMs = await rawPublish(bench.broker.url, src, chunkSize);
+    const stewardRounds: number[] = [];
+    const rawRounds: number[] = [];
+    for (let round = 1; round <= (opts.rounds ?? 3); round++) {
+      stewardRounds.push(await copyTo(`copy${round}.bin`));
+      rmSync(join(ship.dataFolder, `copy${round}.bin`));
+      rawRounds.push(await rawPublish(bench.broker.url, src, chunkSize));
+    }
+    const stewardMs = median(stewardRounds);
+    const rawMs = median(rawRounds);
 
     // cp on the same disk.
     const t0 = now();
@@ -70,7 +79,7 @@ export async function copy(opts: CopyOptions = {}): Promise<Row[]> {
     let restarted = now();
     const dstFolder = ship.dataFolder;
     if (opts.resume !== false)
-      await copyTo("copy2.bin", async () => {
+      await copyTo("resumed.bin", async () => {
         const deadline = Date.now() + 600_000;
         while ((heldAtKill = held(dstFolder)) < count / 2 && Date.now() < deadline) await sleep(20);
         await ship.kill();
@@ -91,8 +100,11 @@ export async function copy(opts: CopyOptions = {}): Promise<Row[]> {
         target: "≥ 50%",
         met: s / b >= 0.5,
         notes: [
-          `copy: chunks of ${fmt(chunkSize / 1024, 0)} KiB, ${WINDOW} in flight; steward ${fmt(stewardMs / 1000)} s, ` +
-            `raw NATS publish ${fmt(rawMs / 1000)} s, cp ${fmt(cpMs / 1000)} s (${fmt(rate(cpMs))} MiB/s, with sync)`,
+          `copy: chunks of ${fmt(chunkSize / 1024, 0)} KiB, up to ${WINDOW} in flight; medians of ${stewardRounds.length} ` +
+            `alternating rounds: steward ${fmt(stewardMs / 1000)} s, raw NATS publish ${fmt(rawMs / 1000)} s; ` +
+            `cp ${fmt(cpMs / 1000)} s (${fmt(rate(cpMs))} MiB/s, with sync)`,
+          `copy rounds (MiB/s): steward ${stewardRounds.map((ms) => fmt(rate(ms), 0)).join(", ")}; ` +
+            `raw NATS ${rawRounds.map((ms) => fmt(rate(ms), 0)).join(", ")}`,
           `copy: destination SIGKILLed holding ${heldAtKill} of ${count} chunks; from its restart to the copy done ` +
             `${fmt(resumeMs / 1000)} s (the rest at ${fmt(((count - heldAtKill) * chunkSize) / MiB / (resumeMs / 1000))} MiB/s, start-up included)`,
         ],

@@ -81,6 +81,8 @@ export class Outbox {
   private tasks = new Set<Promise<void>>();
   /** The newest `_online` time seen per node: an older or replayed announcement wakes nothing. */
   private lastOnline = new Map<string, number>();
+  /** Told when a node announces itself (whenOnline). */
+  private onlineListeners = new Map<string, Set<() => void>>();
   private closed = false;
 
   constructor(
@@ -368,6 +370,23 @@ export class Outbox {
     if (presence.at <= (this.lastOnline.get(node) ?? 0)) return;
     this.lastOnline.set(node, presence.at);
     this.wake(node);
+    for (const listener of this.onlineListeners.get(node) ?? []) listener();
+  }
+
+  /**
+   * Call `listener` each time `node` announces itself (it started, or its link came back) until the returned
+   * function is called: what was sent to it before and not answered yet will not be.
+   */
+  whenOnline(node: string, listener: () => void): () => void {
+    let set = this.onlineListeners.get(node);
+    if (!set) this.onlineListeners.set(node, (set = new Set()));
+    set.add(listener);
+    this.watch(node);
+    return () => {
+      if (!set.delete(listener)) return;
+      if (set.size === 0) this.onlineListeners.delete(node);
+      this.unwatch(node);
+    };
   }
 
   /** Wait `ms`, or less when woken (a node came back); true when woken. */

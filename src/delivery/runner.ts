@@ -38,6 +38,7 @@ import { now } from "../security/clock.js";
 import type { Store } from "../store/store.js";
 import { abortableSleep, MAX_TIMER_MS } from "../timers.js";
 import { buildReply, type RunOutcome } from "./buildReply.js";
+import { CopyHub } from "./copyChunks.js";
 import { endLeftoverProcessGroup, processStartTime } from "./leftovers.js";
 import { MethodMessages } from "./methodMessages.js";
 import type { Outbox } from "./outbox.js";
@@ -184,11 +185,14 @@ export class Runner {
   private readonly slots: RunSlots;
   /** Port forwarding's frames, for portDst and portSrc. */
   private readonly ports: PortHub;
+  /** File copies' chunks, for copySrc and copyDst. */
+  private readonly copies: CopyHub;
   private readonly messages: MethodMessages;
 
   constructor(private readonly opts: RunnerOptions) {
     this.slots = new RunSlots(Math.max(1, opts.maxConcurrentRuns ?? Number.POSITIVE_INFINITY));
     this.ports = new PortHub(opts.transport, opts.wire, opts.log);
+    this.copies = new CopyHub(opts.transport, opts.wire, (node, l) => opts.outbox.whenOnline(node, l), opts.log);
     this.messages = new MethodMessages(opts.store, opts.outbox);
   }
 
@@ -535,6 +539,7 @@ export class Runner {
         ...(emit && { emit }),
         ...(resumed && { resumed }),
         ports: this.ports,
+        copies: this.copies,
         send: (fields, onEnded) => {
           const envelope = newEnvelope(fields);
           const stop = onEnded

@@ -11,6 +11,7 @@
  *   <toNode>._bundle.<central>     central's signed bundle, sent to one node (it said hello with an older one)
  *   <toNode>._port.<fromNode>      port forwarding frames, one subject per direction (src/delivery/ports.ts)
  *   <toNode>._relay.<fromNode>     another node's signed message (or reply), carried one hop (relay.ts)
+ *   <toNode>._copy.<fromNode>      one chunk of a file copy, from the node that reads the file (copyChunks.ts)
  *   _online.<node>                 a node announcing it is (back) on the broker: senders with messages
  *                                  waiting for it listen while they wait, and re-send at once
  *   _bundle.<central>              central's signed bundle, to every node at once
@@ -30,6 +31,8 @@ export const chunkSubject = (toNode: string, fromNode: string): string => `${toN
 export const chunkSubscription = (node: string): string => `${node}._chunk.*`;
 export const portSubject = (toNode: string, fromNode: string): string => `${toNode}._port.${fromNode}`;
 export const portSubscription = (node: string): string => `${node}._port.*`;
+export const copySubject = (toNode: string, fromNode: string): string => `${toNode}._copy.${fromNode}`;
+export const copySubscription = (node: string): string => `${node}._copy.*`;
 export const bundleSubject = (node: string, central: string): string => `${node}._bundle.${central}`;
 export const relaySubject = (toNode: string, fromNode: string): string => `${toNode}._relay.${fromNode}`;
 export const relaySubscription = (node: string): string => `${node}._relay.*`;

@@ -5,14 +5,20 @@
  * (src/delivery/copyGrant.ts checks it; docs/SECURITY.md, "Copy").
  *
  *   copyDst methodArgs: [step, grant, size, chunkSize, …]
- *     status                      → reply data: the indexes of the chunks the destination holds, as JSON
- *     chunk   index, sha256       data: the chunk, base64
- *     finish  sha256, mode        → the file renamed into place; reply data: its path
+ *     status                      → reply data: the indexes of the chunks the destination holds (ranges());
+ *                                   the destination takes the copy's chunks from now on
+ *     finish  digest, mode        → the file renamed into place; reply data: its path
+ *
+ * The chunks between the two are not messages (src/delivery/copyChunks.ts).
  */
+import { createHash } from "node:crypto";
 import type { Envelope } from "../message/message.js";
 import { readHeader } from "../security/frame.js";
 
-export type CopyStep = "status" | "chunk" | "finish";
+export type CopyStep = "status" | "finish";
+
+/** What names a copy on the wire and in file names: short, and the same on both ends and after restarts. */
+export const copyTag = (copyId: string): string => createHash("sha256").update(copyId).digest("hex").slice(0, 16);
 
 /** The copy as its operator asked for it (copySrc's methodArgs, ctrl's order). */
 export interface CopyRequest {
@@ -60,6 +66,14 @@ export function readGrant(grant: string): { signer: string; body: Uint8Array; re
     return undefined;
   }
 }
+
+/**
+ * What a copy's chunks add up to: the sha256 of their sha256s, in order. The source has each chunk's from
+ * reading it, the destination from checking it on arrival, so the destination does not read the whole file
+ * again to agree on it; the sha256 of the whole file is the source's, taken as it reads.
+ */
+export const chunksDigest = (sums: readonly string[]): string =>
+  createHash("sha256").update(sums.join("\n")).digest("hex");
 
 /** Sorted indexes as ranges, "0-99,101,103-200": short whatever the number of chunks. */
 export function ranges(indexes: number[]): string {

@@ -3,24 +3,31 @@
  * temporary file beside the destination path, and each written chunk is noted in a small file beside it, so a
  * restart of either end goes on from the chunks already here:
  *
- *   .<name>.<copy>.part          the file being written
+ *   .<name>.<copy>.part          the file being written (0600 until it is renamed into place with its mode)
  *   .<name>.<copy>.part.chunks   "steward-copy <size> <chunkSize>", then "<index> <sha256>" per chunk written
  *
- *   status  the chunks held, each checked again against its sha256 (a power cut may have lost a write)
- *   chunk   its sha256 checked, written at index × chunkSize, noted
- *   finish  every chunk held, the whole sha256 checked, the mode set, renamed into place; done already (a
- *           re-sent finish): the same answer
+ * Two steps are messages, each carrying the copy's grant:
+ *
+ *   status  the chunks held, each checked again against its sha256 (a power cut may have lost a write); the
+ *           copy is opened here: from now on its source's chunks (src/delivery/copyChunks.ts) are taken
+ *   finish  every chunk held and adding up to the source's (chunksDigest in copyArgs.ts), the file synced, the
+ *           mode set, renamed into place; the answer is its path
+ *
+ * A chunk is written when it arrives, synchronously: a write of 256 KiB into the page cache takes a fraction of a
+ * millisecond, and each chunk then lands whole between the steps' own reads and writes. It is not synced one by
+ * one: a SIGKILL does not lose what the kernel has, and what a power cut loses the next status finds missing.
  *
  * Where: the grant's dstPath (src/methods/copyArgs.ts), never the chunk's: relative inside the data folder, an
  * absolute one only from an operator src/delivery/copyGrant.ts lets write there. Steps of one copy run one at a
- * time (several chunks arrive at once); different copies do not wait for each other.
+ * time; different copies do not wait for each other.
  */
 import { createHash } from "node:crypto";
-import { appendFile, chmod, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { closeSync, openSync, writeSync } from "node:fs";
+import { appendFile, chmod, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { MethodError } from "../errors.js";
-import { type CopyRequest, copyRequest, ranges, readGrant } from "./copyArgs.js";
-import type { MethodContext, MethodOutput } from "./method.js";
+import { chunksDigest, type CopyRequest, copyRequest, copyTag, ranges, readGrant } from "./copyArgs.js";
+import type { CopyAnswer, CopyChunk, MethodContext, MethodOutput } from "./method.js";
 import { ensureDir, inside } from "./paths.js";
 
 interface CopyState {
@@ -28,7 +35,24 @@ interface CopyState {
   chunkSize: number;
   /** Chunk index → its sha256, for the chunks written. */
   have: Map<number, string>;
+  /** Stops taking this copy's chunks (the status step started taking them). */
+  release?: () => void;
+  /**
+   * Every chunk in `have` was checked against its sha256 by this process: written by it, or read back. False
+   * for chunks only listed in a chunks file found at start (a power cut may have lost their bytes).
+   */
+  checked: boolean;
+  /** The part and chunks files, open while chunks come (closed when none came for FILES_IDLE_MS). */
+  files?: { part: number; chunks: number; idle: NodeJS.Timeout };
+  /** Bytes written since the last sync was started, and that sync while it runs (syncSoon). */
+  unsynced: number;
+  syncing?: Promise<void>;
 }
+
+/** A copy whose chunks stopped coming for this long has its files closed (reopened by the next chunk). */
+const FILES_IDLE_MS = 5000;
+/** Written bytes that start a sync in the background: the finish's own sync then finds little left to write. */
+const SYNC_EVERY = 32 * 1024 * 1024;
 
 /** The state of each copy being written here, by its part file, loaded from its chunks file on first use. */
 const states = new Map<string, CopyState>();
@@ -45,12 +69,12 @@ export async function copyDst(ctx: MethodContext): Promise<MethodOutput> {
   if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(chunkSize) || chunkSize <= 0)
     throw new MethodError("copyDst", `bad size ${sizeText} or chunk size ${chunkSizeText}`);
   const target = targetPath(ctx, copy);
-  const tag = createHash("sha256").update(copy.id).digest("hex").slice(0, 16);
+  const tag = copyTag(copy.id);
   const part = join(dirname(target), `.${basename(target)}.${tag}.part`);
   const job = async (): Promise<MethodOutput> => {
-    if (step === "status") return { exitCode: 0, data: ranges([...(await checked(part, size, chunkSize)).keys()]) };
-    if (step === "chunk") return writeChunk(ctx, part, size, chunkSize, Number(a), b);
-    return finish(part, target, size, chunkSize, a, copy.mode || b);
+    if (step === "status") return status(ctx, tag, part, size, chunkSize);
+    if (step === "finish") return finish(part, target, size, chunkSize, a, copy.mode || b);
+    throw new MethodError("copyDst", `unknown step "${step}"`);
   };
   // One step of a copy at a time: the chunks file and its state are never written by two at once.
   const turn = (turns.get(part) ?? Promise.resolve()).then(job, job);
@@ -80,7 +104,8 @@ const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes)
 async function load(part: string, size: number, chunkSize: number): Promise<CopyState> {
   const known = states.get(part);
   if (known && known.size === size && known.chunkSize === chunkSize) return known;
-  const state: CopyState = { size, chunkSize, have: new Map() };
+  if (known) letGo(known);
+  const state: CopyState = { size, chunkSize, have: new Map(), checked: true, unsynced: 0 };
   let text = "";
   try {
     text = await readFile(`${part}.chunks`, "utf8");
@@ -94,9 +119,10 @@ async function load(part: string, size: number, chunkSize: number): Promise<Copy
       const m = /^(\d+) ([0-9a-f]{64})$/.exec(line);
       if (m) state.have.set(Number(m[1]), m[2] as string);
     }
+    state.checked = state.have.size === 0;
   } else {
     await ensureDir(dirname(part));
-    await rm(part, { force: true });
+    await writeFile(part, "", { mode: 0o600 });
     await appendFile(`${part}.chunks`, `steward-copy ${size} ${chunkSize}\n`, { flag: "w" });
   }
   states.set(part, state);
@@ -106,58 +132,122 @@ async function load(part: string, size: number, chunkSize: number): Promise<Copy
 /** The chunks held, each read back and checked against its sha256; one that fails is dropped, to be sent again. */
 async function checked(part: string, size: number, chunkSize: number): Promise<Map<number, string>> {
   const state = await load(part, size, chunkSize);
-  if (state.have.size === 0) return state.have;
+  await readBack(part, state);
+  return state.have;
+}
+
+/** Read the chunks held back from the part file, dropping any that no longer matches its sha256. */
+async function readBack(part: string, state: CopyState): Promise<void> {
+  state.checked = true;
+  if (state.have.size === 0) return;
   let fh;
   try {
     fh = await open(part, "r");
   } catch {
     state.have.clear();
-    return state.have;
+    return;
   }
   try {
-    const buf = Buffer.alloc(chunkSize);
-    for (const [index, sum] of state.have) {
-      const length = chunkLength(size, chunkSize, index);
-      const { bytesRead } = await fh.read(buf, 0, length, index * chunkSize);
-      if (bytesRead !== length || sha256(buf.subarray(0, length)) !== sum) state.have.delete(index);
+    const buf = Buffer.alloc(state.chunkSize);
+    for (const index of [...state.have.keys()].sort((x, y) => x - y)) {
+      const length = chunkLength(state.size, state.chunkSize, index);
+      const { bytesRead } = await fh.read(buf, 0, length, index * state.chunkSize);
+      const bytes = buf.subarray(0, length);
+      if (bytesRead !== length || sha256(bytes) !== state.have.get(index)) state.have.delete(index);
     }
   } finally {
     await fh.close();
   }
-  return state.have;
 }
 
 function chunkLength(size: number, chunkSize: number, index: number): number {
   return Math.max(0, Math.min(chunkSize, size - index * chunkSize));
 }
 
-async function writeChunk(
+/** The chunks held, checked; from now on the copy's chunks from this message's sender are taken here. */
+async function status(
   ctx: MethodContext,
+  tag: string,
   part: string,
   size: number,
   chunkSize: number,
-  index: number,
-  sum: string,
 ): Promise<MethodOutput> {
+  const { copies } = ctx;
+  if (!copies) throw new MethodError("copyDst", "this node takes no copy chunks");
+  const have = await checked(part, size, chunkSize);
+  // A part file a crash left without (its chunks file written first): chunks are written into it in place.
+  await appendFile(part, "", { mode: 0o600 });
   const state = await load(part, size, chunkSize);
-  const length = chunkLength(size, chunkSize, index);
-  const bytes = Buffer.from(ctx.message.data ?? "", "base64");
-  if (!Number.isSafeInteger(index) || index < 0 || length === 0 || bytes.length !== length)
-    throw new MethodError("copyDst", `chunk ${index}: ${bytes.length} bytes where ${length} belong`);
-  if (sha256(bytes) !== sum) throw new MethodError("copyDst", `chunk ${index}: its sha256 does not match`);
-  if (state.have.get(index) === sum) return { exitCode: 0, data: "" };
-  const fh = await open(part, "r+").catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") return open(part, "w+");
-    throw err;
-  });
-  try {
-    await fh.write(bytes, 0, length, index * chunkSize);
-  } finally {
-    await fh.close();
-  }
-  await appendFile(`${part}.chunks`, `${index} ${sum}\n`);
+  state.release?.();
+  state.release = copies.take(tag, ctx.message.fromNode, (chunk) => writeChunk(part, state, chunk));
+  return { exitCode: 0, data: ranges([...have.keys()]) };
+}
+
+/** Write one chunk where it belongs and note it; synchronous, so that it lands whole between the steps' awaits. */
+function writeChunk(part: string, state: CopyState, chunk: CopyChunk): CopyAnswer | { drop: string } {
+  const { index, sha256: sum, data } = chunk;
+  const length = chunkLength(state.size, state.chunkSize, index);
+  if (length === 0 || data.length !== length) return { drop: `${data.length} bytes where ${length} belong` };
+  if (states.get(part) !== state) return { unknown: "the copy was finished or started over" };
+  if (state.have.get(index) === sum) return { written: index };
+  const files = filesOf(part, state);
+  writeSync(files.part, data, 0, length, index * state.chunkSize);
+  writeSync(files.chunks, `${index} ${sum}\n`);
   state.have.set(index, sum);
-  return { exitCode: 0, data: "" };
+  state.unsynced += length;
+  if (state.unsynced >= SYNC_EVERY && !state.syncing) syncSoon(part, state);
+  return { written: index };
+}
+
+/** The copy's files, opened for its first chunk and kept open while chunks come. */
+function filesOf(part: string, state: CopyState): NonNullable<CopyState["files"]> {
+  if (state.files) {
+    state.files.idle.refresh();
+    return state.files;
+  }
+  const fd = openSync(part, "r+");
+  let chunks;
+  try {
+    chunks = openSync(`${part}.chunks`, "a");
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  const idle = setTimeout(() => closeFiles(state), FILES_IDLE_MS).unref();
+  state.files = { part: fd, chunks, idle };
+  return state.files;
+}
+
+/** Take no more chunks of this copy here, and close its files. */
+function letGo(state: CopyState): void {
+  state.release?.();
+  state.release = undefined;
+  closeFiles(state);
+}
+
+function closeFiles(state: CopyState): void {
+  const files = state.files;
+  if (!files) return;
+  state.files = undefined;
+  clearTimeout(files.idle);
+  closeSync(files.part);
+  closeSync(files.chunks);
+}
+
+/** Start writing the part file out to disk in the background, while the copy goes on. */
+function syncSoon(part: string, state: CopyState): void {
+  state.unsynced = 0;
+  state.syncing = (async () => {
+    const fh = await open(part, "r+");
+    try {
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  })()
+    // Only to be ahead: the finish syncs again, and says what fails then.
+    .catch(() => undefined)
+    .finally(() => (state.syncing = undefined));
 }
 
 async function finish(
@@ -165,57 +255,44 @@ async function finish(
   target: string,
   size: number,
   chunkSize: number,
-  sum: string,
+  digest: string,
   mode: string,
 ): Promise<MethodOutput> {
-  const done = { exitCode: 0, data: target };
   const state = await load(part, size, chunkSize);
+  // No chunk is written into the part file once it is checked.
+  letGo(state);
   const count = Math.ceil(size / chunkSize);
-  // A re-sent finish, the file in place already: the same answer, and no state left behind.
-  if (state.have.size === 0 && count > 0 && (await fileSum(target)) === sum) {
-    await forget(part);
-    return done;
-  }
-  const missing = count - [...state.have.keys()].filter((i) => i < count).length;
+  // Chunks only listed in a chunks file found at start: read back, lest a power cut lost their bytes.
+  if (!state.checked) await readBack(part, state);
+  const sums = Array.from({ length: count }, (_, i) => state.have.get(i));
+  const missing = sums.filter((sum) => sum === undefined).length;
   if (missing > 0) throw new MethodError("copyDst", `${target}: ${missing} of ${count} chunks have not arrived`);
-  if (count === 0) await appendFile(part, "");
-  const whole = await fileSum(part);
-  if (whole !== sum) {
+  if (chunksDigest(sums as string[]) !== digest) {
     await forget(part);
     throw new MethodError(
       "copyDst",
-      `${target}: the sha256 of the whole file does not match (the source file changed during the copy?); send the copy again`,
+      `${target}: the chunks here are not those of the source file (it changed during the copy?); send the copy again`,
     );
+  }
+  if (count === 0) await appendFile(part, "", { mode: 0o600 });
+  // On disk before it gets its name: a power cut after the rename must not leave a file with holes.
+  await state.syncing;
+  const fh = await open(part, "r+");
+  try {
+    await fh.datasync();
+  } finally {
+    await fh.close();
   }
   await chmod(part, parseInt(mode || "0644", 8));
   await rename(part, target);
   await forget(part);
-  return done;
+  return { exitCode: 0, data: target };
 }
 
 async function forget(part: string): Promise<void> {
+  const state = states.get(part);
+  if (state) letGo(state);
   states.delete(part);
   await rm(part, { force: true });
   await rm(`${part}.chunks`, { force: true });
-}
-
-async function fileSum(path: string): Promise<string | undefined> {
-  try {
-    if (!(await stat(path)).isFile()) return undefined;
-  } catch {
-    return undefined;
-  }
-  const hash = createHash("sha256");
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.alloc(1024 * 1024);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-    }
-  } finally {
-    await fh.close();
-  }
-  return hash.digest("hex");
 }

@@ -1,49 +1,67 @@
 /**
  * copySrc: copy a file from this node to another (ctrl's methodArgs: [srcPath, dstNode, dstPath, chunkSize,
- * maxTime, mode]). The file goes in chunks, each a copyDst message of its own (copyDst.ts), so each is stored,
- * signed, ACKed, retried and deduplicated like any message; a window of them is in flight at once.
+ * maxTime, mode]). Two steps are copyDst messages, stored, signed, ACKed and retried like any message, each
+ * carrying the operator's request as its grant; the chunks between them go straight from this file to the
+ * destination's (src/delivery/copyChunks.ts), a window of them in flight at once:
  *
- *   status   ask the destination which chunks it holds already (a copy cut short by a restart of either end)
- *   chunks   read the file in order (its whole sha256 on the way), send each chunk it lacks, WINDOW at a time;
- *            a part of the result tells the origin how far the copy is, about once a second
+ *   status   ask the destination which chunks it holds already (a copy cut short by a restart of either end);
+ *            from then on it takes this copy's chunks
+ *   chunks   read the file in order (each chunk's sha256 on the way), send each chunk it lacks, a window of
+ *            them in flight; a part of the result tells the origin how far the copy is, about once a second
  *   finish   the whole sha256 and the mode: the destination checks, renames into place, answers with the path
  *
- * A chunk's message id is made from the copy's id, its chunk size and its index: after a restart here the run
- * sends again only what the destination lacks, and what was stored for sending before the restart is the
- * same message (the outbox goes on delivering it), never a second one.
+ * A chunk that gets no answer, or the answer that the copy is not open there (the destination restarted),
+ * sends the status again: as a message it waits for an absent destination, and its answer says what is left
+ * to send. A restart here runs the copy again from the status, so it too sends only what is missing.
  */
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { MethodError } from "../errors.js";
 import { newEnvelope } from "../message/envelope.js";
 import { newId } from "../message/id.js";
 import type { Envelope } from "../message/message.js";
 import { now } from "../security/clock.js";
-import { type CopyStep, copyRequest, fromRanges } from "./copyArgs.js";
-import type { MessageSender, MethodContext, MethodOutput } from "./method.js";
+import { chunksDigest, copyRequest, copyTag, fromRanges, type CopyStep } from "./copyArgs.js";
+import { abortReason, type CopyLink, type MessageSender, type MethodContext, type MethodOutput } from "./method.js";
 
 /** Bytes per chunk when the operator names none. */
-export const DEFAULT_CHUNK_SIZE = 256 * 1024;
-/** Chunks in flight at once: enough to keep the link and both stores busy, not so many that a retry storms. */
+export const DEFAULT_CHUNK_SIZE = 512 * 1024;
+/**
+ * Chunks in flight at once, at most: enough to keep a fast link and both disks busy. On a slow link fewer:
+ * about IN_FLIGHT_MS of data at the rate answers come back, and at least MIN_WINDOW. More would queue on the
+ * node's own connection ahead of its pings, and a link whose pings wait 15 s is taken for dead.
+ */
 export const WINDOW = 16;
-/** Room in a message for everything but the chunk: the envelope, the grant, the signature. */
-const ENVELOPE_ROOM = 16 * 1024;
+const MIN_WINDOW = 1;
+const IN_FLIGHT_MS = 1000;
 const PROGRESS_MS = 1000;
+/** Bytes hashed at a time by both of a chunk's hashes (hashBoth): well within a CPU's cache. */
+const HASH_BLOCK = 32 * 1024;
+/**
+ * No answer for this long (or four chunks' time at the rate seen, if longer) while chunks are in flight: they
+ * are taken for lost, and the copy asks the status again. A restart of the destination, or of either end's link,
+ * says so at once (src/delivery/copyChunks.ts); this is for a loss nothing announces.
+ */
+const QUIET_MS = 30_000;
+/** How long a chunk's request itself waits: only a backstop, the quiet check above ends a round first. */
+const REQUEST_MS = 10 * QUIET_MS;
+/** The wait before asking the status again after a round that sent nothing, doubling up to the last. */
+const AGAIN_MS = [1000, 30_000];
 
 export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
   const copy = copyRequest(ctx.message);
-  const { frame, messages } = ctx;
-  if (!frame || !messages)
+  const { frame, messages, copies } = ctx;
+  if (!frame || !messages || !copies)
     throw new MethodError("copySrc", "no grant to hand on: copySrc runs only as a request that arrived signed");
   const grant = Buffer.from(frame).toString("base64");
   const path = isAbsolute(copy.srcPath) ? copy.srcPath : resolve(ctx.dataFolder, copy.srcPath);
-  // The chunk and its envelope must fit in one message of the broker's (maxOutput is at most max_payload).
-  const most = Math.floor(((ctx.maxOutput - ENVELOPE_ROOM - grant.length) * 3) / 4 / 4096) * 4096;
+  const most = Math.floor(copies.maxChunk / 4096) * 4096;
   const chunkSize = Math.max(4096, Math.min(copy.chunkSize || DEFAULT_CHUNK_SIZE, most));
   const signal =
     copy.maxTime > 0 ? AbortSignal.any([ctx.signal, AbortSignal.timeout(copy.maxTime * 1000)]) : ctx.signal;
-  // Its chunks wait for an absent destination until the copy's time is up, never failing for spent retries.
+  // Its steps wait for an absent destination until the copy's time is up, never failing for spent retries.
   const seconds = copy.maxTime || (ctx.message.methodTimeout > 0 ? ctx.message.methodTimeout : 7 * 24 * 3600);
   const deliverBy = now() + seconds * 1000;
 
@@ -59,13 +77,13 @@ export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
     const size = st.size;
     const mode = copy.mode || (st.mode & 0o7777).toString(8).padStart(4, "0");
     const count = Math.ceil(size / chunkSize);
-    const send = (step: CopyStep, args: string[], id = newId(), data?: string): Envelope =>
+    const step = (name: CopyStep, args: string[]): Envelope =>
       newEnvelope({
-        id,
+        id: newId(),
         toNode: copy.dstNode,
         fromNode: ctx.nodeName,
         method: "copyDst",
-        methodArgs: [step, grant, String(size), String(chunkSize), ...args],
+        methodArgs: [name, grant, String(size), String(chunkSize), ...args],
         methodTimeout: 120,
         ACKTimeout: 10,
         retries: 10,
@@ -74,74 +92,214 @@ export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
         replyRetries: 10,
         deliverBy,
         deliverByGiven: true,
-        ...(data !== undefined && { data, dataEncoding: "base64" as const }),
       });
-
-    const held = fromRanges(await ask(messages, send("status", []), signal));
-    const tag = createHash("sha256").update(copy.id).digest("hex").slice(0, 16);
-    const whole = createHash("sha256");
-    const buf = Buffer.alloc(chunkSize);
-    const inFlight = new Set<Promise<void>>();
-    let failure: Error | undefined;
-    let copied = [...held].filter((i) => i < count).reduce((n, i) => n + Math.min(chunkSize, size - i * chunkSize), 0);
-    let sent = 0;
+    const status = async (): Promise<Set<number>> => {
+      const held = fromRanges(await ask(messages, step("status", []), signal));
+      return new Set([...held].filter((i) => i < count));
+    };
+    const where = `${path} to ${copy.dstNode}:${copy.dstPath}`;
+    const chunks = new Chunks(copies, copy.dstNode, copyTag(copy.id), fh, size, chunkSize, signal);
+    chunks.written = await status();
+    const heldAtStart = chunks.written.size;
     let told = Date.now();
     // At once, how much the destination holds already (a resumed copy), then about once a second.
-    ctx.emit?.(`copying ${path} to ${copy.dstNode}:${copy.dstPath}: ${progress(copied, size)}\n`);
-    for (let index = 0; index < count && failure === undefined; index++) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(chunkSize, size - index * chunkSize), index * chunkSize);
-      const bytes = buf.subarray(0, bytesRead);
-      whole.update(bytes);
-      if (held.has(index)) continue;
-      while (inFlight.size >= WINDOW && failure === undefined) await Promise.race(inFlight);
-      if (failure !== undefined) break;
-      const chunk = send(
-        "chunk",
-        [String(index), sha256(bytes)],
-        `copy.${tag}.${chunkSize}.${index}`,
-        bytes.toString("base64"),
-      );
-      sent++;
-      const task: Promise<void> = ask(messages, chunk, signal).then(
-        () => {
-          copied += bytesRead;
-          if (Date.now() - told >= PROGRESS_MS) {
-            told = Date.now();
-            ctx.emit?.(`copying ${path} to ${copy.dstNode}:${copy.dstPath}: ${progress(copied, size)}\n`);
-          }
-        },
-        (err: unknown) => {
-          failure ??= err instanceof Error ? err : new Error(String(err));
-        },
-      );
-      inFlight.add(task);
-      void task.finally(() => inFlight.delete(task));
+    ctx.emit?.(`copying ${where}: ${progress(chunks.bytes(), size)}\n`);
+    chunks.onWritten = () => {
+      if (Date.now() - told < PROGRESS_MS) return;
+      told = Date.now();
+      ctx.emit?.(`copying ${where}: ${progress(chunks.bytes(), size)}\n`);
+    };
+    let wait = AGAIN_MS[0] as number;
+    for (;;) {
+      const before = chunks.written.size;
+      const trouble = await chunks.round();
+      if (trouble === undefined) break;
+      // The destination restarted, the link or the broker went away: ask what it holds now, and go on.
+      ctx.log.info("copy: asking the destination again", { id: copy.id, reason: trouble });
+      if (chunks.written.size === before) {
+        await sleep(wait, undefined, { signal }).catch(() => undefined);
+        wait = Math.min(wait * 2, AGAIN_MS[1] as number);
+      } else wait = AGAIN_MS[0] as number;
+      if (signal.aborted) throw new MethodError("copySrc", `${where}: ${abortReason(signal)}`);
+      chunks.written = await status();
     }
-    await Promise.all(inFlight);
-    if (failure !== undefined) throw failure;
-    ctx.log.info("copy: chunks sent", { id: copy.id, chunks: count, sent, held: count - sent });
-    const sum = whole.digest("hex");
-    const written = await ask(messages, send("finish", [sum, mode]), signal);
+    ctx.log.info("copy: chunks sent", { id: copy.id, chunks: count, sent: chunks.sent, held: heldAtStart });
+    const written = await ask(messages, step("finish", [chunks.digest(), mode]), signal);
+    // Its chunks are the destination's (the digest agreed): the sha256 of the whole file read here is the copy's.
+    const sum = chunks.wholeSum();
     return { exitCode: 0, data: `copied ${path} to ${copy.dstNode}:${written}: ${size} bytes, sha256 ${sum}\n` };
   } finally {
     await fh.close();
   }
 }
 
-const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex");
+/** The chunks of one copy: which the destination has, and rounds that send the rest. */
+class Chunks {
+  /** The chunks the destination has (its status said so, or it answered written). */
+  written = new Set<number>();
+  /** Chunks sent by this run. */
+  sent = 0;
+  onWritten: () => void = () => undefined;
+  private readonly count: number;
+  /** Each chunk's sha256 as the first round read it: a chunk read again later must match. */
+  private readonly sums: string[] = [];
+  /** Of the whole file, as the first round reads it. */
+  private readonly whole = createHash("sha256");
+  private wholeHex: string | undefined;
+  /** Bytes the destination wrote for this run, since it started: how long an answer may take. */
+  private started = 0;
+  private writtenHere = 0;
+
+  constructor(
+    private readonly link: CopyLink,
+    private readonly dst: string,
+    private readonly tag: string,
+    private readonly fh: Awaited<ReturnType<typeof open>>,
+    private readonly size: number,
+    private readonly chunkSize: number,
+    private readonly signal: AbortSignal,
+  ) {
+    this.count = Math.ceil(size / chunkSize);
+  }
+
+  bytes(): number {
+    let n = 0;
+    for (const i of this.written) n += this.length(i);
+    return n;
+  }
+
+  /** What the destination's chunks must add up to (chunksDigest()), from the first round's reads. */
+  digest(): string {
+    if (this.sums.length < this.count) throw new Error("the whole file was not read yet");
+    return chunksDigest(this.sums);
+  }
+
+  wholeSum(): string {
+    this.wholeHex ??= this.whole.digest("hex");
+    return this.wholeHex;
+  }
+
+  /**
+   * Send every chunk not written yet, WINDOW at a time; undefined when all are written, else why this round
+   * stopped sending (no answer, the copy not open there). It does not wait out the answers still to come then:
+   * a destination that went away gives none. The first round reads every chunk, for its sha256 (those the
+   * destination holds too), and reads on to the end of the file after it stopped sending.
+   */
+  async round(): Promise<string | undefined> {
+    const inFlight = new Set<Promise<void>>();
+    let trouble: string | undefined;
+    let failure: Error | undefined;
+    let stop = (): void => undefined;
+    const stopped = new Promise<void>((resolve) => (stop = resolve));
+    const first = this.sums.length < this.count;
+    this.started ||= Date.now();
+    let answered = Date.now();
+    const quiet = setInterval(() => {
+      if (inFlight.size === 0 || Date.now() - answered < this.quietMs()) return;
+      trouble ??= `no answer from ${this.dst} for ${Math.round((Date.now() - answered) / 1000)} s`;
+      stop();
+    }, 1000);
+    try {
+      for (let index = 0; index < this.count; index++) {
+        const wanted = !this.written.has(index) && trouble === undefined && failure === undefined;
+        if (!wanted && !first) continue;
+        if (this.signal.aborted) break;
+        const length = this.length(index);
+        const data = this.link.chunkBuffer(length);
+        const { bytesRead } = await this.fh.read(data, 0, length, index * this.chunkSize);
+        const sum = first ? this.hashBoth(data) : createHash("sha256").update(data).digest("hex");
+        if (first) this.sums[index] = sum;
+        if (bytesRead !== length || sum !== this.sums[index]) {
+          failure ??= new MethodError("copySrc", "the file changed during the copy: send the copy again");
+          break;
+        }
+        if (!wanted) continue;
+        while (inFlight.size >= this.window() && trouble === undefined && failure === undefined)
+          await Promise.race([...inFlight, stopped]);
+        if (trouble !== undefined || failure !== undefined) continue;
+        this.sent++;
+        const chunk = { copy: this.tag, index, sha256: sum, data };
+        const task: Promise<void> = this.link.send(this.dst, chunk, REQUEST_MS).then(
+          (answer) => {
+            answered = Date.now();
+            if ("written" in answer) {
+              this.written.add(index);
+              this.writtenHere += length;
+              this.onWritten();
+              return;
+            }
+            if ("unknown" in answer) trouble ??= answer.unknown;
+            else failure ??= new MethodError("copySrc", `chunk ${index} at ${this.dst}: ${answer.error}`);
+            stop();
+          },
+          (err: unknown) => {
+            trouble ??= `chunk ${index}: ${(err as Error).message}`;
+            stop();
+          },
+        );
+        inFlight.add(task);
+        void task.finally(() => inFlight.delete(task));
+      }
+      await Promise.race([Promise.all(inFlight), stopped]);
+    } finally {
+      clearInterval(quiet);
+    }
+    if (this.signal.aborted) throw new MethodError("copySrc", abortReason(this.signal));
+    if (failure !== undefined) throw failure;
+    if (trouble === undefined && this.written.size < this.count) trouble = "chunks missing after a round";
+    return trouble;
+  }
+
+  /**
+   * The chunk's sha256, and the whole file's taken on: a block of each in turn, so that the second hash reads
+   * bytes still in the CPU's cache rather than the chunk from memory again.
+   */
+  private hashBoth(data: Buffer): string {
+    const chunk = createHash("sha256");
+    for (let at = 0; at < data.length; at += HASH_BLOCK) {
+      const block = data.subarray(at, at + HASH_BLOCK);
+      chunk.update(block);
+      this.whole.update(block);
+    }
+    return chunk.digest("hex");
+  }
+
+  /** Bytes a millisecond the destination has written for this run; undefined before its first answer. */
+  private rate(): number | undefined {
+    const elapsed = Date.now() - this.started;
+    return this.writtenHere > 0 && elapsed > 0 ? this.writtenHere / elapsed : undefined;
+  }
+
+  private window(): number {
+    const rate = this.rate();
+    if (rate === undefined) return MIN_WINDOW;
+    return Math.max(MIN_WINDOW, Math.min(WINDOW, Math.ceil((rate * IN_FLIGHT_MS) / this.chunkSize)));
+  }
+
+  private quietMs(): number {
+    const rate = this.rate();
+    return rate === undefined ? QUIET_MS : Math.max(QUIET_MS, Math.ceil((4 * this.chunkSize) / rate));
+  }
+
+  private length(index: number): number {
+    return Math.max(0, Math.min(this.chunkSize, this.size - index * this.chunkSize));
+  }
+}
 
 function progress(copied: number, size: number): string {
   const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
   return `${mib(copied)} of ${mib(size)} MiB (${size === 0 ? 100 : Math.floor((copied / size) * 100)}%)`;
 }
 
-/** Send one copyDst and wait for its reply: its data, or the reason it failed. */
+/** Send one copyDst step and wait for its reply: its data, or the reason it failed. */
 async function ask(messages: MessageSender, message: Envelope, signal: AbortSignal): Promise<string> {
   await messages.send(message);
   const out = await messages.outcome(message.id, signal);
   if (out.state !== "done" || out.result?.error) {
-    const step = message.methodArgs[0] === "chunk" ? `chunk ${message.methodArgs[4]}` : message.methodArgs[0];
-    throw new MethodError("copySrc", `${step} to ${message.toNode}: ${out.result?.error ?? out.reason ?? out.state}`);
+    throw new MethodError(
+      "copySrc",
+      `${message.methodArgs[0]} at ${message.toNode}: ${out.result?.error ?? out.reason ?? out.state}`,
+    );
   }
   return out.result?.data ?? "";
 }

@@ -52,8 +52,39 @@ export interface MethodContext {
   resumed?: "rerun" | "interrupted";
   /** The signed frame the message arrived in, for a method that keeps it (keepsFrame in src/message/methods.ts). */
   frame?: Uint8Array;
-  /** Messages of its own a method sends (copySrc's chunks), for a request. */
+  /** Messages of its own a method sends (copySrc's status and finish steps), for a request. */
   messages?: MessageSender;
+  /** A copy's chunks to and from other nodes (src/delivery/copyChunks.ts). */
+  copies?: CopyLink;
+}
+
+/** One chunk of a file copy: which copy (its tag), where in the file, its bytes and their sha256 (hex). */
+export interface CopyChunk {
+  copy: string;
+  index: number;
+  sha256: string;
+  data: Uint8Array;
+}
+
+/**
+ * The destination's answer to a chunk: on disk (`written`: its index), the copy not open there (`unknown`:
+ * the destination restarted or finished it; ask its status again), or a failure to write it (`error`).
+ */
+export type CopyAnswer = { written: number } | { unknown: string } | { error: string };
+
+/** The chunks of file copies between this node and others. */
+export interface CopyLink {
+  /** Most bytes of data in one chunk: a chunk never outgrows the broker's max_payload. */
+  readonly maxChunk: number;
+  /** A buffer for a chunk's data, with room in front for what send() puts before it: sent without a copy. */
+  chunkBuffer(length: number): Buffer;
+  /** Send a chunk to `dst`; its answer, or a rejection when none came within `timeoutMs` (or no one listens). */
+  send(dst: string, chunk: CopyChunk, timeoutMs: number): Promise<CopyAnswer>;
+  /**
+   * Take the chunks `source` signs for copy `copy`, their bytes matching their sha256 already, until the
+   * returned function is called. `onChunk` answers, or names why a chunk is dropped unanswered (`drop`).
+   */
+  take(copy: string, source: string, onChunk: (chunk: CopyChunk) => CopyAnswer | { drop: string }): () => void;
 }
 
 /**
