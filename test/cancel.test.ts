@@ -188,6 +188,20 @@ test("cancel --to NODE --state queued,sent cancels only that node's messages in 
   await ship2.start();
 });
 
+test("cancel --state takes the states steward status takes: a wrong or empty one is refused (exit 2), naming them all", async () => {
+  const wrong = await cancel("--to", "ship2", "--state", "queued,finished");
+  assert.equal(wrong.code, 2, wrong.stderr);
+  assert.match(
+    wrong.stderr,
+    /--state: unknown state "finished"; the states are pending, queued, sent, acked, waiting, running, done, failed, expired, cancelled/,
+  );
+  // An empty --state does not drop the filter (which would cancel ship2's messages in every state).
+  const empty = await cancel("--to", "ship2", "--state", "");
+  assert.equal(empty.code, 2, empty.stderr);
+  assert.match(empty.stderr, /--state: no state given; the states are pending, queued/);
+  assert.equal(empty.stdout, "");
+});
+
 test("a cancel signed by another admitted node, or claiming to be central's, does not cancel central's message", async () => {
   const ship1 = nodeIdentity(fleet.node("ship1"));
   const ship2 = nodeIdentity(fleet.node("ship2"));

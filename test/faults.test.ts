@@ -6,11 +6,20 @@
  * receiver's crash cut short, twice and marked as a re-run).
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { health } from "../src/client/client.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
-import { cmd, countIn, notDone, notOnce, RunsLog, strangers, waitAllFinal, waitCount } from "../src/harness/runs.js";
+import {
+  cmd,
+  countIn,
+  notDone,
+  notOnce,
+  processesWith,
+  RunsLog,
+  strangers,
+  waitAllFinal,
+  waitCount,
+} from "../src/harness/runs.js";
 
 let fleet: Fleet;
 before(async () => {
@@ -226,23 +235,6 @@ test("a run cut short by the receiver's crash is run again and marked as a re-ru
   assert.equal(m.result?.data, "finished\n");
   assert.equal(runs.count(id as string), 2, "run once before the crash and once after");
 });
-
-/** Pids of live processes whose command line contains `marker` (read from /proc, Linux). */
-function processesWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // A zombie has exited already; only count processes still running.
-      if (cmdline.includes(marker) && !/^\d+ \(.*\) Z /.test(stat)) pids.push(Number(entry));
-    } catch {
-      // Gone while we looked.
-    }
-  }
-  return pids;
-}
 
 test("the command of a run cut short by the receiver's crash does not outlive its methodTimeout (methodTimeout, guarantee 5)", async () => {
   const runs = new RunsLog(fleet, "orphan");

@@ -5,12 +5,12 @@
  * schedule stopped midway goes on at its next slot. See docs/DELIVERY.md, "Restarts".
  */
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { stateText } from "../src/cli/format.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
-import { cmd, RunsLog } from "../src/harness/runs.js";
+import { cmd, processesWith, RunsLog } from "../src/harness/runs.js";
 
 let fleet: Fleet;
 before(async () => {
@@ -21,22 +21,6 @@ after(() => fleet.close());
 /** A bash snippet: sleep `seconds` on this message's first run only (its runs are counted in `runs`). */
 function slowFirstRun(runs: RunsLog, seconds: number, marker: string): string {
   return `if [ "$(grep -c "$STEWARD_MESSAGE_ID" '${runs.path}')" -lt 2 ]; then sleep ${seconds}; : ${marker}; fi; echo finished`;
-}
-
-/** Pids of live processes whose command line contains `marker` (read from /proc, Linux). */
-function processesWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      if (cmdline.includes(marker) && !/^\d+ \(.*\) Z /.test(stat)) pids.push(Number(entry));
-    } catch {
-      // Gone while we looked.
-    }
-  }
-  return pids;
 }
 
 const uniqueMarker = (name: string) =>

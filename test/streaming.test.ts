@@ -206,14 +206,14 @@ describe("Replies.turn (the origin's order of parts, on its own store)", () => {
       data: `line ${seq}`,
     });
 
-  test("parts go in seq order whatever order they come in; one behind the cursor goes at once, marked late", async () => {
+  /** central's own store in a fresh folder, holding the request "req-1" the parts answer, and its Replies. */
+  const turnStore = () => {
     const folder = mkdtempSync(join(tmpdir(), "steward-turn-"));
     const store = new Store(folder, "central");
-    const lines: string[] = [];
     const replies = new Replies({
       nodeName: "central",
       store,
-      log: createLogger("central", "error", (l) => lines.push(l)),
+      log: createLogger("central", "error", () => undefined),
       reportError: () => undefined,
     });
     // The request the parts answer: its stored result is where the last part written is kept.
@@ -228,6 +228,11 @@ describe("Replies.turn (the origin's order of parts, on its own store)", () => {
         deliverBy: Date.now() + 60_000,
       }),
     );
+    return { folder, store, replies };
+  };
+
+  test("parts go in seq order whatever order they come in; one behind the cursor goes at once, marked late", async () => {
+    const { folder, store, replies } = turnStore();
     const signal = new AbortController().signal;
     const order: number[] = [];
     // As the runner does: wait for the turn, run (here: note the order), store the outcome, release.
@@ -259,25 +264,7 @@ describe("Replies.turn (the origin's order of parts, on its own store)", () => {
     }
   });
   test("a request cancelled here while its parts still come: they go on in order, none held or noted", async () => {
-    const folder = mkdtempSync(join(tmpdir(), "steward-turn-"));
-    const store = new Store(folder, "central");
-    const replies = new Replies({
-      nodeName: "central",
-      store,
-      log: createLogger("central", "error", () => undefined),
-      reportError: () => undefined,
-    });
-    store.outgoing.add(
-      newEnvelope({
-        id: "req-1",
-        toNode: "ship1",
-        fromNode: "central",
-        method: "cliCommandCont",
-        methodTimeout: 10,
-        replyMethod: "fileAppend",
-        deliverBy: Date.now() + 60_000,
-      }),
-    );
+    const { folder, store, replies } = turnStore();
     const signal = new AbortController().signal;
     const run = async (seq: number) => {
       const reply = part(seq, seq < 4);

@@ -5,9 +5,8 @@
  * maxMessageSize), and a stream of ordinary messages keeps flowing meanwhile
  * (guarantee 7, isolation).
  */
-import { readdirSync, readFileSync } from "node:fs";
 import { Fleet, sleepUntil } from "../../src/harness/fleet.js";
-import { cmd, RunsLog } from "../../src/harness/runs.js";
+import { cmd, processesWith, RunsLog } from "../../src/harness/runs.js";
 import type { Scenario } from "../lib/scenario.js";
 import { answering, emptyFigures, rssKiB, settle, since, Stream } from "../lib/tally.js";
 
@@ -112,19 +111,3 @@ export const slowMethods: Scenario = {
     return fig;
   },
 };
-
-/** Pids of live processes whose command line contains `marker` (Linux /proc). */
-function processesWith(marker: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      if (cmdline.includes(marker) && !/^\d+ \(.*\) Z /.test(stat)) pids.push(Number(entry));
-    } catch {
-      // Gone while we looked.
-    }
-  }
-  return pids;
-}

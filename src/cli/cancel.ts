@@ -1,9 +1,9 @@
 /** `steward cancel ID…` or `steward cancel --to NODE --state queued,sent`: withdraw messages sent from the local node. */
 import { userInfo } from "node:os";
 import { cancelMessages } from "../client/client.js";
-import { parseStates } from "../message/filter.js";
 import { parseSettingFlags } from "../node/config.js";
 import { clientSocket, takeFlag, takeOption, UsageError } from "./args.js";
+import { takeStates } from "./messageFilter.js";
 
 export const CANCEL_HELP = `Usage: steward cancel ID... [--json]
        steward cancel [--to NODE] [--state STATE,...] [--method METHOD] [--json]
@@ -38,11 +38,8 @@ export async function cancelCommand(argv: string[]): Promise<number> {
   const json = takeFlag(args, "json");
   const toNode = takeOption(args, "to").pop();
   const method = takeOption(args, "method").pop();
-  const stateText = takeOption(args, "state").join(",");
   // The same states, and the same error naming them, as steward status --state.
-  const parsed = stateText === "" ? undefined : parseStates(stateText);
-  if (typeof parsed === "string") throw new UsageError(`--state: ${parsed}`);
-  const states = parsed;
+  const states = takeStates(args);
   const { values, rest: ids } = parseSettingFlags(args);
   const filtered = toNode !== undefined || states !== undefined || method !== undefined;
   if (ids.length === 0 && !filtered)

@@ -3,6 +3,7 @@
  * commands that change them): --to, --state, --method, --since. See MessageFilter (src/message/filter.ts).
  */
 import { MESSAGE_STATES, type MessageFilter, parseStates, parseWhen } from "../message/filter.js";
+import type { MessageState } from "../message/message.js";
 import { takeOption, UsageError } from "./args.js";
 
 /** The help lines of the filter flags, to put in a command's help text. */
@@ -24,12 +25,8 @@ export function parseMessageFilter(args: string[], now = Date.now()): MessageFil
   if (to.length > 0) filter.to = to;
   const methods = names(takeOption(args, "method"));
   if (methods.length > 0) filter.methods = methods;
-  const stateFlags = takeOption(args, "state");
-  if (stateFlags.length > 0) {
-    const states = parseStates(stateFlags.join(","));
-    if (typeof states === "string") throw new UsageError(`--state: ${states}`);
-    filter.states = states;
-  }
+  const states = takeStates(args);
+  if (states) filter.states = states;
   const since = takeOption(args, "since").pop();
   if (since !== undefined) {
     const when = parseWhen(since, now);
@@ -37,6 +34,18 @@ export function parseMessageFilter(args: string[], now = Date.now()): MessageFil
     filter.since = when;
   }
   return filter;
+}
+
+/**
+ * Take every --state out of `args` (as takeOption does): the states they name together, or undefined when none is
+ * given. Throws a UsageError that lists the valid states when one is wrong or none is named.
+ */
+export function takeStates(args: string[]): MessageState[] | undefined {
+  const stateFlags = takeOption(args, "state");
+  if (stateFlags.length === 0) return undefined;
+  const states = parseStates(stateFlags.join(","));
+  if (typeof states === "string") throw new UsageError(`--state: ${states}`);
+  return states;
 }
 
 /** True when the filter narrows nothing. */

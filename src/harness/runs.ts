@@ -3,7 +3,7 @@
  * often each message id was executed on a receiver, and bulk state queries.
  * Nothing here sleeps for a fixed time; every wait polls a condition.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { listMessages, type MessageView } from "../client/client.js";
 import { isFinal } from "../message/message.js";
@@ -152,4 +152,23 @@ export function notOnce(counts: Map<string, number>, ids: string[]): string[] {
 export function strangers(counts: Map<string, number>, ids: string[]): string[] {
   const ours = new Set(ids);
   return [...counts.keys()].filter((id) => !ours.has(id));
+}
+
+/**
+ * Pids of live processes, other than this one, whose command line contains `marker` (read from /proc,
+ * Linux). A zombie has exited already and is left out: only processes still running count.
+ */
+export function processesWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      if (cmdline.includes(marker) && !/^\d+ \(.*\) Z /.test(stat)) pids.push(Number(entry));
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  return pids;
 }

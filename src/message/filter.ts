@@ -5,6 +5,7 @@
  * it into SQL (src/store/outgoing.ts), so only matching rows are read.
  */
 import type { MessageState } from "./message.js";
+import { durationOrTime } from "./when.js";
 
 /** Every field narrows; a field left out (or empty) matches every message. */
 export interface MessageFilter {
@@ -52,16 +53,10 @@ export function parseStates(text: string): MessageState[] | string {
   return [...new Set(names as MessageState[])];
 }
 
-const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
 /** A time back from `now` ("90s", "30m", "12h", "3d") or an ISO time ("2026-11-29T08:00:00Z") → ms since the epoch, or why not. */
 export function parseWhen(text: string, now = Date.now()): number | string {
-  const duration = /^(\d+)([smhd])$/.exec(text.trim());
-  if (duration) return now - Number(duration[1]) * UNIT_MS[duration[2] as keyof typeof UNIT_MS];
-  const iso = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim())
-    ? Date.parse(text.trim())
-    : NaN;
-  if (!Number.isNaN(iso)) return iso;
+  const when = durationOrTime(text);
+  if (when) return "at" in when ? when.at : now - when.durationMs;
   return `"${text}" is neither a duration back from now (90s, 30m, 12h, 3d: a number then s, m, h or d) nor an ISO time (2026-11-29T08:00:00Z)`;
 }
 

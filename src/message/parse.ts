@@ -22,6 +22,7 @@ import {
   unknownMethodReason,
 } from "./methods.js";
 import { badTokenReason, directoryProblem, fileNameProblem } from "./names.js";
+import { durationOrTime } from "./when.js";
 
 /** Per-node defaults applied to fields a message leaves out. */
 export interface MessageDefaults {
@@ -37,7 +38,6 @@ export interface MessageDefaults {
 /** The default of maxDeliverBy: 30 days. */
 export const MAX_DELIVER_BY = 30 * 24 * 3600;
 
-const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
 /**
  * A batch rollout of one input object's messages (its targets): `batch` of them at a time, the next wave
  * only once the last has ended, none after more than `maxErrors` errors (src/delivery/batch.ts).
@@ -311,11 +311,9 @@ function deadline(
   const most = defaults.maxDeliverBy ?? MAX_DELIVER_BY;
   const form = `a time like "2026-12-01T08:00:00Z", seconds from now, or a duration like "90s", "30m", "12h", "3d"`;
   let ms: number;
-  const duration = typeof v === "string" ? /^\s*(\d+)\s*([smhd]?)\s*$/.exec(v) : null;
+  const when = typeof v === "string" ? durationOrTime(v) : undefined;
   if (typeof v === "number" && Number.isInteger(v)) ms = at + v * 1000;
-  else if (duration) ms = at + Number(duration[1]) * (DURATION_UNITS[duration[2] || "s"] as number) * 1000;
-  else if (typeof v === "string" && /^\d{4}-\d\d-\d\d/.test(v.trim()) && !Number.isNaN(Date.parse(v)))
-    ms = Date.parse(v);
+  else if (when) ms = "at" in when ? when.at : at + when.durationMs;
   else return fail(field, `expected ${form}; got ${describe(v)}`);
   if (ms <= at) return fail(field, `${describe(v)} is already past; give a later time or a duration from now`);
   if (ms > at + most * 1000)
