@@ -11,7 +11,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { methodSubject } from "../src/delivery/subjects.js";
+import { copySubject, methodSubject } from "../src/delivery/subjects.js";
 import { encode } from "../src/delivery/wire.js";
 import { Fleet, frameBody, sleepUntil } from "../src/harness/fleet.js";
 import { parseMessages } from "../src/message/parse.js";
@@ -24,11 +24,14 @@ before(async () => {
 after(() => fleet.close());
 
 const MiB = 1024 * 1024;
+/** The body of a signed frame, as bytes. */
+const frameBodyBytes = (bytes: Uint8Array): Uint8Array => bytes.subarray(bytes.indexOf(10) + 1);
 const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
 
 /** A file of random bytes in `node`'s data folder; its path. */
 function randomFile(node: string, name: string, size: number, mode = 0o644): string {
   const path = join(fleet.node(node).dataFolder, "src", name);
+  mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, randomBytes(size), { flag: "w" });
   chmodSync(path, mode);
   return path;
@@ -218,6 +221,71 @@ describe("copy", () => {
     }
     const forged = join(fleet.node("ship1").dataFolder, "forged");
     assert.deepEqual(readdirSync(forged), ["e.bin"]);
+  });
+
+  test("chunks on the broker: unsigned, tampered, re-signed by another node or replayed, none gets into the file", async () => {
+    const src = randomFile("ship2", "f.bin", 20 * MiB);
+    const count = (20 * MiB) / (64 * 1024);
+    const nc = await connect({ servers: fleet.broker.url });
+    try {
+      // Every chunk ship2 sends ship1 is seen by a client on the broker, as an attacker on it would.
+      const subject = copySubject("ship1", "ship2");
+      const captured: Uint8Array[] = [];
+      nc.subscribe(subject, { callback: (_err, msg) => void (captured.length < 4 && captured.push(msg.data)) });
+      await nc.flush();
+      const [id] = await fleet.sendOk(
+        "central",
+        copyMessage("ship2", src, "ship1", "attacked/f.bin", String(64 * 1024)),
+      );
+      await sleepUntil(() => chunksHeld("ship1", "attacked/f.bin") >= count / 4, { what: "a quarter at ship1" });
+      // The source gone, the copy stays open at ship1: its chunks from ship2 are still taken there.
+      await fleet.node("ship2").kill();
+      const [first] = captured;
+      assert.ok(first, "a chunk was seen on the broker");
+      const headEnd = first.indexOf(10, first.indexOf(10) + 1);
+      const log = () => readFileSync(fleet.node("ship1").logPath, "utf8");
+      const answer = async (payload: Uint8Array, on = subject) =>
+        frameBody((await nc.request(on, payload, { timeout: 5000 })).data) as Record<string, unknown>;
+
+      // Played again as it was: the same bytes at the same place, answered written.
+      assert.equal((await answer(first)).written, 0);
+      // Its bytes changed: they no longer match the signed sha256.
+      const tampered = Uint8Array.from(first);
+      tampered[headEnd + 100] = (tampered[headEnd + 100] as number) ^ 0xff;
+      nc.publish(subject, tampered);
+      await sleepUntil(() => log().includes("its bytes do not match"), { what: "ship1 dropped the tampered chunk" });
+      // Its head changed (another index, to put the bytes elsewhere): the signature fails.
+      const moved = Buffer.from(
+        Buffer.from(first.subarray(0, headEnd)).toString("latin1").replace('"index":0', '"index":9'),
+        "latin1",
+      );
+      nc.publish(subject, Buffer.concat([moved, first.subarray(headEnd)]));
+      await sleepUntil(() => /signature does not match ship2/.test(log()), { what: "ship1 dropped the moved chunk" });
+      // No frame at all.
+      nc.publish(subject, Buffer.from("owned\nowned"));
+      await sleepUntil(() => log().includes("not a copy chunk"), { what: "ship1 dropped the unsigned chunk" });
+      // An admitted node signing a chunk of this copy itself: the copy was opened for ship2, not for it.
+      const rogue = await fleet.peer("rogue");
+      const rogueSubject = copySubject("ship1", "rogue");
+      const head = JSON.parse(Buffer.from(frameBodyBytes(first.subarray(0, headEnd))).toString()) as {
+        copy: string;
+      };
+      const owned = Buffer.alloc(64 * 1024, 0x41);
+      const sum = createHash("sha256").update(owned).digest("hex");
+      const forged = Buffer.concat([
+        rogue.seal(rogueSubject, { copy: head.copy, index: 1, sha256: sum }),
+        Buffer.of(10),
+        owned,
+      ]);
+      assert.match(String((await answer(forged, rogueSubject)).unknown), /is not open on ship1/);
+      // The source back: the copy completes, byte for byte the source's.
+      await fleet.node("ship2").start();
+      await fleet.waitState("central", id as string, "done", 120_000);
+      assert.equal(sha256(join(fleet.node("ship1").dataFolder, "attacked", "f.bin")), sha256(src));
+      assert.deepEqual(readdirSync(join(fleet.node("ship1").dataFolder, "attacked")), ["f.bin"]);
+    } finally {
+      await nc.close();
+    }
   });
 
   test("ctrl's copySrc without a methodTimeout runs for its maxTime", () => {

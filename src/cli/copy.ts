@@ -11,13 +11,15 @@ export const COPY_HELP = `Usage: steward copy [NODE:]PATH [NODE:]PATH [--chunk-s
 
 Copies a file from one node to another: hands a copySrc message to the local
 node, which sends it to the source node; the source sends the file to the
-destination in chunks, each a message of its own (stored, ACKed, retried), and
-the destination renames it into place once its sha256 matches. A restart of
-either end goes on from the chunks already there. A PATH without NODE: is on
-the local node; the destination's PATH is inside its data folder when relative.
+destination in signed chunks, each checked against its sha256 and answered,
+and the destination renames it into place once all of them are there. A
+restart of either end goes on from the chunks already there. A PATH without
+NODE: is on the local node; the destination's PATH is inside its data folder
+when relative.
 
-  --chunk-size N     bytes per chunk (default 262144; at most what fits in one
-                     message of the broker's max_payload)
+  --chunk-size N     bytes per chunk (default 524288; at most what fits in one
+                     message of the broker's max_payload; on a link slower
+                     than about 0.5 Mbit/s a smaller one, e.g. 65536)
   --mode MODE        the mode of the file written, e.g. 0600 (default: the
                      source file's)
   --max-time S       seconds the copy may take (default 3600)
