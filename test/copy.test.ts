@@ -223,6 +223,22 @@ describe("copy", () => {
     assert.deepEqual(readdirSync(forged), ["e.bin"]);
   });
 
+  test("the broker killed and restarted mid-copy: the copy goes on from what the destination holds", async () => {
+    const src = randomFile("central", "g.bin", 40 * MiB);
+    const count = (40 * MiB) / (64 * 1024);
+    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship2", "broker/g.bin", String(64 * 1024)));
+    await sleepUntil(() => chunksHeld("ship2", "broker/g.bin") >= count / 4, { what: "a quarter at ship2" });
+    await fleet.broker.kill();
+    const heldAtKill = chunksHeld("ship2", "broker/g.bin");
+    await fleet.broker.restart();
+    await fleet.waitState("central", id as string, "done", 120_000);
+    assert.equal(sha256(join(fleet.node("ship2").dataFolder, "broker", "g.bin")), sha256(src));
+    // It asked again rather than starting over: what ship2 held at the kill was not sent twice.
+    const { sent } = lastCopyLine("central");
+    assert.ok(heldAtKill < count, `the copy was not done before the kill (${heldAtKill} of ${count})`);
+    assert.ok(sent <= count + 16, `${sent} chunks sent for ${count}`);
+  });
+
   test("chunks on the broker: unsigned, tampered, re-signed by another node or replayed, none gets into the file", async () => {
     const src = randomFile("ship2", "f.bin", 20 * MiB);
     const count = (20 * MiB) / (64 * 1024);
