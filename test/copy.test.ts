@@ -11,7 +11,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { copySubject, methodSubject } from "../src/delivery/subjects.js";
+import { copySubject, inboxPrefix, methodSubject } from "../src/delivery/subjects.js";
 import { encode } from "../src/delivery/wire.js";
 import { Fleet, frameBody, sleepUntil } from "../src/harness/fleet.js";
 import { parseMessages } from "../src/message/parse.js";
@@ -260,8 +260,17 @@ describe("copy", () => {
       assert.ok(first, "a chunk was seen on the broker");
       const headEnd = first.indexOf(10, first.indexOf(10) + 1);
       const log = () => readFileSync(fleet.node("ship1").logPath, "utf8");
-      const answer = async (payload: Uint8Array, on = subject) =>
-        frameBody((await nc.request(on, payload, { timeout: 5000 })).data) as Record<string, unknown>;
+      // Answers go only to the inbox of the node the subject names as the sender (its broker permissions let
+      // only that node read it): this client listens there, as that node would.
+      let asked = 0;
+      const answer = async (payload: Uint8Array, on = subject): Promise<Record<string, unknown>> => {
+        const inbox = `${inboxPrefix(on.split(".").at(-1) as string)}.test.${++asked}`;
+        const sub = nc.subscribe(inbox, { max: 1, timeout: 10_000 });
+        await nc.flush();
+        nc.publish(on, payload, { reply: inbox });
+        for await (const msg of sub) return frameBody(msg.data) as Record<string, unknown>;
+        throw new Error("no answer");
+      };
 
       // Played again as it was: the same bytes at the same place, answered written.
       assert.equal((await answer(first)).written, 0);
@@ -302,6 +311,17 @@ describe("copy", () => {
     } finally {
       await nc.close();
     }
+  });
+
+  test("a setuid source file arrives without its setuid bit unless the operator names the mode", async () => {
+    const src = randomFile("central", "suid.bin", 4096, 0o4755);
+    const [kept] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "modes/plain.bin"));
+    const [named] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "modes/named.bin", "", "4750"));
+    await fleet.waitState("central", kept as string, "done");
+    await fleet.waitState("central", named as string, "done");
+    const modeOf = (name: string) => statSync(join(fleet.node("ship1").dataFolder, "modes", name)).mode & 0o7777;
+    assert.equal(modeOf("plain.bin"), 0o755);
+    assert.equal(modeOf("named.bin"), 0o4750);
   });
 
   test("ctrl's copySrc without a methodTimeout runs for its maxTime", () => {

@@ -9,17 +9,19 @@
  *   <signed head>\n<bytes>        head: {"copy":tag,"index":n,"sha256":hex}, a frame signed for the subject
  *
  * The signature covers the head, and the head the bytes' sha256: signing the head alone costs a hundredth of
- * signing 256 KiB, and a changed byte still fails. The destination answers each chunk on its reply subject,
+ * signing a chunk's bytes, and a changed byte still fails. The destination answers each chunk on its reply subject,
  * signed: written, unknown (the copy is not open here: the source asks the status again) or an error.
  *
  * A chunk is taken only for a copy a status message opened here, from the node that sent that status
  * (its grant checked by src/delivery/copyGrant.ts); anything else is answered unknown or dropped and counted
- * (steward_unverified_dropped_total). A chunk played again writes the same bytes at the same place.
+ * (steward_unverified_dropped_total). A chunk played again while its copy is open is written again where it
+ * belongs; should it be an older version of that chunk (the source file changed), the finish finds the chunks
+ * no longer add up to the source's, and the copy fails rather than putting a mixed file in place.
  */
 import { createHash } from "node:crypto";
 import type { Logger } from "../log.js";
 import type { CopyAnswer, CopyChunk, CopyLink } from "../methods/method.js";
-import { copySubject, copySubscription } from "./subjects.js";
+import { copySubject, copySubscription, inboxPrefix, senderOf } from "./subjects.js";
 import type { Transport } from "./transport.js";
 import type { Wire } from "./wire.js";
 
@@ -35,9 +37,10 @@ export class CopyHub implements CopyLink {
   /** Buffers chunkBuffer() made: only in these is the room in front of the data ours to write. */
   private readonly roomy = new WeakSet<ArrayBufferLike>();
   /**
-   * Buffers whose chunk was answered, to be used again: a copy would otherwise leave a 256 KiB buffer a chunk
-   * for the garbage collector. Only an answered chunk's: the destination has its bytes, so the broker
-   * connection no longer holds them (one that got no answer may still wait in its queue to be sent).
+   * Buffers whose chunk was answered, to be used again: a copy would otherwise leave a chunk-sized buffer a
+   * chunk for the garbage collector. Only an answered chunk's: the destination has its bytes, so the broker
+   * connection no longer holds them (one that got no answer may still wait in its queue to be sent). Emptied
+   * whenever no chunk is in flight, so that a node that copied once does not keep them.
    */
   private readonly spare: Buffer[] = [];
   /** `<source> <copy>` → what takes that copy's chunks. */
@@ -80,7 +83,7 @@ export class CopyHub implements CopyLink {
     const at = data.byteOffset - head.length - 1;
     let payload: Uint8Array;
     if (this.roomy.has(data.buffer) && at >= 0) {
-      // The head goes in the room in front of the data: 256 KiB not copied per chunk.
+      // The head goes in the room in front of the data: the chunk is not copied once more to send it.
       payload = new Uint8Array(data.buffer, at, head.length + 1 + data.length);
       payload.set(head, 0);
       payload[head.length] = NEWLINE;
@@ -131,7 +134,10 @@ export class CopyHub implements CopyLink {
     // Subscribed while a copy is open here only: a node that takes no copy takes no chunks.
     this.end ??= this.transport.subscribe(copySubscription(this.wire.nodeName), (msg) => {
       const answer = this.onChunk(msg.subject, msg.data);
-      if (answer && msg.reply) msg.respond(this.wire.seal(msg.reply, answer));
+      // Answered only on the sender's own inbox: a chunk cannot make this node sign a frame for another subject.
+      const sender = senderOf(msg.subject);
+      if (answer && sender && msg.reply?.startsWith(`${inboxPrefix(sender)}.`))
+        msg.respond(this.wire.seal(msg.reply, answer));
     });
     return () => {
       if (this.copies.get(key) !== onChunk) return;
@@ -160,14 +166,15 @@ export class CopyHub implements CopyLink {
       return undefined;
     }
     const { copy, index } = head;
+    // Looked up before the bytes are hashed: a chunk for no copy costs its sender an answer, not this node a hash.
+    const onChunk = this.copies.get(`${opened.signer} ${copy}`);
+    if (!onChunk)
+      return { copy, index, unknown: `copy ${copy} from ${opened.signer} is not open on ${this.wire.nodeName}` };
     const data = bytes.subarray(second + 1);
     if (createHash("sha256").update(data).digest("hex") !== head.sha256) {
       this.wire.drop(subject, opened.signer, "copy chunk", `chunk ${index} of copy ${copy}: its bytes do not match`);
       return undefined;
     }
-    const onChunk = this.copies.get(`${opened.signer} ${copy}`);
-    if (!onChunk)
-      return { copy, index, unknown: `copy ${copy} from ${opened.signer} is not open on ${this.wire.nodeName}` };
     let answer: CopyAnswer | { drop: string };
     try {
       answer = onChunk({ ...head, data });

@@ -1,5 +1,5 @@
 /**
- * The messages a method sends itself (copySrc's chunks): each stored in the outbox table and delivered by the
+ * The messages a method sends itself (copySrc's status and finish steps): each stored in the outbox table and delivered by the
  * outbox like an operator's message, so it is signed, ACKed, retried and deduplicated by the same machinery.
  * One listener on the store's final moves serves every wait; it reads a message's outcome, never its envelope.
  */

@@ -56,8 +56,8 @@ export interface MethodSpec<Name extends string = string> {
    */
   readonly runTwiceHarmless?: boolean;
   /**
-   * The signed frame it arrived in is stored with it, for its method to hand on: copySrc's chunks carry the
-   * operator's request as the proof that the operator asked for the copy (docs/SECURITY.md, "Copy").
+   * The signed frame it arrived in is stored with it, for its method to hand on: copySrc's copyDst messages
+   * carry the operator's request as the proof that the operator asked for the copy (docs/SECURITY.md, "Copy").
    */
   readonly keepsFrame?: boolean;
   /**
@@ -145,7 +145,7 @@ function copySrcArgsProblem(message: MethodArgs): ArgsProblem | undefined {
 /** copyDst: [step, grant, …] (src/methods/copyDst.ts); what the grant allows is checked by the inbox. */
 function copyDstArgsProblem(message: MethodArgs): ArgsProblem | undefined {
   const [step = "", grant = ""] = message.methodArgs;
-  if (!["status", "chunk", "finish"].includes(step) || grant === "")
+  if (!["status", "finish"].includes(step) || grant === "")
     return { field: "methodArgs", reason: `copyDst is sent by copySrc, with its step and grant` };
   return undefined;
 }

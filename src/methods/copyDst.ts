@@ -11,18 +11,21 @@
  *   status  the chunks held, each checked again against its sha256 (a power cut may have lost a write); the
  *           copy is opened here: from now on its source's chunks (src/delivery/copyChunks.ts) are taken
  *   finish  every chunk held and adding up to the source's (chunksDigest in copyArgs.ts), the file synced, the
- *           mode set, renamed into place; the answer is its path
+ *           mode set, renamed into place; the answer is its path, or "missing <ranges>" for chunks the source
+ *           must send again; the file in place already (a finish run again): its path
  *
- * A chunk is written when it arrives, synchronously: a write of 256 KiB into the page cache takes a fraction of a
- * millisecond, and each chunk then lands whole between the steps' own reads and writes. It is not synced one by
- * one: a SIGKILL does not lose what the kernel has, and what a power cut loses the next status finds missing.
+ * A chunk is written when it arrives, synchronously: a write of half a MiB into the page cache takes a fraction of
+ * a millisecond, and each chunk then lands whole between the steps' own reads and writes. It is not synced one by
+ * one: a SIGKILL does not lose what the kernel has; what a power cut loses, the chunks read back after the restart
+ * (status, finish) find missing. A copy its source no longer sends (it gave up) is let go after OPEN_IDLE_MS: its
+ * files stay, for a status to open it again.
  *
  * Where: the grant's dstPath (src/methods/copyArgs.ts), never the chunk's: relative inside the data folder, an
  * absolute one only from an operator src/delivery/copyGrant.ts lets write there. Steps of one copy run one at a
  * time; different copies do not wait for each other.
  */
 import { createHash } from "node:crypto";
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, writeSync } from "node:fs";
 import { appendFile, chmod, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { MethodError } from "../errors.js";
@@ -47,10 +50,16 @@ interface CopyState {
   /** Bytes written since the last sync was started, and that sync while it runs (syncSoon). */
   unsynced: number;
   syncing?: Promise<void>;
+  /** Why a background sync failed: the kernel may have dropped those pages, and says so only once. */
+  syncFailed?: string;
+  /** Lets the copy go when neither a step nor a chunk came for OPEN_IDLE_MS. */
+  expiry?: NodeJS.Timeout;
 }
 
 /** A copy whose chunks stopped coming for this long has its files closed (reopened by the next chunk). */
 const FILES_IDLE_MS = 5000;
+/** A copy nothing came for for this long is no longer taken here (its source gave up, or went for good). */
+const OPEN_IDLE_MS = 60 * 60 * 1000;
 /** Written bytes that start a sync in the background: the finish's own sync then finds little left to write. */
 const SYNC_EVERY = 32 * 1024 * 1024;
 
@@ -66,14 +75,16 @@ export async function copyDst(ctx: MethodContext): Promise<MethodOutput> {
   const copy = copyRequest(grant.request);
   const size = Number(sizeText);
   const chunkSize = Number(chunkSizeText);
-  if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(chunkSize) || chunkSize <= 0)
-    throw new MethodError("copyDst", `bad size ${sizeText} or chunk size ${chunkSizeText}`);
+  // A chunk fits one message of the broker's: a larger chunk size would only make this node read that much at once.
+  const most = ctx.copies?.maxChunk ?? 0;
+  if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize > most)
+    throw new MethodError("copyDst", `bad size ${sizeText} or chunk size ${chunkSizeText} (at most ${most})`);
   const target = targetPath(ctx, copy);
   const tag = copyTag(copy.id);
   const part = join(dirname(target), `.${basename(target)}.${tag}.part`);
   const job = async (): Promise<MethodOutput> => {
     if (step === "status") return status(ctx, tag, part, size, chunkSize);
-    if (step === "finish") return finish(part, target, size, chunkSize, a, copy.mode || b);
+    if (step === "finish") return finish(part, target, size, chunkSize, a, modeOf(copy.mode, b));
     throw new MethodError("copyDst", `unknown step "${step}"`);
   };
   // One step of a copy at a time: the chunks file and its state are never written by two at once.
@@ -99,6 +110,15 @@ function targetPath(ctx: MethodContext, copy: CopyRequest): string {
 }
 
 const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex");
+
+/**
+ * The mode to set: the operator's (in the grant, checked at input), else the source file's as its source says,
+ * without setuid, setgid or sticky bits: those a source could otherwise set on a file of this node's.
+ */
+function modeOf(granted: string, fromSource: string): number {
+  if (granted) return parseInt(granted, 8);
+  return /^0?[0-7]{3,4}$/.test(fromSource) ? parseInt(fromSource, 8) & 0o777 : 0o644;
+}
 
 /** The copy's state, from memory or its chunks file; a file for another size or chunk size starts over. */
 async function load(part: string, size: number, chunkSize: number): Promise<CopyState> {
@@ -129,10 +149,13 @@ async function load(part: string, size: number, chunkSize: number): Promise<Copy
   return state;
 }
 
-/** The chunks held, each read back and checked against its sha256; one that fails is dropped, to be sent again. */
+/**
+ * The chunks held; those only listed in a chunks file found at start are read back and checked against their
+ * sha256 first, and one that fails is dropped, to be sent again.
+ */
 async function checked(part: string, size: number, chunkSize: number): Promise<Map<number, string>> {
   const state = await load(part, size, chunkSize);
-  await readBack(part, state);
+  if (!state.checked) await readBack(part, state);
   return state.have;
 }
 
@@ -175,11 +198,18 @@ async function status(
   const { copies } = ctx;
   if (!copies) throw new MethodError("copyDst", "this node takes no copy chunks");
   const have = await checked(part, size, chunkSize);
-  // A part file a crash left without (its chunks file written first): chunks are written into it in place.
+  // A part file gone (a finish renamed it, and the chunks file outlived a crash): chunks are written into it in place.
   await appendFile(part, "", { mode: 0o600 });
   const state = await load(part, size, chunkSize);
   state.release?.();
   state.release = copies.take(tag, ctx.message.fromNode, (chunk) => writeChunk(part, state, chunk));
+  if (state.expiry) state.expiry.refresh();
+  else
+    state.expiry = setTimeout(() => {
+      if (states.get(part) !== state) return;
+      letGo(state);
+      states.delete(part);
+    }, OPEN_IDLE_MS).unref();
   return { exitCode: 0, data: ranges([...have.keys()]) };
 }
 
@@ -191,12 +221,22 @@ function writeChunk(part: string, state: CopyState, chunk: CopyChunk): CopyAnswe
   if (states.get(part) !== state) return { unknown: "the copy was finished or started over" };
   if (state.have.get(index) === sum) return { written: index };
   const files = filesOf(part, state);
-  writeSync(files.part, data, 0, length, index * state.chunkSize);
-  writeSync(files.chunks, `${index} ${sum}\n`);
+  writeAll(files.part, data, index * state.chunkSize);
+  writeAll(files.chunks, Buffer.from(`${index} ${sum}\n`), null);
   state.have.set(index, sum);
+  state.expiry?.refresh();
   state.unsynced += length;
   if (state.unsynced >= SYNC_EVERY && !state.syncing) syncSoon(part, state);
   return { written: index };
+}
+
+/** Write all of `bytes` (a write may take fewer: a full disk, a file size limit), or throw. */
+function writeAll(fd: number, bytes: Uint8Array, position: number | null): void {
+  for (let done = 0; done < bytes.length;) {
+    const n = writeSync(fd, bytes, done, bytes.length - done, position === null ? null : position + done);
+    if (n <= 0) throw new Error(`wrote ${done} of ${bytes.length} bytes`);
+    done += n;
+  }
 }
 
 /** The copy's files, opened for its first chunk and kept open while chunks come. */
@@ -222,6 +262,8 @@ function filesOf(part: string, state: CopyState): NonNullable<CopyState["files"]
 function letGo(state: CopyState): void {
   state.release?.();
   state.release = undefined;
+  clearTimeout(state.expiry);
+  state.expiry = undefined;
   closeFiles(state);
 }
 
@@ -245,8 +287,10 @@ function syncSoon(part: string, state: CopyState): void {
       await fh.close();
     }
   })()
-    // Only to be ahead: the finish syncs again, and says what fails then.
-    .catch(() => undefined)
+    // The finish syncs again, but a failure is told only once: it remembers this one.
+    .catch((err: unknown) => {
+      state.syncFailed ??= (err as Error).message;
+    })
     .finally(() => (state.syncing = undefined));
 }
 
@@ -256,37 +300,68 @@ async function finish(
   size: number,
   chunkSize: number,
   digest: string,
-  mode: string,
+  mode: number,
 ): Promise<MethodOutput> {
+  const done = { exitCode: 0, data: target };
+  // Run again after it renamed the file (a crash before its answer was stored): the same answer.
+  if (!existsSync(part) && (await targetDigest(target, size, chunkSize)) === digest) {
+    await forget(part);
+    return done;
+  }
   const state = await load(part, size, chunkSize);
-  // No chunk is written into the part file once it is checked.
-  letGo(state);
   const count = Math.ceil(size / chunkSize);
   // Chunks only listed in a chunks file found at start: read back, lest a power cut lost their bytes.
   if (!state.checked) await readBack(part, state);
   const sums = Array.from({ length: count }, (_, i) => state.have.get(i));
-  const missing = sums.filter((sum) => sum === undefined).length;
-  if (missing > 0) throw new MethodError("copyDst", `${target}: ${missing} of ${count} chunks have not arrived`);
-  if (chunksDigest(sums as string[]) !== digest) {
+  const missing = sums.flatMap((sum, i) => (sum === undefined ? [i] : []));
+  // The copy stays open: the source sends these, then the finish again.
+  if (missing.length > 0) return { exitCode: 0, data: `missing ${ranges(missing)}` };
+  // No chunk is written into the part file once it is checked.
+  letGo(state);
+  const again = async (why: string): Promise<never> => {
     await forget(part);
-    throw new MethodError(
-      "copyDst",
-      `${target}: the chunks here are not those of the source file (it changed during the copy?); send the copy again`,
-    );
-  }
+    throw new MethodError("copyDst", `${target}: ${why}; send the copy again`);
+  };
+  if (chunksDigest(sums as string[]) !== digest)
+    return again("the chunks here are not those of the source file (it changed during the copy?)");
   if (count === 0) await appendFile(part, "", { mode: 0o600 });
   // On disk before it gets its name: a power cut after the rename must not leave a file with holes.
   await state.syncing;
+  if (state.syncFailed) return again(`writing it to disk failed (${state.syncFailed})`);
   const fh = await open(part, "r+");
   try {
     await fh.datasync();
   } finally {
     await fh.close();
   }
-  await chmod(part, parseInt(mode || "0644", 8));
+  await chmod(part, mode);
   await rename(part, target);
   await forget(part);
-  return { exitCode: 0, data: target };
+  return done;
+}
+
+/** The chunks digest of the file at `path` as this copy would cut it; undefined when it is not that size. */
+async function targetDigest(path: string, size: number, chunkSize: number): Promise<string | undefined> {
+  let fh;
+  try {
+    fh = await open(path, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    if ((await fh.stat()).size !== size) return undefined;
+    const sums: string[] = [];
+    const buf = Buffer.alloc(chunkSize);
+    for (let index = 0; index * chunkSize < size; index++) {
+      const length = chunkLength(size, chunkSize, index);
+      const { bytesRead } = await fh.read(buf, 0, length, index * chunkSize);
+      if (bytesRead !== length) return undefined;
+      sums.push(sha256(buf.subarray(0, length)));
+    }
+    return chunksDigest(sums);
+  } finally {
+    await fh.close();
+  }
 }
 
 async function forget(part: string): Promise<void> {

@@ -8,7 +8,8 @@
  *            from then on it takes this copy's chunks
  *   chunks   read the file in order (each chunk's sha256 on the way), send each chunk it lacks, a window of
  *            them in flight; a part of the result tells the origin how far the copy is, about once a second
- *   finish   the whole sha256 and the mode: the destination checks, renames into place, answers with the path
+ *   finish   the chunks' digest and the mode: the destination checks, renames into place, answers with the path
+ *            (or the chunks it lacks after all: a power cut there; they are sent again)
  *
  * A chunk that gets no answer, or the answer that the copy is not open there (the destination restarted),
  * sends the status again: as a message it waits for an absent destination, and its answer says what is left
@@ -37,6 +38,8 @@ export const WINDOW = 16;
 const MIN_WINDOW = 1;
 const IN_FLIGHT_MS = 1000;
 const PROGRESS_MS = 1000;
+/** Finishes that find chunks missing before the copy gives up. */
+const MAX_FINISHES = 3;
 /** Bytes hashed at a time by both of a chunk's hashes (hashBoth): well within a CPU's cache. */
 const HASH_BLOCK = 32 * 1024;
 /**
@@ -110,24 +113,37 @@ export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
       ctx.emit?.(`copying ${where}: ${progress(chunks.bytes(), size)}\n`);
     };
     let wait = AGAIN_MS[0] as number;
-    for (;;) {
-      const before = chunks.written.size;
-      const trouble = await chunks.round();
-      if (trouble === undefined) break;
-      // The destination restarted, the link or the broker went away: ask what it holds now, and go on.
-      ctx.log.info("copy: asking the destination again", { id: copy.id, reason: trouble });
-      if (chunks.written.size === before) {
-        await sleep(wait, undefined, { signal }).catch(() => undefined);
-        wait = Math.min(wait * 2, AGAIN_MS[1] as number);
-      } else wait = AGAIN_MS[0] as number;
-      if (signal.aborted) throw new MethodError("copySrc", `${where}: ${abortReason(signal)}`);
+    for (let finishes = 1; ; finishes++) {
+      for (;;) {
+        const before = chunks.written.size;
+        const trouble = await chunks.round();
+        if (trouble === undefined) break;
+        // The destination restarted, the link or the broker went away: ask what it holds now, and go on.
+        ctx.log.info("copy: asking the destination again", { id: copy.id, reason: trouble });
+        if (chunks.written.size === before) {
+          await sleep(wait, undefined, { signal }).catch(() => undefined);
+          wait = Math.min(wait * 2, AGAIN_MS[1] as number);
+        } else wait = AGAIN_MS[0] as number;
+        if (signal.aborted) throw new MethodError("copySrc", `${where}: ${abortReason(signal)}`);
+        chunks.written = await status();
+      }
+      // A chunk is compared with the first read of it only when read again: a change elsewhere shows here.
+      const after = await fh.stat();
+      if (after.size !== size || after.mtimeMs !== st.mtimeMs)
+        throw new MethodError("copySrc", `${path} changed during the copy: send the copy again`);
+      ctx.log.info("copy: chunks sent", { id: copy.id, chunks: count, sent: chunks.sent, held: heldAtStart });
+      const answer = await ask(messages, step("finish", [chunks.digest(), mode]), signal);
+      if (!answer.startsWith("missing ")) {
+        // Its chunks are the destination's (the digest agreed): the sha256 of the whole file read here is the copy's.
+        const sum = chunks.wholeSum();
+        return { exitCode: 0, data: `copied ${path} to ${copy.dstNode}:${answer}: ${size} bytes, sha256 ${sum}\n` };
+      }
+      // Chunks the destination lost after it answered them (a power cut): sent again, a few times at most.
+      if (finishes >= MAX_FINISHES)
+        throw new MethodError("copySrc", `${copy.dstNode} keeps losing chunks of ${copy.dstPath}: ${answer}`);
+      ctx.log.warn("copy: the destination lacks chunks at the finish", { id: copy.id, reason: answer });
       chunks.written = await status();
     }
-    ctx.log.info("copy: chunks sent", { id: copy.id, chunks: count, sent: chunks.sent, held: heldAtStart });
-    const written = await ask(messages, step("finish", [chunks.digest(), mode]), signal);
-    // Its chunks are the destination's (the digest agreed): the sha256 of the whole file read here is the copy's.
-    const sum = chunks.wholeSum();
-    return { exitCode: 0, data: `copied ${path} to ${copy.dstNode}:${written}: ${size} bytes, sha256 ${sum}\n` };
   } finally {
     await fh.close();
   }
@@ -146,7 +162,7 @@ class Chunks {
   /** Of the whole file, as the first round reads it. */
   private readonly whole = createHash("sha256");
   private wholeHex: string | undefined;
-  /** Bytes the destination wrote for this run, since it started: how long an answer may take. */
+  /** Bytes the destination wrote in this round, since it started: how many chunks to keep in flight. */
   private started = 0;
   private writtenHere = 0;
 
@@ -192,7 +208,9 @@ class Chunks {
     let stop = (): void => undefined;
     const stopped = new Promise<void>((resolve) => (stop = resolve));
     const first = this.sums.length < this.count;
-    this.started ||= Date.now();
+    // The rate is this round's: one measured across a long absence of the destination would stay low after it.
+    this.started = Date.now();
+    this.writtenHere = 0;
     let answered = Date.now();
     const quiet = setInterval(() => {
       if (inFlight.size === 0 || Date.now() - answered < this.quietMs()) return;
