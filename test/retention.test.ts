@@ -284,6 +284,32 @@ describe("retention in the store file", () => {
     assert.ok(after < full / 2, `the file shrank: ${full} bytes before pruning, ${after} after`);
   });
 
+  test("an ended rollout's record goes once its messages have; a running one, or one with messages left, stays", async () => {
+    const store = new Store(join(dir, "rollouts"), "central");
+    try {
+      // One message a wave: "done" ones end, "pending" ones are held as a later wave is.
+      const rollout = (batchId: string, states: ("done" | "pending")[]) =>
+        states.forEach((state, i) => {
+          const m = envelope({ id: newId(), fromNode: "central", toNode: `ship${i}` });
+          store.outgoing.add(m, { batchId, wave: i + 1, waves: states.length, maxErrors: 0 });
+          if (state === "done") store.outgoing.moveToFinal(m.id, "done");
+        });
+      rollout("ended", ["done", "done"]);
+      store.outgoing.endBatch("ended", "done");
+      rollout("stopped", ["done", "pending"]);
+      store.outgoing.endBatch("stopped", "stopped");
+      rollout("running", ["done", "pending"]);
+      assert.equal(store.outgoing.batch("ended")?.state, "done");
+      const pruned = await store.prune(-1);
+      assert.equal(pruned.batches, 1);
+      assert.equal(store.outgoing.batch("ended"), undefined, "the ended rollout went with its messages");
+      assert.equal(store.outgoing.batch("stopped")?.state, "stopped", "its pending message keeps it");
+      assert.equal(store.outgoing.batch("running")?.state, "running");
+    } finally {
+      store.close();
+    }
+  });
+
   test("a store from before this migration opens, keeps its rows and shrinks from then on", () => {
     const folder = join(dir, "old");
     mkdirSync(folder);

@@ -424,7 +424,7 @@ export class StewardNode {
     this.store.prune(this.config.retention * 1000).then(
       (pruned) => {
         this.metrics.pruned({ ...pruned });
-        if (pruned.outbox + pruned.inbox + pruned.dedupe + pruned.keys > 0)
+        if (pruned.outbox + pruned.inbox + pruned.dedupe + pruned.keys + pruned.batches > 0)
           this.log.debug("pruned the store", { ...pruned });
       },
       (err: unknown) => this.log.error("cannot prune the store", { reason: errorText(err) }),

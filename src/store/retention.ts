@@ -9,6 +9,8 @@
  *   dedupe  the id of a pruned received message                           ── past its deliverBy ──▶ deleted
  *   keys    a key that waited for approval and never got it (pending)     ── a day after it came ──▶ deleted,
  *           with its row in `nodes`
+ *   batches a rollout that ended (done, stopped), none of its messages     ── `retention` after it ended ──▶ deleted
+ *           left in the outbox (a stopped one's pending messages keep it until they are cancelled and pruned)
  *
  * Until its deliverBy a replay of a message is a duplicate (ACKed, never run again); after it the inbox
  * refuses it as expired (src/delivery/inbox.ts). So a dedupe record outlives `retention` when deliverBy is
@@ -40,6 +42,7 @@ export interface Pruned {
   inbox: number;
   dedupe: number;
   keys: number;
+  batches: number;
   /** Pages given back to the file system. */
   pages: number;
 }
@@ -87,6 +90,12 @@ export class Retention {
         `DELETE FROM keys WHERE rowid IN
            (SELECT rowid FROM keys WHERE state = 'pending' AND changed_at < ? LIMIT ${BATCH})`,
       ),
+      // Through outbox_by_batch for each candidate: a rollout some message still belongs to is kept.
+      batches: db.prepare(
+        `DELETE FROM batches WHERE id IN
+           (SELECT id FROM batches AS b WHERE state <> 'running' AND updated_at < ?
+              AND NOT EXISTS (SELECT 1 FROM outbox WHERE batch_id = b.id) LIMIT ${BATCH})`,
+      ),
       freePages: db.prepare(`PRAGMA freelist_count`).pluck(),
     };
   }
@@ -103,10 +112,12 @@ export class Retention {
   }
 
   private async pruneAll(retentionMs: number): Promise<Pruned> {
-    const pruned: Pruned = { outbox: 0, inbox: 0, dedupe: 0, keys: 0, pages: 0 };
+    const pruned: Pruned = { outbox: 0, inbox: 0, dedupe: 0, keys: 0, batches: 0, pages: 0 };
     const ended = Date.now() - retentionMs;
     const steps: [keyof Pruned, () => number][] = [
       ["outbox", () => this.pruneOutbox(ended)],
+      // After the outbox: a rollout goes once its last message has.
+      ["batches", () => this.stmts.batches.run(ended).changes],
       ["inbox", () => this.pruneInbox(ended)],
       // Judged by the same clock as the inbox's expiry check, so a record goes only once a replay is refused anyway.
       ["dedupe", () => this.stmts.dedupe.run(now()).changes],
