@@ -8,13 +8,24 @@ import { connect } from "@nats-io/transport-node";
 import Database from "better-sqlite3";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { copySubject, inboxPrefix, methodSubject } from "../src/delivery/subjects.js";
 import { encode } from "../src/delivery/wire.js";
 import { Fleet, frameBody, sleepUntil } from "../src/harness/fleet.js";
+import { newId } from "../src/message/id.js";
 import { parseMessages } from "../src/message/parse.js";
+import { copyTag } from "../src/methods/copyArgs.js";
 import { runCli } from "./helpers/cli-helpers.js";
 
 let fleet: Fleet;
@@ -73,6 +84,12 @@ async function untilHeld(node: string, dstPath: string, atLeast: number): Promis
     intervalMs: 5,
     what: `${atLeast} chunks of ${dstPath} at ${node}`,
   });
+}
+
+/** The names in `node`'s folder `dir` (of its data folder) that belong to the copy to `name`: the file, its part files. */
+function filesOf(node: string, dir: string, name: string): string[] {
+  const folder = join(fleet.node(node).dataFolder, dir);
+  return existsSync(folder) ? readdirSync(folder).filter((f) => f.includes(name)) : [];
 }
 
 function query<T>(node: string, sql: string): T {
@@ -319,6 +336,70 @@ describe("copy", () => {
     } finally {
       await nc.close();
     }
+  });
+
+  test("the source file changed while its node was down: the copy fails, no mixed file is put in place, nothing is left", async () => {
+    const src = randomFile("ship1", "h.bin", 40 * MiB);
+    const [id] = await fleet.sendOk("central", copyMessage("ship1", src, "ship2", "changed/h.bin", String(64 * 1024)));
+    await untilHeld("ship2", "changed/h.bin", (40 * MiB) / (64 * 1024) / 10);
+    await fleet.node("ship1").kill();
+    // Same name and size, other bytes: the chunks ship2 holds are the old file's.
+    writeFileSync(src, randomBytes(40 * MiB));
+    await fleet.node("ship1").start();
+    const m = await fleet.waitState("central", id as string, "failed", 120_000);
+    assert.match(m.result?.error ?? m.reason ?? "", /not those of the source file/);
+    assert.deepEqual(filesOf("ship2", "changed", "h.bin"), [], "neither the file nor its part files");
+  });
+
+  test("a copy cancelled while its destination is down: the destination deletes what it held when it is back", async () => {
+    const src = randomFile("central", "i.bin", 40 * MiB);
+    const [id] = await fleet.sendOk(
+      "central",
+      copyMessage("central", src, "ship1", "cancelled/i.bin", String(64 * 1024)),
+    );
+    await untilHeld("ship1", "cancelled/i.bin", (40 * MiB) / (64 * 1024) / 10);
+    await fleet.node("ship1").kill();
+    assert.ok(
+      filesOf("ship1", "cancelled", "i.bin").some((f) => f.endsWith(".part")),
+      "ship1 held part of it",
+    );
+    const out = await runCli(["cancel", id as string, "--socket-folder", dirname(fleet.node("central").socketPath)]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal((await fleet.waitState("central", id as string, "cancelled")).state, "cancelled");
+    await fleet.node("ship1").start();
+    await sleepUntil(() => filesOf("ship1", "cancelled", "i.bin").length === 0, {
+      timeoutMs: 60_000,
+      what: `ship1 deleting the cancelled copy's files (${filesOf("ship1", "cancelled", "i.bin").join(", ")})`,
+    });
+  });
+
+  test("a finish that fails there (a folder in the file's place) fails the copy and leaves no part files", async () => {
+    const src = randomFile("central", "j.bin", MiB);
+    mkdirSync(join(fleet.node("ship1").dataFolder, "taken", "j.bin", "inside"), { recursive: true });
+    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "taken/j.bin"));
+    const m = await fleet.waitState("central", id as string, "failed", 60_000);
+    assert.match(m.result?.error ?? m.reason ?? "", /finish at ship1: .*taken\/j\.bin/);
+    assert.deepEqual(filesOf("ship1", "taken", "j.bin"), ["j.bin"], "only the folder that was there");
+  });
+
+  test("links planted under the part files' names in the destination's folder are not written through", async () => {
+    // An absolute dstPath (central's operator may) in a folder others could write to, as /tmp is.
+    const shared = join(fleet.node("ship1").opts.dir, "shared");
+    mkdirSync(shared, { recursive: true });
+    const victim = join(fleet.node("ship1").opts.dir, "victim.txt");
+    writeFileSync(victim, "keep me\n");
+    chmodSync(victim, 0o644);
+    const id = `planted-${newId()}`;
+    const part = join(shared, `.k.bin.${copyTag(id)}.part`);
+    symlinkSync(victim, part);
+    symlinkSync(victim, `${part}.chunks`);
+    const src = randomFile("central", "k.bin", 2 * MiB, 0o755);
+    await fleet.sendOk("central", { id, ...copyMessage("central", src, "ship1", join(shared, "k.bin")) });
+    await fleet.waitState("central", id, "done", 60_000);
+    assert.equal(readFileSync(victim, "utf8"), "keep me\n");
+    assert.equal(statSync(victim).mode & 0o777, 0o644);
+    assert.equal(sha256(join(shared, "k.bin")), sha256(src));
+    assert.deepEqual(readdirSync(shared), ["k.bin"]);
   });
 
   test("a setuid source file arrives without its setuid bit unless the operator names the mode", async () => {

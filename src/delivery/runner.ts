@@ -526,6 +526,7 @@ export class Runner {
         // Above max_payload the reply goes in chunks; past maxMessageSize it is cut.
         maxOutput: opts.maxOutput,
         signal: run.signal,
+        stopping: this.stopping.signal,
         log: opts.log,
         subscribers: opts.subscribers,
         onSpawn: (pgid) => {

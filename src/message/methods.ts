@@ -145,7 +145,7 @@ function copySrcArgsProblem(message: MethodArgs): ArgsProblem | undefined {
 /** copyDst: [step, grant, …] (src/methods/copyDst.ts); what the grant allows is checked by the inbox. */
 function copyDstArgsProblem(message: MethodArgs): ArgsProblem | undefined {
   const [step = "", grant = ""] = message.methodArgs;
-  if (!["status", "finish"].includes(step) || grant === "")
+  if (!["status", "finish", "abandon"].includes(step) || grant === "")
     return { field: "methodArgs", reason: `copyDst is sent by copySrc, with its step and grant` };
   return undefined;
 }

@@ -8,6 +8,7 @@
  *     status                      → reply data: the indexes of the chunks the destination holds (ranges());
  *                                   the destination takes the copy's chunks from now on
  *     finish  digest, mode        → the file renamed into place; reply data: its path
+ *     abandon                     → the copy's files deleted: the source gave it up
  *
  * The chunks between the two are not messages (src/delivery/copyChunks.ts).
  */
@@ -15,7 +16,18 @@ import { createHash } from "node:crypto";
 import type { Envelope } from "../message/message.js";
 import { readHeader } from "../security/frame.js";
 
-export type CopyStep = "status" | "finish";
+export type CopyStep = "status" | "finish" | "abandon";
+
+/** The smallest chunk: a page. */
+export const MIN_CHUNK = 4096;
+/**
+ * The most chunks one copy has, so that what both ends keep per chunk (its sha256, whether it is written) stays
+ * near 150 MiB however large the file, or a source says it is: 512 GiB at the default chunk size, 1 TiB at the
+ * largest a 1 MiB max_payload takes; a larger file needs a larger chunkSize (and max_payload).
+ */
+export const MAX_CHUNKS = 1024 * 1024;
+
+export const chunkCount = (size: number, chunkSize: number): number => Math.ceil(size / chunkSize);
 
 /** What names a copy on the wire and in file names: short, and the same on both ends and after restarts. */
 export const copyTag = (copyId: string): string => createHash("sha256").update(copyId).digest("hex").slice(0, 16);

@@ -6,30 +6,47 @@
  *   .<name>.<copy>.part          the file being written (0600 until it is renamed into place with its mode)
  *   .<name>.<copy>.part.chunks   "steward-copy <size> <chunkSize>", then "<index> <sha256>" per chunk written
  *
- * Two steps are messages, each carrying the copy's grant:
+ * The steps are messages, each carrying the copy's grant:
  *
- *   status  the chunks held, each checked again against its sha256 (a power cut may have lost a write); the
- *           copy is opened here: from now on its source's chunks (src/delivery/copyChunks.ts) are taken
- *   finish  every chunk held and adding up to the source's (chunksDigest in copyArgs.ts), the file synced, the
- *           mode set, renamed into place; the answer is its path, or "missing <ranges>" for chunks the source
- *           must send again; the file in place already (a finish run again): its path
+ *   status   the chunks held, each checked again against its sha256 (a power cut may have lost a write); the
+ *            copy is opened here: from now on its source's chunks (src/delivery/copyChunks.ts) are taken
+ *   finish   every chunk held and adding up to the source's (chunksDigest in copyArgs.ts), the file synced, the
+ *            mode set, renamed into place; the answer is its path, or "missing <ranges>" for chunks the source
+ *            must send again; the file in place already (a finish run again): its path. A finish that fails
+ *            deletes the copy's files: the source gives up, and a copy sent again is a new one.
+ *   abandon  the source gave the copy up (cancelled, out of time, failed there): its files are deleted
  *
  * A chunk is written when it arrives, synchronously: a write of half a MiB into the page cache takes a fraction of
  * a millisecond, and each chunk then lands whole between the steps' own reads and writes. It is not synced one by
  * one: a SIGKILL does not lose what the kernel has; what a power cut loses, the chunks read back after the restart
- * (status, finish) find missing. A copy its source no longer sends (it gave up) is let go after OPEN_IDLE_MS: its
- * files stay, for a status to open it again.
+ * (status, finish) find missing. A copy nothing came for in OPEN_IDLE_MS is let go: its files stay, for a status
+ * to open it again (a source back after a long absence); a source that gives the copy up says so (abandon).
+ *
+ * The temporary files sit beside the destination, in a folder that may not be this node's alone (an absolute
+ * dstPath): they are made anew (O_EXCL) and opened without following a link (O_NOFOLLOW), and one this node did
+ * not make is not written to, so that a link or file planted under their names cannot turn a write, a truncate
+ * or a chmod onto another file.
  *
  * Where: the grant's dstPath (src/methods/copyArgs.ts), never the chunk's: relative inside the data folder, an
  * absolute one only from an operator src/delivery/copyGrant.ts lets write there. Steps of one copy run one at a
  * time; different copies do not wait for each other.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, writeSync } from "node:fs";
-import { appendFile, chmod, open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { closeSync, constants, existsSync, fstatSync, openSync, writeSync, type Stats } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { MethodError } from "../errors.js";
-import { chunksDigest, type CopyRequest, copyRequest, copyTag, ranges, readGrant } from "./copyArgs.js";
+import {
+  chunkCount,
+  chunksDigest,
+  copyRequest,
+  copyTag,
+  MAX_CHUNKS,
+  MIN_CHUNK,
+  ranges,
+  readGrant,
+  type CopyRequest,
+} from "./copyArgs.js";
 import type { CopyAnswer, CopyChunk, MethodContext, MethodOutput } from "./method.js";
 import { ensureDir, inside } from "./paths.js";
 
@@ -76,15 +93,30 @@ export async function copyDst(ctx: MethodContext): Promise<MethodOutput> {
   const size = Number(sizeText);
   const chunkSize = Number(chunkSizeText);
   // A chunk fits one message of the broker's: a larger chunk size would only make this node read that much at once.
+  // And a copy has at most MAX_CHUNKS: a source cannot make it hold a list of billions of chunks.
   const most = ctx.copies?.maxChunk ?? 0;
-  if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize > most)
-    throw new MethodError("copyDst", `bad size ${sizeText} or chunk size ${chunkSizeText} (at most ${most})`);
+  if (
+    !Number.isSafeInteger(size) ||
+    size < 0 ||
+    !Number.isSafeInteger(chunkSize) ||
+    chunkSize < MIN_CHUNK ||
+    chunkSize > most ||
+    chunkCount(size, chunkSize) > MAX_CHUNKS
+  )
+    throw new MethodError(
+      "copyDst",
+      `bad size ${sizeText} or chunk size ${chunkSizeText} (${MIN_CHUNK} to ${most} bytes, at most ${MAX_CHUNKS} chunks)`,
+    );
   const target = targetPath(ctx, copy);
   const tag = copyTag(copy.id);
   const part = join(dirname(target), `.${basename(target)}.${tag}.part`);
   const job = async (): Promise<MethodOutput> => {
     if (step === "status") return status(ctx, tag, part, size, chunkSize);
     if (step === "finish") return finish(part, target, size, chunkSize, a, modeOf(copy.mode, b));
+    if (step === "abandon") {
+      await forget(part);
+      return { exitCode: 0, data: `${target}: the copy's files are deleted` };
+    }
     throw new MethodError("copyDst", `unknown step "${step}"`);
   };
   // One step of a copy at a time: the chunks file and its state are never written by two at once.
@@ -128,9 +160,15 @@ async function load(part: string, size: number, chunkSize: number): Promise<Copy
   const state: CopyState = { size, chunkSize, have: new Map(), checked: true, unsynced: 0 };
   let text = "";
   try {
-    text = await readFile(`${part}.chunks`, "utf8");
+    const fh = await open(`${part}.chunks`, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      text = await fh.readFile("utf8");
+    } finally {
+      await fh.close();
+    }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    // Not there (a new copy), or a link: either way the copy starts over in files of its own.
+    if (!["ENOENT", "ELOOP"].includes((err as NodeJS.ErrnoException).code ?? "")) throw err;
   }
   const [head, ...lines] = text.split("\n");
   if (head === `steward-copy ${size} ${chunkSize}`) {
@@ -142,8 +180,11 @@ async function load(part: string, size: number, chunkSize: number): Promise<Copy
     state.checked = state.have.size === 0;
   } else {
     await ensureDir(dirname(part));
-    await writeFile(part, "", { mode: 0o600 });
-    await appendFile(`${part}.chunks`, `steward-copy ${size} ${chunkSize}\n`, { flag: "w" });
+    // Whatever had these names goes (unlink removes a link, never what it points to); the files are made anew.
+    await rm(part, { force: true });
+    await rm(`${part}.chunks`, { force: true });
+    await createNew(part, "");
+    await createNew(`${part}.chunks`, `steward-copy ${size} ${chunkSize}\n`);
   }
   states.set(part, state);
   return state;
@@ -165,8 +206,10 @@ async function readBack(part: string, state: CopyState): Promise<void> {
   if (state.have.size === 0) return;
   let fh;
   try {
-    fh = await open(part, "r");
+    fh = await open(part, constants.O_RDONLY | constants.O_NOFOLLOW);
+    ownFile(await fh.stat(), part);
   } catch {
+    await fh?.close();
     state.have.clear();
     return;
   }
@@ -198,9 +241,9 @@ async function status(
   const { copies } = ctx;
   if (!copies) throw new MethodError("copyDst", "this node takes no copy chunks");
   const have = await checked(part, size, chunkSize);
-  // A part file gone (a finish renamed it, and the chunks file outlived a crash): chunks are written into it in place.
-  await appendFile(part, "", { mode: 0o600 });
   const state = await load(part, size, chunkSize);
+  // A part file gone (a finish renamed it, and the chunks file outlived a crash): chunks are written into it in place.
+  if (!existsSync(part)) await createNew(part, "");
   state.release?.();
   state.release = copies.take(tag, ctx.message.fromNode, (chunk) => writeChunk(part, state, chunk));
   if (state.expiry) state.expiry.refresh();
@@ -245,12 +288,15 @@ function filesOf(part: string, state: CopyState): NonNullable<CopyState["files"]
     state.files.idle.refresh();
     return state.files;
   }
-  const fd = openSync(part, "r+");
+  const fd = openSync(part, constants.O_RDWR | constants.O_NOFOLLOW);
   let chunks;
   try {
-    chunks = openSync(`${part}.chunks`, "a");
+    ownFile(fstatSync(fd), part);
+    chunks = openSync(`${part}.chunks`, constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW);
+    ownFile(fstatSync(chunks), `${part}.chunks`);
   } catch (err) {
     closeSync(fd);
+    if (chunks !== undefined) closeSync(chunks);
     throw err;
   }
   const idle = setTimeout(() => closeFiles(state), FILES_IDLE_MS).unref();
@@ -272,15 +318,22 @@ function closeFiles(state: CopyState): void {
   if (!files) return;
   state.files = undefined;
   clearTimeout(files.idle);
-  closeSync(files.part);
-  closeSync(files.chunks);
+  // Called from timers too, where a throw would end the node: a write error told only at close (NFS, a full
+  // quota) is kept for the finish to fail with.
+  for (const fd of [files.part, files.chunks]) {
+    try {
+      closeSync(fd);
+    } catch (err) {
+      state.syncFailed ??= (err as Error).message;
+    }
+  }
 }
 
 /** Start writing the part file out to disk in the background, while the copy goes on. */
 function syncSoon(part: string, state: CopyState): void {
   state.unsynced = 0;
   state.syncing = (async () => {
-    const fh = await open(part, "r+");
+    const fh = await open(part, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
       await fh.datasync();
     } finally {
@@ -309,7 +362,7 @@ async function finish(
     return done;
   }
   const state = await load(part, size, chunkSize);
-  const count = Math.ceil(size / chunkSize);
+  const count = chunkCount(size, chunkSize);
   // Chunks only listed in a chunks file found at start: read back, lest a power cut lost their bytes.
   if (!state.checked) await readBack(part, state);
   const sums = Array.from({ length: count }, (_, i) => state.have.get(i));
@@ -318,26 +371,60 @@ async function finish(
   if (missing.length > 0) return { exitCode: 0, data: `missing ${ranges(missing)}` };
   // No chunk is written into the part file once it is checked.
   letGo(state);
-  const again = async (why: string): Promise<never> => {
-    await forget(part);
-    throw new MethodError("copyDst", `${target}: ${why}; send the copy again`);
-  };
-  if (chunksDigest(sums as string[]) !== digest)
-    return again("the chunks here are not those of the source file (it changed during the copy?)");
-  if (count === 0) await appendFile(part, "", { mode: 0o600 });
-  // On disk before it gets its name: a power cut after the rename must not leave a file with holes.
-  await state.syncing;
-  if (state.syncFailed) return again(`writing it to disk failed (${state.syncFailed})`);
-  const fh = await open(part, "r+");
   try {
-    await fh.datasync();
+    if (chunksDigest(sums as string[]) !== digest)
+      throw new Error("the chunks here are not those of the source file (it changed during the copy?)");
+    // On disk before it gets its name: a power cut after the rename must not leave a file with holes.
+    await state.syncing;
+    if (state.syncFailed) throw new Error(`writing it to disk failed (${state.syncFailed})`);
+    const fh = await open(part, constants.O_RDWR | constants.O_NOFOLLOW);
+    try {
+      ownFile(await fh.stat(), part);
+      // Through the file this node made and checked, not its name: exactly `size` bytes, then its mode.
+      await fh.truncate(size);
+      await fh.datasync();
+      await fh.chmod(mode);
+    } finally {
+      await fh.close();
+    }
+    await rename(part, target);
+    await syncFolder(dirname(target));
+  } catch (err) {
+    // The source gives the copy up on this answer: nothing is left behind for a resume that will not come.
+    await forget(part);
+    throw new MethodError("copyDst", `${target}: ${(err as Error).message}; send the copy again`, { cause: err });
+  }
+  await forget(part);
+  return done;
+}
+
+/** Make `path` as a new file of this node's (0600), never through a link or a file already there. */
+async function createNew(path: string, text: string): Promise<void> {
+  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    await fh.writeFile(text);
   } finally {
     await fh.close();
   }
-  await chmod(part, mode);
-  await rename(part, target);
-  await forget(part);
-  return done;
+}
+
+/**
+ * Throw unless `st` is a file this node made: a plain file of its own user with one name. One planted by
+ * another user, or a hard link to some other file, is not written through.
+ */
+function ownFile(st: Stats, path: string): void {
+  if (!st.isFile() || st.uid !== process.getuid?.() || st.nlink !== 1)
+    throw new Error(`${path} is not a file this node made (its owner, type or links changed): not written`);
+}
+
+/** The rename on disk too: a power cut right after the copy's "done" must not lose its name. */
+async function syncFolder(folder: string): Promise<void> {
+  const fh = await open(folder, constants.O_RDONLY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 /** The chunks digest of the file at `path` as this copy would cut it; undefined when it is not that size. */

@@ -14,17 +14,30 @@
  * A chunk that gets no answer, or the answer that the copy is not open there (the destination restarted),
  * sends the status again: as a message it waits for an absent destination, and its answer says what is left
  * to send. A restart here runs the copy again from the status, so it too sends only what is missing.
+ *
+ * A copy given up for good (cancelled, out of time, a failure) withdraws the step it waits for and tells the
+ * destination to delete what it holds (abandon, a message too): nothing waits there for a resume that will not
+ * come. A graceful stop is not giving up: the copy runs again at the next start.
  */
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { MethodError } from "../errors.js";
+import { errorText, MethodError } from "../errors.js";
 import { newEnvelope } from "../message/envelope.js";
 import { newId } from "../message/id.js";
 import type { Envelope } from "../message/message.js";
 import { now } from "../security/clock.js";
-import { chunksDigest, copyRequest, copyTag, fromRanges, type CopyStep } from "./copyArgs.js";
+import {
+  chunkCount,
+  chunksDigest,
+  copyRequest,
+  copyTag,
+  fromRanges,
+  MAX_CHUNKS,
+  MIN_CHUNK,
+  type CopyStep,
+} from "./copyArgs.js";
 import { abortReason, type CopyLink, type MessageSender, type MethodContext, type MethodOutput } from "./method.js";
 
 /** Bytes per chunk when the operator names none. */
@@ -52,6 +65,11 @@ const QUIET_MS = 30_000;
 const REQUEST_MS = 10 * QUIET_MS;
 /** The wait before asking the status again after a round that sent nothing, doubling up to the last. */
 const AGAIN_MS = [1000, 30_000];
+/** How long an abandon waits for an absent destination: past the copy's own time, which may be up already. */
+const ABANDON_MS = 7 * 24 * 3600 * 1000;
+
+/** A step the destination answered with a failure: it ran there, and left nothing of the copy behind. */
+class StepFailed extends MethodError {}
 
 export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
   const copy = copyRequest(ctx.message);
@@ -60,11 +78,10 @@ export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
     throw new MethodError("copySrc", "no grant to hand on: copySrc runs only as a request that arrived signed");
   const grant = Buffer.from(frame).toString("base64");
   const path = isAbsolute(copy.srcPath) ? copy.srcPath : resolve(ctx.dataFolder, copy.srcPath);
-  const most = Math.floor(copies.maxChunk / 4096) * 4096;
-  const chunkSize = Math.max(4096, Math.min(copy.chunkSize || DEFAULT_CHUNK_SIZE, most));
+  const most = Math.floor(copies.maxChunk / MIN_CHUNK) * MIN_CHUNK;
+  const chunkSize = Math.max(MIN_CHUNK, Math.min(copy.chunkSize || DEFAULT_CHUNK_SIZE, most));
   const signal =
     copy.maxTime > 0 ? AbortSignal.any([ctx.signal, AbortSignal.timeout(copy.maxTime * 1000)]) : ctx.signal;
-  // Its steps wait for an absent destination until the copy's time is up, never failing for spent retries.
   const seconds = copy.maxTime || (ctx.message.methodTimeout > 0 ? ctx.message.methodTimeout : 7 * 24 * 3600);
   const deliverBy = now() + seconds * 1000;
 
@@ -74,30 +91,24 @@ export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
   } catch (err) {
     throw new MethodError("copySrc", `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
+  let steps: Steps | undefined;
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new MethodError("copySrc", `${path} is not a file`);
     const size = st.size;
     const mode = copy.mode || (st.mode & 0o7777).toString(8).padStart(4, "0");
-    const count = Math.ceil(size / chunkSize);
-    const step = (name: CopyStep, args: string[]): Envelope =>
-      newEnvelope({
-        id: newId(),
-        toNode: copy.dstNode,
-        fromNode: ctx.nodeName,
-        method: "copyDst",
-        methodArgs: [name, grant, String(size), String(chunkSize), ...args],
-        methodTimeout: 120,
-        ACKTimeout: 10,
-        retries: 10,
-        retryWait: 1,
-        replyACKTimeout: 10,
-        replyRetries: 10,
-        deliverBy,
-        deliverByGiven: true,
-      });
+    const count = chunkCount(size, chunkSize);
+    if (count > MAX_CHUNKS) {
+      const needed = Math.ceil(size / MAX_CHUNKS / MIN_CHUNK) * MIN_CHUNK;
+      throw new MethodError(
+        "copySrc",
+        `${path} is ${count} chunks of ${chunkSize} bytes, more than a copy takes (${MAX_CHUNKS}): give a chunkSize of at least ${needed}`,
+      );
+    }
+    const asked = new Steps(ctx, messages, [grant, String(size), String(chunkSize)], deliverBy, signal);
+    steps = asked;
     const status = async (): Promise<Set<number>> => {
-      const held = fromRanges(await ask(messages, step("status", []), signal));
+      const held = fromRanges(await asked.ask("status", []));
       return new Set([...held].filter((i) => i < count));
     };
     const where = `${path} to ${copy.dstNode}:${copy.dstPath}`;
@@ -132,7 +143,7 @@ export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
       if (after.size !== size || after.mtimeMs !== st.mtimeMs)
         throw new MethodError("copySrc", `${path} changed during the copy: send the copy again`);
       ctx.log.info("copy: chunks sent", { id: copy.id, chunks: count, sent: chunks.sent, held: heldAtStart });
-      const answer = await ask(messages, step("finish", [chunks.digest(), mode]), signal);
+      const answer = await asked.ask("finish", [chunks.digest(), mode]);
       if (!answer.startsWith("missing ")) {
         // Its chunks are the destination's (the digest agreed): the sha256 of the whole file read here is the copy's.
         const sum = chunks.wholeSum();
@@ -144,8 +155,76 @@ export async function copySrc(ctx: MethodContext): Promise<MethodOutput> {
       ctx.log.warn("copy: the destination lacks chunks at the finish", { id: copy.id, reason: answer });
       chunks.written = await status();
     }
+  } catch (err) {
+    // A graceful stop is not giving up: the copy runs again at the next start, from what the destination holds.
+    if (!ctx.stopping?.aborted && !(err instanceof StepFailed)) await steps?.giveUp();
+    throw err;
   } finally {
     await fh.close();
+  }
+}
+
+/** The copyDst messages of one copy: its steps, and the abandon that gives it up. */
+class Steps {
+  /** A step was sent: the copy may be open on the destination, with files there. */
+  private sent = false;
+  /** The step waited for now, withdrawn when the copy is given up. */
+  private waiting: string | undefined;
+
+  constructor(
+    private readonly ctx: MethodContext,
+    private readonly messages: MessageSender,
+    /** grant, size, chunkSize: the arguments every step starts with (copyArgs.ts). */
+    private readonly head: string[],
+    /** Steps wait for an absent destination until the copy's time is up, never failing for spent retries. */
+    private readonly deliverBy: number,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /** Send a step and wait for its reply: its data, or the reason it failed. */
+  async ask(name: CopyStep, args: string[]): Promise<string> {
+    const message = this.message(name, args, this.deliverBy);
+    this.sent = true;
+    this.waiting = message.id;
+    await this.messages.send(message);
+    const out = await this.messages.outcome(message.id, this.signal);
+    this.waiting = undefined;
+    if (out.state !== "done" || out.result?.error) {
+      const why = `${name} at ${message.toNode}: ${out.result?.error ?? out.reason ?? out.state}`;
+      // With a result the destination ran the step, and cleans up after a failed one itself; without, it may not have.
+      throw out.result ? new StepFailed("copySrc", why) : new MethodError("copySrc", why);
+    }
+    return out.result?.data ?? "";
+  }
+
+  /** The copy is over without its file: the step waited for is withdrawn, and the destination deletes what it holds. */
+  async giveUp(): Promise<void> {
+    if (!this.sent) return;
+    const { ctx } = this;
+    const copy = ctx.message.id;
+    if (this.waiting) ctx.withdraw?.(this.waiting, `${ctx.nodeName} (copy ${copy} given up)`);
+    // Its own time, past the copy's (which may be what ran out).
+    await this.messages.send(this.message("abandon", [], now() + ABANDON_MS)).catch((err: unknown) => {
+      ctx.log.warn("copy: cannot tell the destination to delete what it holds", { id: copy, reason: errorText(err) });
+    });
+  }
+
+  private message(name: CopyStep, args: string[], deliverBy: number): Envelope {
+    return newEnvelope({
+      id: newId(),
+      toNode: copyRequest(this.ctx.message).dstNode,
+      fromNode: this.ctx.nodeName,
+      method: "copyDst",
+      methodArgs: [name, ...this.head, ...args],
+      methodTimeout: 120,
+      ACKTimeout: 10,
+      retries: 10,
+      retryWait: 1,
+      replyACKTimeout: 10,
+      replyRetries: 10,
+      deliverBy,
+      deliverByGiven: true,
+    });
   }
 }
 
@@ -175,7 +254,7 @@ class Chunks {
     private readonly chunkSize: number,
     private readonly signal: AbortSignal,
   ) {
-    this.count = Math.ceil(size / chunkSize);
+    this.count = chunkCount(size, chunkSize);
   }
 
   bytes(): number {
@@ -212,6 +291,8 @@ class Chunks {
     this.started = Date.now();
     this.writtenHere = 0;
     let answered = Date.now();
+    // Cancelled or out of time: the round ends now, not when the chunks in flight are answered or given up.
+    this.signal.addEventListener("abort", stop, { once: true });
     const quiet = setInterval(() => {
       if (inFlight.size === 0 || Date.now() - answered < this.quietMs()) return;
       trouble ??= `no answer from ${this.dst} for ${Math.round((Date.now() - answered) / 1000)} s`;
@@ -261,6 +342,7 @@ class Chunks {
       await Promise.race([Promise.all(inFlight), stopped]);
     } finally {
       clearInterval(quiet);
+      this.signal.removeEventListener("abort", stop);
     }
     if (this.signal.aborted) throw new MethodError("copySrc", abortReason(this.signal));
     if (failure !== undefined) throw failure;
@@ -307,17 +389,4 @@ class Chunks {
 function progress(copied: number, size: number): string {
   const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
   return `${mib(copied)} of ${mib(size)} MiB (${size === 0 ? 100 : Math.floor((copied / size) * 100)}%)`;
-}
-
-/** Send one copyDst step and wait for its reply: its data, or the reason it failed. */
-async function ask(messages: MessageSender, message: Envelope, signal: AbortSignal): Promise<string> {
-  await messages.send(message);
-  const out = await messages.outcome(message.id, signal);
-  if (out.state !== "done" || out.result?.error) {
-    throw new MethodError(
-      "copySrc",
-      `${message.methodArgs[0]} at ${message.toNode}: ${out.result?.error ?? out.reason ?? out.state}`,
-    );
-  }
-  return out.result?.data ?? "";
 }

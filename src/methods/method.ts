@@ -25,6 +25,11 @@ export interface MethodContext {
   /** Most bytes of output worth keeping. */
   maxOutput: number;
   signal: AbortSignal;
+  /**
+   * Aborted once the node begins a graceful stop. A run `signal` ends for that runs again at the next start
+   * (interrupted); a method that undoes its work when it gives up (copySrc) keeps it for that run.
+   */
+  stopping?: AbortSignal;
   log: Logger;
   /**
    * Send part of the result back now (streaming methods). Each part travels
