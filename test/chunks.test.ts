@@ -2,7 +2,10 @@
  * Messages larger than the broker's max_payload (docs/DELIVERY.md, "Size"): real nodes on a broker that takes
  * 1 MB per message. A 50 MiB result comes back whole through a broker killed mid-transfer; a 20 MiB file
  * request goes out whole; forged and garbage chunks come to nothing and are not kept beyond the bounds; past
- * maxMessageSize the reply is cut with a marker, and a request is refused with a reason.
+ * maxMessageSize the reply is cut with a marker, and a request is refused with a reason. A request cancelled
+ * mid-send sends no more chunks and never runs; a graceful stop mid-send does not wait for a target that does
+ * not answer, and the send goes on after the restart; messages completing together beyond the two put back
+ * together at once are told busy and still run once, whole.
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
@@ -10,14 +13,16 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { listMessages } from "../src/client/client.js";
 import { chunkSizeFor, type ChunkHead } from "../src/delivery/chunks.js";
 import { chunkSubject, methodSubject } from "../src/delivery/subjects.js";
 import { encode } from "../src/delivery/wire.js";
 import { Fleet, sleepUntil, type Peer } from "../src/harness/fleet.js";
 import { freePort } from "../src/harness/net.js";
 import { newId } from "../src/message/id.js";
-import { seal } from "../src/security/frame.js";
-import { Attacker, Metrics, nodeIdentity, openAnswer } from "./helpers/attack-helpers.js";
+import { readHeader, seal } from "../src/security/frame.js";
+import { Attacker, frameBody, Metrics, nodeIdentity, openAnswer } from "./helpers/attack-helpers.js";
+import { runCli } from "./helpers/cli-helpers.js";
 import { envelope } from "./helpers/delivery-helpers.js";
 
 const MiB = 1024 * 1024;
@@ -40,6 +45,7 @@ before(async () => {
   await fleet.add("central", { maxInputBytes: 64 * MiB });
   await fleet.add("ship1", { promHostAndPort: `127.0.0.1:${port}` });
   await fleet.add("ship2", { maxMessageSize: 2 * MiB });
+  await fleet.add("ship3");
   ship1Metrics = new Metrics(port);
   await fleet.allowAll();
   markers = join(fleet.dir, "markers");
@@ -304,4 +310,191 @@ test("past maxMessageSize a reply is cut with a marker, and a request is refused
   const failed = await fleet.waitState("central", id2 as string, undefined, 60_000);
   assert.equal(failed.state, "failed");
   assert.match(failed.reason ?? "", /maxMessageSize/);
+});
+
+/** The chunk files of message `id` from `from` on `node`'s disk (none: its set is not there). */
+function chunksOnDisk(node: string, from: string, id: string): number {
+  const base = join(fleet.node(node).opts.dir, "var", "chunks", from);
+  for (const set of chunkSets(node, from)) {
+    try {
+      const head = JSON.parse(readFileSync(join(base, set, "head.json"), "utf8")) as ChunkHead;
+      if (head.chunkOf === id) return readdirSync(join(base, set)).filter((f) => /^\d+$/.test(f)).length;
+    } catch {
+      // Being written or deleted right now.
+    }
+  }
+  return 0;
+}
+
+/** The heads of message `id`'s chunks among `frames` (seen on the broker). */
+function headsOf(frames: { data: Uint8Array }[], id: string): ChunkHead[] {
+  return frames
+    .map((f) => {
+      const body = readHeader(f.data)?.body ?? new Uint8Array();
+      return JSON.parse(Buffer.from(body.subarray(0, body.indexOf(10))).toString("utf8")) as ChunkHead;
+    })
+    .filter((h) => h.chunkOf === id);
+}
+
+/** How many of message `id`'s chunks went out, each counted once, and of how many. */
+function sentOf(frames: { data: Uint8Array }[], id: string): { sent: number; count: number } {
+  const heads = headsOf(frames, id);
+  return { sent: new Set(heads.map((h) => h.seq)).size, count: heads[0]?.count ?? Infinity };
+}
+
+/** Hold `node` (SIGSTOP): it answers nothing until `resume` (SIGCONT), though its broker link stays open. */
+function freeze(node: string): () => void {
+  const pid = fleet.node(node).pid as number;
+  process.kill(pid, "SIGSTOP");
+  return () => process.kill(pid, "SIGCONT");
+}
+
+const appended = (node: string, from: string, name: string): string =>
+  join(fleet.node(node).dataFolder, "in", from, name);
+
+/** Central appends 20 MiB to `fileName` on ship1; resolves once three of its chunks are on ship1's disk. */
+async function underWay(fileName: string, ACKTimeout: number): Promise<{ id: string; data: string }> {
+  const data = randomBytes(15 * MiB).toString("base64");
+  const [id] = (await fleet.sendOk("central", {
+    toNode: "ship1",
+    method: "fileAppend",
+    directory: "in",
+    fileName,
+    data,
+    ACKTimeout,
+    retries: 5,
+    replyMethod: "none",
+  })) as [string];
+  await sleepUntil(() => chunksOnDisk("ship1", "central", id) >= 3, {
+    timeoutMs: 60_000,
+    intervalMs: 10,
+    what: "three chunks of the request on ship1",
+  });
+  return { id, data };
+}
+
+test("a chunked request cancelled mid-send: no further chunk goes out, and it never runs on its target", async () => {
+  const observer = await Attacker.connect(fleet.broker.url);
+  const seen = observer.capture(chunkSubject("ship1", "central"));
+  await seen.ready;
+  let thaw: (() => void) | undefined;
+  try {
+    const { id } = await underWay("cancelled.b64", 60);
+    // ship1 answers no chunk now: central waits on those in flight.
+    thaw = freeze("ship1");
+    const out = await runCli(["cancel", id, "--socket-folder", join(fleet.node("central").opts.dir, "tmp")]);
+    assert.equal(out.stdout, `${id} cancelled\n`, out.stderr);
+    assert.equal((await fleet.status("central", id)).state, "cancelled");
+    thaw();
+    thaw = undefined;
+
+    // Settled: ship1 has the signed cancel that followed the message, and every chunk that went out before it.
+    const cancels = (await listMessages(fleet.node("central").socketPath)).filter(
+      (v) => v.method === "cancel" && v.toNode === "ship1",
+    );
+    assert.equal(cancels.length, 1, JSON.stringify(cancels));
+    assert.equal((await fleet.waitState("central", (cancels[0] as { id: string }).id)).state, "done");
+    await sleepUntil(() => chunksOnDisk("ship1", "central", id) === sentOf(seen.frames, id).sent, {
+      what: () =>
+        `ship1 to store the chunks sent before the cancel (${chunksOnDisk("ship1", "central", id)} of ${sentOf(seen.frames, id).sent})`,
+    });
+    const { sent, count } = sentOf(seen.frames, id);
+    assert.ok(sent < count, `${sent} of ${count} chunks went out`);
+
+    // Restarted, ship1 still does not run it, and central sends none of its chunks again.
+    await fleet.node("ship1").stop();
+    await fleet.node("ship1").start();
+    const [ok] = await fleet.sendOk("central", { toNode: "ship1", method: "cliCommand", methodArgs: ["true"] });
+    assert.equal((await fleet.waitState("central", ok as string)).state, "done");
+    assert.equal(sentOf(seen.frames, id).sent, sent, "no chunk of the cancelled message after the cancel");
+    assert.equal(chunksOnDisk("ship1", "central", id), sent, "its chunks on ship1 no more than then");
+    assert.equal(existsSync(appended("ship1", "central", "cancelled.b64")), false, "it never ran on ship1");
+    assert.equal((await fleet.status("central", id)).state, "cancelled");
+  } finally {
+    thaw?.();
+    seen.stop();
+    await observer.close();
+  }
+});
+
+test("a graceful stop of the origin mid-send, its target not answering, ends promptly; restarted, it goes on and the request runs once, whole", async () => {
+  const central = fleet.node("central");
+  const { id, data } = await underWay("resumed.b64", 120);
+  const thaw = freeze("ship1");
+  try {
+    // Chunks in flight get no answer: the stop does not wait out their ACKTimeout.
+    let exited = false;
+    const stopped = central.stop().then(() => (exited = true));
+    await sleepUntil(() => exited, { timeoutMs: 30_000, what: "central to exit after SIGTERM" });
+    await stopped;
+  } finally {
+    thaw();
+  }
+  await central.start();
+  const view = await fleet.waitState("central", id, undefined, 120_000);
+  assert.equal(view.state, "done", JSON.stringify(view));
+  const written = readFileSync(appended("ship1", "central", "resumed.b64"));
+  assert.equal(sha256(written), sha256(`${data}\n`), "written whole, once");
+});
+
+test("more chunked messages completing at once than the target puts together: the others are told busy, and all run once, whole", async () => {
+  // Messages of at most four chunks go out whole at once (chunks.ts's window): held by a frozen ship1, they
+  // all complete in the burst that comes when it goes on, more than its two at a time.
+  const observer = await Attacker.connect(fleet.broker.url);
+  const answers = observer.capture("_INBOX.>");
+  const chunks = observer.capture(chunkSubject("ship1", "*"));
+  await Promise.all([answers.ready, chunks.ready]);
+  const room = 4 * chunkSizeFor(MiB) - 64 * 1024;
+  const sends = [
+    { from: "central", size: room },
+    { from: "central", size: room },
+    { from: "ship3", size: room },
+    { from: "ship3", size: room },
+    // ship2 sends no more than its maxMessageSize.
+    { from: "ship2", size: 2 * MiB - 64 * 1024 },
+  ].map((s, i) => ({ ...s, name: `burst-${i}.bin`, data: randomBytes((s.size * 3) / 4).toString("base64") }));
+  let thaw: (() => void) | undefined = freeze("ship1");
+  try {
+    const ids = await Promise.all(
+      sends.map(async (s) => {
+        const [id] = await fleet.sendOk(s.from, {
+          toNode: "ship1",
+          method: "fileAppend",
+          directory: "in",
+          fileName: s.name,
+          data: s.data,
+          ACKTimeout: 60,
+          // No retries: the re-send after a busy is not one.
+          retries: 0,
+          replyMethod: "none",
+        });
+        return id as string;
+      }),
+    );
+    await sleepUntil(() => ids.every((id) => sentOf(chunks.frames, id).sent === sentOf(chunks.frames, id).count), {
+      what: "every chunk of every message on its way",
+    });
+    thaw();
+    thaw = undefined;
+
+    for (const [i, id] of ids.entries()) {
+      const s = sends[i] as (typeof sends)[number];
+      assert.equal((await fleet.waitState(s.from, id, undefined, 60_000)).state, "done", s.name);
+      const written = readFileSync(appended("ship1", s.from, s.name));
+      assert.equal(sha256(written), sha256(`${s.data}\n`), `${s.name} written whole, once`);
+    }
+    // Told busy with every other chunk of its message stored: at the end, while two others were put together.
+    const bodies = answers.frames.map((f) => frameBody(f.data));
+    const busy = ids.filter((id) => bodies.some((b) => typeof b.busy === "number" && b.id === id));
+    assert.ok(busy.length > 0, "some message's last chunk was told busy");
+    for (const id of busy) {
+      const stored = new Set(bodies.filter((b) => b.chunk === id).map((b) => b.seq));
+      assert.equal(stored.size, sentOf(chunks.frames, id).count - 1, "told busy once its other chunks were stored");
+    }
+  } finally {
+    thaw?.();
+    answers.stop();
+    chunks.stop();
+    await observer.close();
+  }
 });

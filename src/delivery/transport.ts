@@ -32,6 +32,8 @@ export class Transport {
   private inbox = "";
   private requests = 0;
   private answers = new Map<string, (msg: Msg) => void>();
+  /** Ends each request still waiting for its answer: close() ends them, so a stop never waits out an ACKTimeout. */
+  private waiting = new Set<(err: Error) => void>();
   private lastProblem = "";
   private readonly credentials: BrokerCredentials;
   /** Ends the wait for a connection attempt when the transport closes. */
@@ -190,7 +192,8 @@ export class Transport {
   /**
    * Send and wait for an answer that `accept` takes (it returns what it makes of it), ignoring the others:
    * anyone who can read the request can answer on its inbox first, so the first answer is not the one.
-   * Throws "timeout" when none was taken within `timeoutMs`, "no subscriber on …" at once when nobody listens.
+   * Throws "timeout" when none was taken within `timeoutMs`, "no subscriber on …" at once when nobody listens,
+   * "closing" when close() ends the wait.
    *
    * The answers come on this connection's own inbox (one subscription for all requests, as nats.js's own
    * request does), each request on a subject of its own below it.
@@ -208,10 +211,12 @@ export class Transport {
       const end = (err: Error | undefined, value?: T) => {
         clearTimeout(timer);
         this.answers.delete(replySubject);
+        this.waiting.delete(end);
         if (err) reject(err);
         else resolve(value as T);
       };
       const timer = setTimeout(() => end(new Error("timeout")), timeoutMs);
+      this.waiting.add(end);
       this.answers.set(replySubject, (msg) => {
         // The broker's own answer when no one subscribes to the subject (status 503, no data).
         if (msg.data.length === 0 && msg.headers?.code === 503) {
@@ -253,6 +258,8 @@ export class Transport {
         await nc.close().catch(() => undefined);
       }
     }
+    // Closed: no answer can come any more. What was sent is in the store, to go again at the next start.
+    for (const end of [...this.waiting]) end(new Error("closing"));
     for (const w of this.upWaiters.splice(0)) w();
   }
 }
