@@ -93,7 +93,8 @@ export const chunkSizeFor = (maxPayload: number): number => Math.max(MIN_CHUNK, 
  * Send the chunks of `m` not ACKed yet, WINDOW at a time, each waiting `timeoutMs` for its ACK. Returns the
  * whole message's answer; throws when a chunk got none (the caller re-sends as for any message).
  * `onProgress(acked, count)` after each chunk ACK. `going()` false (the node is closing, or the message was
- * cancelled): no further chunk is sent, and it throws ChunksStopped once those in flight are answered.
+ * cancelled): no further chunk is sent, and it throws ChunksStopped once those in flight are answered or
+ * ended (the transport's close ends them).
  */
 export async function sendChunks(
   transport: Transport,
