@@ -120,6 +120,22 @@ export class ChunkInbox {
     return n;
   }
 
+  /**
+   * `from` cancelled its message `id` before it was whole here: its chunks are deleted now rather than after
+   * IDLE_MS, and no longer count against that sender's incomplete messages. One being put together now finds
+   * the cancel's tombstone in the inbox instead (ACKed, not run).
+   */
+  forget(from: string, id: string): void {
+    const set = this.sets.get(`${from}\0${id}`);
+    if (!set || set.assembling) return;
+    this.opts.log.info("a cancelled chunked message's chunks are deleted", {
+      id,
+      fromNode: from,
+      chunks: `${set.have.size}/${set.head.count}`,
+    });
+    this.remove(set);
+  }
+
   private async receive(msg: Msg): Promise<void> {
     const { wire, store, nodeName } = this.opts;
     const opened = wire.openBody(msg.subject, msg.data);
@@ -153,8 +169,9 @@ export class ChunkInbox {
       this.refuse(msg, signer, h, `expired: not delivered by ${new Date(h.deliverBy).toISOString()}`);
       return;
     }
-    // Delivered already (the answer to its last chunk was lost): ACK it again, as a re-sent message is.
-    if (store.incoming.get(signer, h.chunkOf)) {
+    // Delivered already (the answer to its last chunk was lost), or cancelled before it came: ACK it again, as a
+    // re-sent message is; its chunks are not kept.
+    if (store.incoming.seen(signer, h.chunkOf)) {
       await store.durable();
       this.answer(msg, { ack: h.chunkOf });
       return;

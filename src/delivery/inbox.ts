@@ -320,6 +320,8 @@ export class Inbox {
       return;
     }
     if (outcome === "cancelled") this.runner.cancel(signer, id, reason);
+    // Not here yet: perhaps partly, in chunks.
+    if (outcome === "tombstone") this.chunks.forget(signer, id);
     log.info(
       outcome === "cancelled"
         ? "cancel: the message is not run, or its run is ended"

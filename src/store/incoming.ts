@@ -114,6 +114,14 @@ export class IncomingTable {
   }
 
   /**
+   * Whether a copy of `fromNode`'s message `id` would be a duplicate here: it is stored, or its id is kept after
+   * it was pruned, or after a cancel that came before it (a tombstone).
+   */
+  seen(fromNode: string, id: string): boolean {
+    return this.stmts.get.get(fromNode, id) !== undefined || this.stmts.pruned.get(fromNode, id) !== undefined;
+  }
+
+  /**
    * `fromNode` cancels its message `id`. Only that sender's own message is touched (the key is
    * (fromNode, id)). Not there yet: its id is kept with the dedupe records (src/store/retention.ts) until
    * `deliverBy`, so that the message, arriving later, is a duplicate; past that it is refused as expired.
