@@ -73,11 +73,14 @@ async function approve(node: string, ...flags: string[]): Promise<void> {
   assert.equal(r.code, 0, show(r));
 }
 
-/** The public key a node logged at its start. */
-function loggedKey(node: NodeProcess): string {
-  const m = /"ready" publicKey=(\S+)/.exec(logText(node));
-  assert.ok(m, `no "ready" line in ${node.logPath}`);
-  return m[1] as string;
+/**
+ * The public key a node logged at its start. Waited for: a node answers on its socket (which is what its
+ * start waits for) a moment before its "ready" line is in the file.
+ */
+async function loggedKey(node: NodeProcess): Promise<string> {
+  const ready = /"ready" publicKey=(\S+)/;
+  await waitLog(node, ready);
+  return (ready.exec(logText(node)) as RegExpExecArray)[1] as string;
 }
 
 async function waitLog(node: NodeProcess, re: RegExp): Promise<void> {
@@ -103,7 +106,9 @@ test("the first start creates configFolder/steward.key, readable by its owner on
   const file = join(central.opts.dir, "etc", "steward.key");
   assert.equal(statSync(file).mode & 0o777, 0o600);
   assert.match(readFileSync(file, "utf8"), /^-----BEGIN PRIVATE KEY-----/);
-  assert.ok(logText(central).includes(`"created this node's key pair" file=${file} publicKey=${loggedKey(central)}`));
+  assert.ok(
+    logText(central).includes(`"created this node's key pair" file=${file} publicKey=${await loggedKey(central)}`),
+  );
 });
 
 test("a key file others can read stops the node at start, with the chmod that fixes it", async () => {
@@ -122,7 +127,7 @@ test("a key file others can read stops the node at start, with the chmod that fi
 
 test("a new node is not admitted until approved; then what waited for it goes by itself", async () => {
   const ship1 = await fleet.add("ship1", { promHostAndPort: `127.0.0.1:${prom.ship1}` });
-  const key = loggedKey(ship1);
+  const key = await loggedKey(ship1);
   assert.equal(key, loadOrCreateIdentity(join(ship1.opts.dir, "etc"), "ship1").identity.publicKey);
   await sleepUntil(async () => (await keys()).some((k) => k.name === "ship1"), { what: "ship1's hello at central" });
   const rec = (await keys()).find((k) => k.name === "ship1");
@@ -317,7 +322,7 @@ test("a key approved by hand before the node's first hello: admitted from its fi
     labels: { site: "north", role: "db" },
   });
   const ship7 = await fleet.add("ship7");
-  assert.equal(loggedKey(ship7), identity.publicKey);
+  assert.equal(await loggedKey(ship7), identity.publicKey);
   await waitBundle(fleet, ["ship7"]);
   await expectDone("central", await sendQuick(fleet, "central", "ship7", "ping", [], { retries: 5 }));
   await expectDone("ship7", await sendQuick(fleet, "ship7", "ship2", "ping", [], { retries: 5 }));
