@@ -7,9 +7,11 @@
  *             then the socket is paused until an ACK makes room (back-pressure reaches the sender's peer).
  *   ACK       the receiver takes only the next number (an earlier one is a duplicate or a replay: ACKed
  *             again, never written twice; a later one is dropped and comes again) and ACKs cumulatively;
- *             while its socket cannot take more it holds the ACK, which fills the sender's window.
- *   retransmit no ACK for RETRANSMIT_MS: every frame in flight goes again; after MAX_RETRANSMITS without
- *             progress the peer is gone and the session is reset.
+ *             while its socket cannot take more it holds the ACK, which fills the sender's window: a frame
+ *             sent again then gets the ACK it gave last, which says "here, but full".
+ *   retransmit no ACK for RETRANSMIT_MS: every frame in flight goes again; after MAX_RETRANSMITS with
+ *             neither progress nor "full" the peer is gone and the session is reset. A peer that answers
+ *             "full" is there, its reader slow or paused: the session waits for it as long as it takes.
  *   close     the socket's end goes as fin, numbered like data, and half-closes the peer's socket once
  *             everything before it is written. Both fins taken and ACKed: the session is over. An error, a
  *             reset from the peer, or the forwarding's end (methodTimeout) resets it at once (rst).
@@ -29,6 +31,8 @@ export class PortSession {
   bytesReceived = 0;
   private nextSeq = 0;
   private expected = 0;
+  /** The last number ACKed: what a frame sent again gets while the ACK is held. */
+  private ackedUpTo = -1;
   private readonly inFlight: PortFrame[] = [];
   private timer: NodeJS.Timeout | undefined;
   private retransmits = 0;
@@ -122,7 +126,9 @@ export class PortSession {
   }
 
   private ack(): void {
-    if (!this.holdingAck && !this.over) this.channel.send({ s: this.id, t: "ack", a: this.expected - 1 });
+    if (this.over) return;
+    if (!this.holdingAck) this.ackedUpTo = this.expected - 1;
+    this.channel.send({ s: this.id, t: "ack", a: this.ackedUpTo });
   }
 
   private acked(upTo: number): void {
@@ -131,7 +137,11 @@ export class PortSession {
       this.inFlight.shift();
       progress = true;
     }
-    if (!progress) return;
+    if (!progress) {
+      // The ACK of everything before what is in flight, again: the peer is there with its socket full.
+      if (upTo === (this.inFlight[0]?.q ?? 0) - 1) this.retransmits = 0;
+      return;
+    }
     this.retransmits = 0;
     clearTimeout(this.timer);
     this.timer = this.inFlight.length > 0 ? setTimeout(() => this.retransmit(), RETRANSMIT_MS) : undefined;
