@@ -308,6 +308,9 @@ describe("port forwarding", () => {
       );
       frames.stop();
       assert.equal(reset, false, "the session was reset while its client only did not read");
+      // Told "full", ship1 asks with one frame at a time, not its whole window each second.
+      const repeated = [...tries.values()].filter((n) => n > 3).length;
+      assert.equal(repeated, 1, `frames sent more than 3 times: ${repeated} (${JSON.stringify([...tries])})`);
     });
   });
 

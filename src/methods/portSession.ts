@@ -36,6 +36,8 @@ export class PortSession {
   private readonly inFlight: PortFrame[] = [];
   private timer: NodeJS.Timeout | undefined;
   private retransmits = 0;
+  /** The peer's last answer said "here, but full": a re-send is then only a probe, its first frame. */
+  private peerFull = false;
   private holdingAck = false;
   private finSent = false;
   private finTaken = false;
@@ -138,11 +140,16 @@ export class PortSession {
       progress = true;
     }
     if (!progress) {
-      // The ACK of everything before what is in flight, again: the peer is there with its socket full.
-      if (upTo === (this.inFlight[0]?.q ?? 0) - 1) this.retransmits = 0;
+      // The ACK of everything before what is in flight, again: the peer is there with its socket full (or the
+      // first frame in flight was lost, which the probe sends again too).
+      if (upTo === (this.inFlight[0]?.q ?? 0) - 1) {
+        this.retransmits = 0;
+        this.peerFull = true;
+      }
       return;
     }
     this.retransmits = 0;
+    this.peerFull = false;
     clearTimeout(this.timer);
     this.timer = this.inFlight.length > 0 ? setTimeout(() => this.retransmit(), RETRANSMIT_MS) : undefined;
     if (this.inFlight.length < WINDOW && !this.finSent) this.socket.resume();
@@ -153,7 +160,8 @@ export class PortSession {
     this.timer = undefined;
     if (this.over || this.inFlight.length === 0) return;
     if (++this.retransmits > MAX_RETRANSMITS) return this.reset(true);
-    for (const frame of this.inFlight) this.channel.send(frame);
+    // To a peer that is full the window is not sent again each second: one frame asks it whether it still is.
+    for (const frame of this.peerFull ? this.inFlight.slice(0, 1) : this.inFlight) this.channel.send(frame);
     this.timer = setTimeout(() => this.retransmit(), RETRANSMIT_MS);
   }
 
