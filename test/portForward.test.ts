@@ -1,18 +1,21 @@
 /**
  * Port forwarding (portDst/portSrc): ship1's real TCP echo server and HTTP server, reached through a port
  * central listens on, with real nodes on a real broker. Bytes arrive in order (a 5 MiB stream too) over
- * several connections at once; either end's close reaches the other; methodTimeout ends the forward with
+ * several connections at once; either end's close reaches the other; a reader that stops reading (the client,
+ * or the service) holds the writer back without either node buffering what it writes, keeps its session
+ * however long it stops, and then gets every byte; methodTimeout ends the forward with
  * a result; frames injected from a raw NATS client (forged, replayed, signed by a third node) are dropped
  * and counted, and the stream is unchanged.
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, get, type Server as HttpServer } from "node:http";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test, type TestContext } from "node:test";
 import { cancelMessages, listMessages, query } from "../src/client/client.js";
 import { portSubject } from "../src/delivery/subjects.js";
 import { Fleet, sleepUntil } from "../src/harness/fleet.js";
@@ -135,6 +138,113 @@ async function newPortSrc(before: string[]): Promise<string> {
   return id as string;
 }
 
+/** Bytes a writer tries to push through the forward while its reader takes nothing. */
+const FLOOD = 96 * 1024 * 1024;
+
+/** A node process's resident memory (VmRSS), in bytes. */
+function rss(node: string): number {
+  const status = readFileSync(`/proc/${fleet.node(node).pid}/status`, "utf8");
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024;
+}
+
+/**
+ * A service on ship1, forwarded, that reads a request and then stops reading, and a client through the forward
+ * that sends it `request` and reads nothing: both sockets, paused, once the request has arrived. The service's
+ * socket is the first one that sends something (forward()'s probe sends nothing). Both go when `t` ends.
+ */
+async function requested(t: TestContext, request: string): Promise<{ client: Socket; service: Socket }> {
+  const sockets: Socket[] = [];
+  let took: (v: { socket: Socket; chunk: Buffer }) => void = () => {};
+  const requestIn = new Promise<{ socket: Socket; chunk: Buffer }>((r) => (took = r));
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.push(socket);
+    socket.once("data", (chunk: Buffer) => {
+      socket.pause();
+      took({ socket, chunk });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  });
+  const { port } = await forward(portOf(server), 120);
+  const client = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+  t.after(() => client.destroy());
+  await once(client, "connect");
+  client.pause();
+  client.write(request);
+  const { socket, chunk } = await requestIn;
+  assert.equal(chunk.toString(), request);
+  return { client, service: socket };
+}
+
+/**
+ * `writer` writes FLOOD bytes as fast as it is let (like any server: no more once write() says its buffer is
+ * full, until 'drain'), while `reader` is paused and takes nothing. The nodes between them must pass that on
+ * and hold the writer back, not buffer the flood: the writer gets only a small part in and neither node's
+ * memory grows by much, even after `whileHeld`. Then `reader` reads again, and every byte arrives, in order.
+ */
+async function floodPausedReader(
+  writer: Socket,
+  reader: Socket,
+  whileHeld: () => Promise<void> = async () => {},
+): Promise<void> {
+  const before = { central: rss("central"), ship1: rss("ship1") };
+  const sent = createHash("sha256");
+  let handed = 0;
+  let waiting = false;
+  let pushedBack = false;
+  const writing = (async () => {
+    while (handed < FLOOD) {
+      const block = randomBytes(256 * 1024);
+      sent.update(block);
+      handed += block.length;
+      if (!writer.write(block)) {
+        pushedBack = waiting = true;
+        await once(writer, "drain");
+        waiting = false;
+      }
+    }
+    writer.end();
+  })();
+  // Held back: waiting for 'drain', with nothing more taken over four polls in a row (or all of it taken: not held).
+  let last = -1;
+  let still = 0;
+  await sleepUntil(
+    () => {
+      still = waiting && handed === last ? still + 1 : 0;
+      last = handed;
+      return still >= 4 || handed >= FLOOD;
+    },
+    { intervalMs: 250, timeoutMs: 30_000, what: "the writer to be held back" },
+  );
+  const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  assert.ok(pushedBack, "the writer's write() said its buffer was full");
+  // What the writer got in sits in the four sockets' kernel buffers (some MiB on loopback) and 16 frames.
+  assert.ok(handed < FLOOD / 4, `the writer got ${mib(handed)} of ${mib(FLOOD)} in while nothing was read`);
+  await whileHeld();
+  // Half, not less: a node's first heavy traffic grows its heap by some tens of MiB whatever it carries (when this
+  // test runs alone); a node that buffers the flood grows by more than all of it.
+  for (const node of ["central", "ship1"] as const) {
+    const grown = rss(node) - before[node];
+    assert.ok(grown < FLOOD / 2, `${node}'s memory grew by ${mib(grown)} while nothing was read`);
+  }
+
+  const got = createHash("sha256");
+  let received = 0;
+  const ended = once(reader, "end");
+  reader.on("data", (chunk: Buffer) => {
+    got.update(chunk);
+    received += chunk.length;
+  });
+  reader.resume();
+  await sleepUntil(() => received >= FLOOD, { what: () => `the flood read (${mib(received)})`, timeoutMs: 60_000 });
+  await Promise.all([writing, ended]);
+  assert.equal(received, FLOOD);
+  assert.equal(got.digest("hex"), sent.digest("hex"));
+}
+
 describe("port forwarding", () => {
   let echoForward: { id: string; port: number };
 
@@ -172,6 +282,41 @@ describe("port forwarding", () => {
     await c.ended;
     const big = Buffer.concat([first, second]);
     assert.equal(sha(c.received()), sha(big));
+  });
+
+  test("a client that does not read holds the service back: neither node buffers the flood, and it all arrives", async (t) => {
+    const { client: c, service: socket } = await requested(t, "send me everything\n");
+    await floodPausedReader(socket, c, async () => {
+      // Held longer than a peer that is gone is given (its frames sent again 15 times: src/methods/portSession.ts):
+      // a client that does not read is still there, and its session stays.
+      const frames = attacker.capture(portSubject("central", "ship1"));
+      await frames.ready;
+      const tries = new Map<unknown, number>();
+      let reset = false;
+      let seen = 0;
+      await sleepUntil(
+        () => {
+          for (const f of frames.frames.slice(seen)) {
+            const { t, q } = frameBody(f.data);
+            reset ||= t === "rst";
+            if (t === "data") tries.set(q, (tries.get(q) ?? 0) + 1);
+          }
+          seen = frames.frames.length;
+          return reset || Math.max(0, ...tries.values()) >= 16;
+        },
+        { what: "ship1 to send the held frames 16 times", timeoutMs: 60_000, intervalMs: 250 },
+      );
+      frames.stop();
+      assert.equal(reset, false, "the session was reset while its client only did not read");
+      // Told "full", ship1 asks with one frame at a time, not its whole window each second.
+      const repeated = [...tries.values()].filter((n) => n > 3).length;
+      assert.equal(repeated, 1, `frames sent more than 3 times: ${repeated} (${JSON.stringify([...tries])})`);
+    });
+  });
+
+  test("a service that does not read holds the client back: neither node buffers the flood, and it all arrives", async (t) => {
+    const { client: c, service: socket } = await requested(t, "here it comes\n");
+    await floodPausedReader(c, socket);
   });
 
   test("an HTTP GET through the forward returns the body", async () => {

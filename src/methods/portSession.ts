@@ -7,9 +7,11 @@
  *             then the socket is paused until an ACK makes room (back-pressure reaches the sender's peer).
  *   ACK       the receiver takes only the next number (an earlier one is a duplicate or a replay: ACKed
  *             again, never written twice; a later one is dropped and comes again) and ACKs cumulatively;
- *             while its socket cannot take more it holds the ACK, which fills the sender's window.
- *   retransmit no ACK for RETRANSMIT_MS: every frame in flight goes again; after MAX_RETRANSMITS without
- *             progress the peer is gone and the session is reset.
+ *             while its socket cannot take more it holds the ACK, which fills the sender's window: a frame
+ *             sent again then gets the ACK it gave last, which says "here, but full".
+ *   retransmit no ACK for RETRANSMIT_MS: every frame in flight goes again; after MAX_RETRANSMITS with
+ *             neither progress nor "full" the peer is gone and the session is reset. A peer that answers
+ *             "full" is there, its reader slow or paused: the session waits for it as long as it takes.
  *   close     the socket's end goes as fin, numbered like data, and half-closes the peer's socket once
  *             everything before it is written. Both fins taken and ACKed: the session is over. An error, a
  *             reset from the peer, or the forwarding's end (methodTimeout) resets it at once (rst).
@@ -29,9 +31,13 @@ export class PortSession {
   bytesReceived = 0;
   private nextSeq = 0;
   private expected = 0;
+  /** The last number ACKed: what a frame sent again gets while the ACK is held. */
+  private ackedUpTo = -1;
   private readonly inFlight: PortFrame[] = [];
   private timer: NodeJS.Timeout | undefined;
   private retransmits = 0;
+  /** The peer's last answer said "here, but full": a re-send is then only a probe, its first frame. */
+  private peerFull = false;
   private holdingAck = false;
   private finSent = false;
   private finTaken = false;
@@ -122,7 +128,9 @@ export class PortSession {
   }
 
   private ack(): void {
-    if (!this.holdingAck && !this.over) this.channel.send({ s: this.id, t: "ack", a: this.expected - 1 });
+    if (this.over) return;
+    if (!this.holdingAck) this.ackedUpTo = this.expected - 1;
+    this.channel.send({ s: this.id, t: "ack", a: this.ackedUpTo });
   }
 
   private acked(upTo: number): void {
@@ -131,8 +139,17 @@ export class PortSession {
       this.inFlight.shift();
       progress = true;
     }
-    if (!progress) return;
+    if (!progress) {
+      // The ACK of everything before what is in flight, again: the peer is there with its socket full (or the
+      // first frame in flight was lost, which the probe sends again too).
+      if (upTo === (this.inFlight[0]?.q ?? 0) - 1) {
+        this.retransmits = 0;
+        this.peerFull = true;
+      }
+      return;
+    }
     this.retransmits = 0;
+    this.peerFull = false;
     clearTimeout(this.timer);
     this.timer = this.inFlight.length > 0 ? setTimeout(() => this.retransmit(), RETRANSMIT_MS) : undefined;
     if (this.inFlight.length < WINDOW && !this.finSent) this.socket.resume();
@@ -143,7 +160,8 @@ export class PortSession {
     this.timer = undefined;
     if (this.over || this.inFlight.length === 0) return;
     if (++this.retransmits > MAX_RETRANSMITS) return this.reset(true);
-    for (const frame of this.inFlight) this.channel.send(frame);
+    // To a peer that is full the window is not sent again each second: one frame asks it whether it still is.
+    for (const frame of this.peerFull ? this.inFlight.slice(0, 1) : this.inFlight) this.channel.send(frame);
     this.timer = setTimeout(() => this.retransmit(), RETRANSMIT_MS);
   }
 
