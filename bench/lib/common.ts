@@ -5,7 +5,7 @@
  * the figures (percentiles, medians) that the table prints.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { findNatsServer, LocalNatsServer } from "../../src/harness/natsServer.js";
@@ -86,7 +86,11 @@ export class Bench {
       dir: join(this.dir, nodeName),
       brokerAddress: this.broker.url,
       centralNodeName,
-      entry: process.env.BENCH_CPU_PROF ? this.profiledEntry(process.env.BENCH_CPU_PROF) : STEWARD_BIN,
+      entry: STEWARD_BIN,
+      // BENCH_CPU_PROF=DIR: each node writes a CPU profile to DIR when it stops (not when it is SIGKILLed).
+      ...(process.env.BENCH_CPU_PROF && {
+        nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`],
+      }),
       settings: {
         startPubREQHello: 0,
         logLevel: "warn",
@@ -97,24 +101,6 @@ export class Bench {
     this.onClose(() => p.close());
     await p.start();
     return p;
-  }
-
-  /**
-   * BENCH_CPU_PROF=DIR: node processes write a CPU profile to DIR when they stop. Node 20 refuses
-   * --cpu-prof in NODE_OPTIONS, so the entry is a small launcher that runs steward with the flag
-   * and hands it the SIGTERM it gets.
-   */
-  private profiledEntry(profileDir: string): string {
-    const launcher = join(this.dir, "profiled-steward.mjs");
-    writeFileSync(
-      launcher,
-      `import { spawn } from "node:child_process";
-const child = spawn(process.execPath, ["--cpu-prof", "--cpu-prof-dir=${profileDir}", ${JSON.stringify(STEWARD_BIN)}, ...process.argv.slice(2)], { stdio: "inherit" });
-for (const s of ["SIGTERM", "SIGINT"]) process.on(s, () => child.kill(s));
-child.on("exit", (code) => process.exit(code ?? 1));
-`,
-    );
-    return launcher;
   }
 
   /** Every cleanup runs, in reverse order, even when one fails. */

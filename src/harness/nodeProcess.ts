@@ -18,6 +18,8 @@ export interface NodeProcessOptions {
   settings?: Record<string, string | number>;
   /** The steward entry point; default: the one running now. */
   entry?: string;
+  /** Flags for node itself, before the entry (`--cpu-prof`: Node refuses it in NODE_OPTIONS). */
+  nodeArgs?: string[];
   /** More environment variables for the process (e.g. STEWARD_TEST_CLOCK_OFFSET). */
   env?: Record<string, string>;
 }
@@ -61,7 +63,7 @@ export class NodeProcess {
     const o = this.opts;
     // Without an entry: run the same steward as this process, with the same loader flags (tsx in development).
     const entry = o.entry ?? process.argv[1] ?? "";
-    const loader = o.entry ? [] : process.execArgv;
+    const loader = [...(o.nodeArgs ?? []), ...(o.entry ? [] : process.execArgv)];
     const flags = {
       nodeName: o.nodeName,
       brokerAddress: o.brokerAddress,
