@@ -140,6 +140,8 @@ async function newPortSrc(before: string[]): Promise<string> {
 
 /** Bytes a writer tries to push through the forward while its reader takes nothing. */
 const FLOOD = 96 * 1024 * 1024;
+/** The end of the flood read slowly: more than loopback's socket buffers hold, so the reader's side is full at its end. */
+const SLOW_END = 24 * 1024 * 1024;
 
 /** A node process's resident memory (VmRSS), in bytes. */
 function rss(node: string): number {
@@ -188,8 +190,15 @@ async function requested(t: TestContext, request: string): Promise<{ client: Soc
 async function floodPausedReader(
   writer: Socket,
   reader: Socket,
+  /** The node whose socket `writer` is connected to: its session sends the flood's frames. */
+  writerNode: "central" | "ship1",
   whileHeld: () => Promise<void> = async () => {},
 ): Promise<void> {
+  const readerNode = writerNode === "central" ? "ship1" : "central";
+  // The flood's frames and their ACKs, as the broker carries them.
+  const floodFrames = attacker.capture(portSubject(readerNode, writerNode));
+  const ackFrames = attacker.capture(portSubject(writerNode, readerNode));
+  await Promise.all([floodFrames.ready, ackFrames.ready]);
   const before = { central: rss("central"), ship1: rss("ship1") };
   const sent = createHash("sha256");
   let handed = 0;
@@ -237,12 +246,33 @@ async function floodPausedReader(
   reader.on("data", (chunk: Buffer) => {
     got.update(chunk);
     received += chunk.length;
+    // The end read slowly, as a client at the end of a download over a slow line: the reader's side is full
+    // (its ACK held) when the writer's end arrives.
+    if (FLOOD - received < SLOW_END) {
+      reader.pause();
+      setTimeout(() => reader.resume(), 10);
+    }
   });
   reader.resume();
   await sleepUntil(() => received >= FLOOD, { what: () => `the flood read (${mib(received)})`, timeoutMs: 60_000 });
   await Promise.all([writing, ended]);
   assert.equal(received, FLOOD);
   assert.equal(got.digest("hex"), sent.digest("hex"));
+  // The writer's end (fin) reached the reader's side while it held its ACK for a full socket: that ACK still
+  // goes, the fin with it, so the sending session ends rather than probing until the forward's time is up.
+  const bodies = (c: typeof floodFrames) =>
+    c.frames.map((f) => frameBody(f.data) as { s: string; t: string; q?: number; a?: number });
+  await sleepUntil(() => bodies(floodFrames).some((f) => f.t === "fin"), { what: "the writer's fin on the broker" });
+  const fin = bodies(floodFrames).find((f) => f.t === "fin") as { s: string; q: number };
+  try {
+    await sleepUntil(() => bodies(ackFrames).some((f) => f.t === "ack" && f.s === fin.s && (f.a ?? -1) >= fin.q), {
+      what: () => `${readerNode} to ACK the fin (frame ${fin.q})`,
+      timeoutMs: 20_000,
+    });
+  } finally {
+    floodFrames.stop();
+    ackFrames.stop();
+  }
 }
 
 describe("port forwarding", () => {
@@ -286,7 +316,7 @@ describe("port forwarding", () => {
 
   test("a client that does not read holds the service back: neither node buffers the flood, and it all arrives", async (t) => {
     const { client: c, service: socket } = await requested(t, "send me everything\n");
-    await floodPausedReader(socket, c, async () => {
+    await floodPausedReader(socket, c, "ship1", async () => {
       // Held longer than a peer that is gone is given (its frames sent again 15 times: src/methods/portSession.ts):
       // a client that does not read is still there, and its session stays.
       const frames = attacker.capture(portSubject("central", "ship1"));
@@ -316,7 +346,7 @@ describe("port forwarding", () => {
 
   test("a service that does not read holds the client back: neither node buffers the flood, and it all arrives", async (t) => {
     const { client: c, service: socket } = await requested(t, "here it comes\n");
-    await floodPausedReader(c, socket);
+    await floodPausedReader(c, socket, "central");
   });
 
   test("an HTTP GET through the forward returns the body", async () => {

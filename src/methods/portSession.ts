@@ -97,15 +97,12 @@ export class PortSession {
       this.bytesReceived += bytes.length;
       if (!this.socket.write(bytes) && !this.holdingAck) {
         this.holdingAck = true;
-        this.socket.once("drain", () => {
-          this.holdingAck = false;
-          this.ack();
-          this.finishIfDone();
-        });
+        this.socket.once("drain", () => this.release());
       }
     } else if (frame.t === "fin") {
       this.finTaken = true;
-      this.socket.end();
+      // An ended socket emits no drain: the end's callback (everything written) lets a held ACK go instead.
+      this.socket.end(() => this.release());
     }
     this.ack();
     this.finishIfDone();
@@ -125,6 +122,14 @@ export class PortSession {
     this.channel.send(numbered);
     if (this.inFlight.length >= WINDOW) this.socket.pause();
     this.timer ??= setTimeout(() => this.retransmit(), RETRANSMIT_MS);
+  }
+
+  /** The socket took what was written: the ACK held since goes, and the peer may send more. */
+  private release(): void {
+    if (!this.holdingAck) return;
+    this.holdingAck = false;
+    this.ack();
+    this.finishIfDone();
   }
 
   private ack(): void {
