@@ -295,8 +295,9 @@ export class ChunkInbox {
       },
     } as unknown as Msg;
     this.opts.deliver(inner, method);
-    // Stored (or refused, or dropped as unverifiable): the chunks are done with. Busy: kept, to complete again.
-    if (busy) set.assembling = false;
+    // Stored (or refused, or dropped as unverifiable): the chunks are done with. Busy: kept, to complete again,
+    // unless a cancel came meanwhile (forget() leaves a set being put together alone): nothing completes it then.
+    if (busy && !this.opts.store.incoming.seen(set.from, head.chunkOf)) set.assembling = false;
     else this.remove(set);
   }
 
