@@ -343,12 +343,6 @@ function sentOf(frames: { data: Uint8Array }[], id: string): { sent: number; cou
 }
 
 /** Hold `node` (SIGSTOP): it answers nothing until `resume` (SIGCONT), though its broker link stays open. */
-function freeze(node: string): () => void {
-  const pid = fleet.node(node).pid as number;
-  process.kill(pid, "SIGSTOP");
-  return () => process.kill(pid, "SIGCONT");
-}
-
 const appended = (node: string, from: string, name: string): string =>
   join(fleet.node(node).dataFolder, "in", from, name);
 
@@ -381,7 +375,7 @@ test("a chunked request cancelled mid-send: no further chunk goes out, and it ne
   try {
     const { id } = await underWay("cancelled.b64", 60);
     // ship1 answers no chunk now: central waits on those in flight.
-    thaw = freeze("ship1");
+    thaw = fleet.node("ship1").freeze();
     const out = await runCli(["cancel", id, "--socket-folder", join(fleet.node("central").opts.dir, "tmp")]);
     assert.equal(out.stdout, `${id} cancelled\n`, out.stderr);
     assert.equal((await fleet.status("central", id)).state, "cancelled");
@@ -420,7 +414,7 @@ test("a chunked request cancelled mid-send: no further chunk goes out, and it ne
 test("a graceful stop of the origin mid-send, its target not answering, ends promptly; restarted, it goes on and the request runs once, whole", async () => {
   const central = fleet.node("central");
   const { id, data } = await underWay("resumed.b64", 120);
-  const thaw = freeze("ship1");
+  const thaw = fleet.node("ship1").freeze();
   try {
     // Chunks in flight get no answer: the stop does not wait out their ACKTimeout.
     let exited = false;
@@ -453,7 +447,7 @@ test("more chunked messages completing at once than the target puts together: th
     // ship2 sends no more than its maxMessageSize.
     { from: "ship2", size: 2 * MiB - 64 * 1024 },
   ].map((s, i) => ({ ...s, name: `burst-${i}.bin`, data: randomBytes((s.size * 3) / 4).toString("base64") }));
-  let thaw: (() => void) | undefined = freeze("ship1");
+  let thaw: (() => void) | undefined = fleet.node("ship1").freeze();
   try {
     const ids = await Promise.all(
       sends.map(async (s) => {

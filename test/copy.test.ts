@@ -373,6 +373,28 @@ describe("copy", () => {
     });
   });
 
+  test("a copy cancelled while its destination answers nothing ends at once, and the destination deletes what it held", async () => {
+    const src = randomFile("central", "l.bin", 40 * MiB);
+    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "frozen/l.bin", String(64 * 1024)));
+    await untilHeld("ship1", "frozen/l.bin", (40 * MiB) / (64 * 1024) / 10);
+    // Chunks in flight to ship1 get no answer: the source waits for room in its window.
+    const thaw = fleet.node("ship1").freeze();
+    try {
+      const out = await runCli(["cancel", id as string, "--socket-folder", dirname(fleet.node("central").socketPath)]);
+      assert.equal(out.stdout, `${id} cancelled\n`, out.stderr);
+      assert.equal((await fleet.waitState("central", id as string, "cancelled")).state, "cancelled");
+    } finally {
+      thaw();
+    }
+    await sleepUntil(() => filesOf("ship1", "frozen", "l.bin").length === 0, {
+      timeoutMs: 60_000,
+      what: () => `ship1 deleting the cancelled copy's files (${filesOf("ship1", "frozen", "l.bin").join(", ")})`,
+    });
+    // Central is still there and answering.
+    const [ok] = await fleet.sendOk("central", { toNode: "ship1", method: "cliCommand", methodArgs: ["true"] });
+    assert.equal((await fleet.waitState("central", ok as string)).state, "done");
+  });
+
   test("a finish that fails there (a folder in the file's place) fails the copy and leaves no part files", async () => {
     const src = randomFile("central", "j.bin", MiB);
     mkdirSync(join(fleet.node("ship1").dataFolder, "taken", "j.bin", "inside"), { recursive: true });

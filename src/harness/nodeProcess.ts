@@ -129,6 +129,16 @@ export class NodeProcess {
     await this.exited;
   }
 
+  /**
+   * Freeze it (SIGSTOP): alive, connected as far as the kernel and the broker can tell, answering nothing, as a
+   * node stalled on a hung disk or a full CPU is. Returns what thaws it (SIGCONT).
+   */
+  freeze(): () => void {
+    const child = this.child;
+    child?.kill("SIGSTOP");
+    return () => void child?.kill("SIGCONT");
+  }
+
   async close(): Promise<void> {
     await this.stop();
     this.logStream?.end();

@@ -291,8 +291,13 @@ class Chunks {
     this.started = Date.now();
     this.writtenHere = 0;
     let answered = Date.now();
-    // Cancelled or out of time: the round ends now, not when the chunks in flight are answered or given up.
-    this.signal.addEventListener("abort", stop, { once: true });
+    // Cancelled or out of time: the round ends now, not when the chunks in flight are answered or given up. As
+    // trouble, so that the wait for room in the window ends too (stopped alone resolves at once, every time).
+    const aborted = (): void => {
+      trouble ??= abortReason(this.signal);
+      stop();
+    };
+    this.signal.addEventListener("abort", aborted, { once: true });
     const quiet = setInterval(() => {
       if (inFlight.size === 0 || Date.now() - answered < this.quietMs()) return;
       trouble ??= `no answer from ${this.dst} for ${Math.round((Date.now() - answered) / 1000)} s`;
@@ -342,7 +347,7 @@ class Chunks {
       await Promise.race([Promise.all(inFlight), stopped]);
     } finally {
       clearInterval(quiet);
-      this.signal.removeEventListener("abort", stop);
+      this.signal.removeEventListener("abort", aborted);
     }
     if (this.signal.aborted) throw new MethodError("copySrc", abortReason(this.signal));
     if (failure !== undefined) throw failure;
