@@ -92,6 +92,25 @@ function filesOf(node: string, dir: string, name: string): string[] {
   return existsSync(folder) ? readdirSync(folder).filter((f) => f.includes(name)) : [];
 }
 
+/** Chunks of a copy started by copyUnderWay: 40 MiB in 64 KiB chunks. */
+const UNDER_WAY_CHUNKS = (40 * MiB) / (64 * 1024);
+
+/**
+ * A 40 MiB file of `src`'s copied to `dst`:`dstPath` by central's operator, in 64 KiB chunks; resolves once a tenth
+ * of them is held there (the copy still going). The source file's path and the copy's id.
+ */
+async function copyUnderWay(
+  src: string,
+  name: string,
+  dst: string,
+  dstPath: string,
+): Promise<{ path: string; id: string }> {
+  const path = randomFile(src, name, 40 * MiB);
+  const [id] = await fleet.sendOk("central", copyMessage(src, path, dst, dstPath, String(64 * 1024)));
+  await untilHeld(dst, dstPath, UNDER_WAY_CHUNKS / 10);
+  return { path, id: id as string };
+}
+
 function query<T>(node: string, sql: string): T {
   const db = new Database(join(fleet.node(node).opts.dir, "var", `${node}.sqlite`), { readonly: true });
   try {
@@ -144,18 +163,16 @@ describe("copy", () => {
   });
 
   test("SIGKILL of the destination mid-copy: it completes, and only chunks in flight are sent again", async () => {
-    const src = randomFile("central", "c.bin", 40 * MiB);
-    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "killed/c.bin", String(64 * 1024)));
-    const count = (40 * MiB) / (64 * 1024);
-    await untilHeld("ship1", "killed/c.bin", count / 10);
+    const { path: src, id } = await copyUnderWay("central", "c.bin", "ship1", "killed/c.bin");
+    const count = UNDER_WAY_CHUNKS;
     await fleet.node("ship1").kill();
     const heldAtKill = chunksHeld("ship1", "killed/c.bin");
     // While it waits for ship1, its state on the origin says how far it is.
-    const waiting = await fleet.status("central", id as string);
+    const waiting = await fleet.status("central", id);
     assert.equal(waiting.state, "running");
     assert.match(waiting.result?.data ?? "", /copying .* MiB \(\d+%\)/);
     await fleet.node("ship1").start();
-    await fleet.waitState("central", id as string, "done", 120_000);
+    await fleet.waitState("central", id, "done", 120_000);
     assert.equal(sha256(join(fleet.node("ship1").dataFolder, "killed", "c.bin")), sha256(src));
     // The chunks written before the kill were never sent again: at most a window's worth in flight was.
     const sent = lastCopyLine("central");
@@ -164,14 +181,12 @@ describe("copy", () => {
   });
 
   test("SIGKILL of the source mid-copy: its run starts again and sends only what the destination lacks", async () => {
-    const src = randomFile("ship1", "d.bin", 40 * MiB);
-    const [id] = await fleet.sendOk("central", copyMessage("ship1", src, "ship2", "killed/d.bin", String(64 * 1024)));
-    const count = (40 * MiB) / (64 * 1024);
-    await untilHeld("ship2", "killed/d.bin", count / 10);
+    const { path: src, id } = await copyUnderWay("ship1", "d.bin", "ship2", "killed/d.bin");
+    const count = UNDER_WAY_CHUNKS;
     await fleet.node("ship1").kill();
     const heldAtKill = chunksHeld("ship2", "killed/d.bin");
     await fleet.node("ship1").start();
-    const m = await fleet.waitState("central", id as string, "done", 120_000);
+    const m = await fleet.waitState("central", id, "done", 120_000);
     assert.equal(sha256(join(fleet.node("ship2").dataFolder, "killed", "d.bin")), sha256(src));
     assert.equal(m.rerun, true);
     // The run after the restart found chunks there and sent only the rest.
@@ -249,14 +264,12 @@ describe("copy", () => {
   });
 
   test("the broker killed and restarted mid-copy: the copy goes on from what the destination holds", async () => {
-    const src = randomFile("central", "g.bin", 40 * MiB);
-    const count = (40 * MiB) / (64 * 1024);
-    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship2", "broker/g.bin", String(64 * 1024)));
-    await untilHeld("ship2", "broker/g.bin", count / 10);
+    const { path: src, id } = await copyUnderWay("central", "g.bin", "ship2", "broker/g.bin");
+    const count = UNDER_WAY_CHUNKS;
     await fleet.broker.kill();
     const heldAtKill = chunksHeld("ship2", "broker/g.bin");
     await fleet.broker.restart();
-    await fleet.waitState("central", id as string, "done", 120_000);
+    await fleet.waitState("central", id, "done", 120_000);
     assert.equal(sha256(join(fleet.node("ship2").dataFolder, "broker", "g.bin")), sha256(src));
     // It asked again rather than starting over: what ship2 held at the kill was not sent twice.
     const { sent } = lastCopyLine("central");
@@ -339,33 +352,26 @@ describe("copy", () => {
   });
 
   test("the source file changed while its node was down: the copy fails, no mixed file is put in place, nothing is left", async () => {
-    const src = randomFile("ship1", "h.bin", 40 * MiB);
-    const [id] = await fleet.sendOk("central", copyMessage("ship1", src, "ship2", "changed/h.bin", String(64 * 1024)));
-    await untilHeld("ship2", "changed/h.bin", (40 * MiB) / (64 * 1024) / 10);
+    const { path: src, id } = await copyUnderWay("ship1", "h.bin", "ship2", "changed/h.bin");
     await fleet.node("ship1").kill();
     // Same name and size, other bytes: the chunks ship2 holds are the old file's.
     writeFileSync(src, randomBytes(40 * MiB));
     await fleet.node("ship1").start();
-    const m = await fleet.waitState("central", id as string, "failed", 120_000);
+    const m = await fleet.waitState("central", id, "failed", 120_000);
     assert.match(m.result?.error ?? m.reason ?? "", /not those of the source file/);
     assert.deepEqual(filesOf("ship2", "changed", "h.bin"), [], "neither the file nor its part files");
   });
 
   test("a copy cancelled while its destination is down: the destination deletes what it held when it is back", async () => {
-    const src = randomFile("central", "i.bin", 40 * MiB);
-    const [id] = await fleet.sendOk(
-      "central",
-      copyMessage("central", src, "ship1", "cancelled/i.bin", String(64 * 1024)),
-    );
-    await untilHeld("ship1", "cancelled/i.bin", (40 * MiB) / (64 * 1024) / 10);
+    const { id } = await copyUnderWay("central", "i.bin", "ship1", "cancelled/i.bin");
     await fleet.node("ship1").kill();
     assert.ok(
       filesOf("ship1", "cancelled", "i.bin").some((f) => f.endsWith(".part")),
       "ship1 held part of it",
     );
-    const out = await runCli(["cancel", id as string, "--socket-folder", dirname(fleet.node("central").socketPath)]);
+    const out = await runCli(["cancel", id, "--socket-folder", dirname(fleet.node("central").socketPath)]);
     assert.equal(out.code, 0, out.stderr);
-    assert.equal((await fleet.waitState("central", id as string, "cancelled")).state, "cancelled");
+    assert.equal((await fleet.waitState("central", id, "cancelled")).state, "cancelled");
     await fleet.node("ship1").start();
     await sleepUntil(() => filesOf("ship1", "cancelled", "i.bin").length === 0, {
       timeoutMs: 60_000,
@@ -374,15 +380,13 @@ describe("copy", () => {
   });
 
   test("a copy cancelled while its destination answers nothing ends at once, and the destination deletes what it held", async () => {
-    const src = randomFile("central", "l.bin", 40 * MiB);
-    const [id] = await fleet.sendOk("central", copyMessage("central", src, "ship1", "frozen/l.bin", String(64 * 1024)));
-    await untilHeld("ship1", "frozen/l.bin", (40 * MiB) / (64 * 1024) / 10);
+    const { id } = await copyUnderWay("central", "l.bin", "ship1", "frozen/l.bin");
     // Chunks in flight to ship1 get no answer: the source waits for room in its window.
     const thaw = fleet.node("ship1").freeze();
     try {
-      const out = await runCli(["cancel", id as string, "--socket-folder", dirname(fleet.node("central").socketPath)]);
+      const out = await runCli(["cancel", id, "--socket-folder", dirname(fleet.node("central").socketPath)]);
       assert.equal(out.stdout, `${id} cancelled\n`, out.stderr);
-      assert.equal((await fleet.waitState("central", id as string, "cancelled")).state, "cancelled");
+      assert.equal((await fleet.waitState("central", id, "cancelled")).state, "cancelled");
     } finally {
       thaw();
     }

@@ -118,7 +118,7 @@ export class IncomingTable {
    * it was pruned, or after a cancel that came before it (a tombstone).
    */
   seen(fromNode: string, id: string): boolean {
-    return this.stmts.get.get(fromNode, id) !== undefined || this.stmts.pruned.get(fromNode, id) !== undefined;
+    return this.stmts.exists.get(fromNode, id) !== undefined || this.stmts.pruned.get(fromNode, id) !== undefined;
   }
 
   /**
@@ -129,8 +129,7 @@ export class IncomingTable {
   cancel(fromNode: string, id: string, reason: string, deliverBy: number): CancelOutcome {
     return this.commits.write(() => {
       if (this.stmts.markCancelled.run(reason, Date.now(), fromNode, id).changes === 1) return "cancelled";
-      if (this.stmts.exists.get(fromNode, id) !== undefined) return "finished";
-      if (this.stmts.pruned.get(fromNode, id) !== undefined) return "finished";
+      if (this.seen(fromNode, id)) return "finished";
       this.stmts.tombstone.run(fromNode, id, deliverBy);
       return "tombstone";
     });
